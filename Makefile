@@ -1,0 +1,53 @@
+# Starling build, run and test targets. `make help` lists them.
+
+GO        ?= go
+BIN       ?= bin/starling
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+PKGS      := ./...
+FUZZTIME  ?= 10s
+
+.PHONY: help build run test test-unit test-e2e bench lint fuzz clean
+
+help:
+	@echo "make build   build $(BIN) (static, CGO_ENABLED=0)"
+	@echo "make run     run one node: MQTT on 127.0.0.1:1883, data in ./data"
+	@echo "make test    run every test with the race detector (e2e included)"
+	@echo "make bench   run the Go benchmarks with allocation counts"
+	@echo "make lint    gofmt, go vet and go mod verify"
+	@echo "make fuzz    run each fuzz target for FUZZTIME (default $(FUZZTIME))"
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/starling
+
+run: build
+	./$(BIN) serve --listen tcp://127.0.0.1:1883 --data-dir ./data
+
+test:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+test-unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+test-e2e:
+	$(GO) test -race -count=1 -timeout 15m ./test/e2e/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) mod verify
+
+# fuzz runs every Fuzz target of every package for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+clean:
+	rm -rf bin

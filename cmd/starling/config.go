@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/starling-mqtt/starling/node"
+	"github.com/starling-mqtt/starling/storage"
+)
+
+// fileConfig is the YAML configuration file. Every key is optional; a missing
+// key keeps the default. Unknown keys are rejected so that a typo never passes
+// silently.
+type fileConfig struct {
+	NodeName   string         `yaml:"node_name"`
+	DataDir    string         `yaml:"data_dir"`
+	Durability string         `yaml:"durability"`
+	Listeners  []fileListener `yaml:"listeners"`
+	Log        fileLog        `yaml:"log"`
+	KeepAlive  fileKeepAlive  `yaml:"keepalive"`
+	Write      fileWrite      `yaml:"write"`
+	Limits     fileLimits     `yaml:"limits"`
+}
+
+type fileListener struct {
+	URL            string `yaml:"url"`
+	AllowAnonymous *bool  `yaml:"allow_anonymous"`
+}
+
+type fileLog struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+type fileKeepAlive struct {
+	ConnectTimeout duration `yaml:"connect_timeout"`
+}
+
+type fileWrite struct {
+	Timeout duration `yaml:"timeout"`
+}
+
+type fileLimits struct {
+	MaxPacketSize             uint32 `yaml:"max_packet_size"`
+	ReceiveMaximum            uint16 `yaml:"receive_maximum"`
+	MaxInflight               uint16 `yaml:"max_inflight"`
+	MaxQueuedMessages         int    `yaml:"max_queued_messages"`
+	MaxQueuedBytes            int64  `yaml:"max_queued_bytes"`
+	QueueOverflow             string `yaml:"queue_overflow"`
+	MaxSubscriptionsPerClient int    `yaml:"max_subscriptions_per_client"`
+	MaxTopicLength            int    `yaml:"max_topic_length"`
+	MaxTopicLevels            int    `yaml:"max_topic_levels"`
+	MaxTopicAlias             uint16 `yaml:"max_topic_alias"`
+	MaxRetainedMessages       int    `yaml:"max_retained_messages"`
+	MaxRetainedBytes          int64  `yaml:"max_retained_bytes"`
+	MaxDiskBytes              int64  `yaml:"max_disk_bytes"`
+	MaxOutboundBytes          int    `yaml:"max_outbound_bytes"`
+	MaxClientIDLength         int    `yaml:"max_client_id_length"`
+}
+
+// duration reads YAML values such as "10s" or "1m30s".
+type duration time.Duration
+
+func (d *duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q: use a value such as 10s or 1m", n.Line, n.Value)
+	}
+	*d = duration(v)
+	return nil
+}
+
+// loadFile reads a YAML configuration file.
+func loadFile(path string) (fileConfig, error) {
+	var fc fileConfig
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fc, fmt.Errorf("read config file: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
+		return fc, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return fc, nil
+}
+
+// settings are the command-line and environment values that override the file.
+type settings struct {
+	configPath string
+	listen     []string
+	dataDir    string
+	nodeName   string
+	durability string
+	logLevel   string
+	logFormat  string
+}
+
+// applyEnv fills settings that no flag set from STARLING_* variables.
+func (st *settings) applyEnv(setByFlag map[string]bool) {
+	env := func(flagName, key string, dst *string) {
+		if v, ok := os.LookupEnv(key); ok && !setByFlag[flagName] {
+			*dst = v
+		}
+	}
+	env("config", "STARLING_CONFIG", &st.configPath)
+	env("data-dir", "STARLING_DATA_DIR", &st.dataDir)
+	env("node-name", "STARLING_NODE_NAME", &st.nodeName)
+	env("durability", "STARLING_DURABILITY", &st.durability)
+	env("log-level", "STARLING_LOG_LEVEL", &st.logLevel)
+	env("log-format", "STARLING_LOG_FORMAT", &st.logFormat)
+	if v, ok := os.LookupEnv("STARLING_LISTEN"); ok && !setByFlag["listen"] {
+		st.listen = splitList(v)
+	}
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// buildConfig merges defaults, the file and the overrides, in that order.
+func buildConfig(fc fileConfig, st settings) (node.Config, logSettings, error) {
+	cfg := node.Config{
+		NodeName:       fc.NodeName,
+		DataDir:        fc.DataDir,
+		ConnectTimeout: time.Duration(fc.KeepAlive.ConnectTimeout),
+		WriteTimeout:   time.Duration(fc.Write.Timeout),
+		Limits:         node.Limits(fc.Limits),
+	}
+	for _, l := range fc.Listeners {
+		cfg.Listeners = append(cfg.Listeners, node.ListenerConfig{URL: l.URL, AllowAnonymous: l.AllowAnonymous})
+	}
+	logs := logSettings{level: fc.Log.Level, format: fc.Log.Format}
+	durability := fc.Durability
+
+	if len(st.listen) > 0 {
+		cfg.Listeners = nil
+		for _, u := range st.listen {
+			cfg.Listeners = append(cfg.Listeners, node.ListenerConfig{URL: u})
+		}
+	}
+	override(&cfg.DataDir, st.dataDir)
+	override(&cfg.NodeName, st.nodeName)
+	override(&durability, st.durability)
+	override(&logs.level, st.logLevel)
+	override(&logs.format, st.logFormat)
+
+	switch durability {
+	case "", "sync":
+		cfg.Durability = storage.DurabilitySync
+	case "relaxed":
+		cfg.Durability = storage.DurabilityRelaxed
+	default:
+		return cfg, logs, fmt.Errorf("durability: %q is invalid: use sync or relaxed", durability)
+	}
+	if err := logs.validate(); err != nil {
+		return cfg, logs, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, logs, err
+	}
+	return cfg, logs, nil
+}
+
+func override(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
+}

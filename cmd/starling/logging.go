@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+)
+
+// logSettings choose the log level and format.
+type logSettings struct {
+	level  string
+	format string
+}
+
+func (l logSettings) validate() error {
+	if _, err := l.slogLevel(); err != nil {
+		return err
+	}
+	switch l.format {
+	case "", "text", "json":
+		return nil
+	}
+	return fmt.Errorf("log.format: %q is invalid: use text or json", l.format)
+}
+
+func (l logSettings) slogLevel() (slog.Level, error) {
+	switch l.level {
+	case "", "info":
+		return slog.LevelInfo, nil
+	case "debug":
+		return slog.LevelDebug, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("log.level: %q is invalid: use debug, info, warn or error", l.level)
+}
+
+// logger builds the process logger; validate has already passed.
+func (l logSettings) logger(w io.Writer) *slog.Logger {
+	level, _ := l.slogLevel()
+	opts := &slog.HandlerOptions{Level: level}
+	if l.format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,115 @@
+// Command starling runs and manages Starling MQTT broker nodes.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/starling-mqtt/starling/node"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `Starling is a clustered MQTT 3.1, 3.1.1 and 5.0 broker.
+
+Usage:
+  starling serve [flags]    run a broker node (starling serve -h lists the flags)
+  starling version          print the version
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "serve":
+		os.Exit(serve(os.Args[2:]))
+	case "version", "--version", "-v":
+		fmt.Println("starling", version)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "starling: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+}
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// serve runs one node until SIGTERM or SIGINT, and returns the exit code.
+func serve(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var st settings
+	var listen listFlag
+	fs.StringVar(&st.configPath, "config", "", "YAML configuration file (env STARLING_CONFIG)")
+	fs.Var(&listen, "listen", "client listener URL, tcp://HOST:PORT; repeatable (env STARLING_LISTEN, comma-separated; default tcp://127.0.0.1:1883)")
+	fs.StringVar(&st.dataDir, "data-dir", "", "directory of the node's data (env STARLING_DATA_DIR; default ./data)")
+	fs.StringVar(&st.nodeName, "node-name", "", "name of this node in logs (env STARLING_NODE_NAME)")
+	fs.StringVar(&st.durability, "durability", "", "sync (acknowledge after fsync, the default) or relaxed (env STARLING_DURABILITY)")
+	fs.StringVar(&st.logLevel, "log-level", "", "debug, info, warn or error (env STARLING_LOG_LEVEL; default info)")
+	fs.StringVar(&st.logFormat, "log-format", "", "text or json (env STARLING_LOG_FORMAT; default text)")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take before connections are cut")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	st.listen = listen
+	setByFlag := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { setByFlag[f.Name] = true })
+	st.applyEnv(setByFlag)
+
+	var fc fileConfig
+	if st.configPath != "" {
+		var err error
+		if fc, err = loadFile(st.configPath); err != nil {
+			fmt.Fprintln(os.Stderr, "starling:", err)
+			return 2
+		}
+	}
+	cfg, logs, err := buildConfig(fc, st)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starling: invalid configuration:", err)
+		return 2
+	}
+	logger := logs.logger(os.Stderr)
+	slog.SetDefault(logger)
+	cfg.Logger = logger
+
+	srv, err := node.New(cfg)
+	if err != nil {
+		logger.Error("start failed", "err", err)
+		return 1
+	}
+	if err := srv.Start(); err != nil {
+		logger.Error("start failed", "err", err)
+		srv.Shutdown(context.Background())
+		return 1
+	}
+	logger.Info("starling started", "version", version, "data_dir", cfg.DataDir)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	got := <-sig
+	logger.Info("signal received; shutting down", "signal", got.String())
+	signal.Stop(sig)
+
+	ctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Error("shutdown failed", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,243 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/starling-mqtt/starling/storage"
+)
+
+// Config configures one broker node. The zero value of every field means its
+// default (see DefaultConfig); Validate reports the first invalid field by name.
+type Config struct {
+	// NodeName names this node in logs. Default: the host name.
+	NodeName string
+
+	// Listeners are the addresses the node accepts clients on. Default: one TCP
+	// listener on 127.0.0.1:1883.
+	Listeners []ListenerConfig
+
+	// DataDir is the directory of the Pebble store. Default: ./data.
+	DataDir string
+
+	// Durability says when a QoS 1/2 acknowledgement may be sent: after an fsync
+	// (storage.DurabilitySync, the default) or after the write is queued
+	// (storage.DurabilityRelaxed, which can lose the last few milliseconds on a
+	// crash).
+	Durability storage.Durability
+
+	// ConnectTimeout bounds how long a new socket may stay open without a
+	// complete CONNECT. Default: 10 s.
+	ConnectTimeout time.Duration
+
+	// WriteTimeout bounds one write to a client socket; a client that does not
+	// read for this long is disconnected. Default: 30 s.
+	WriteTimeout time.Duration
+
+	// Limits bounds what one client and the node may use.
+	Limits Limits
+
+	// Logger receives the node's logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// ListenerConfig is one client listener.
+type ListenerConfig struct {
+	// URL is "tcp://HOST:PORT". Port 0 picks a free port.
+	URL string
+
+	// AllowAnonymous admits clients without credentials. Nil means true for a
+	// loopback-only address and false otherwise, so that a node reachable from
+	// the network never accepts anonymous clients unless told to.
+	AllowAnonymous *bool
+}
+
+// Limits bounds memory, disk and protocol sizes. Zero means the default.
+type Limits struct {
+	// MaxPacketSize is the largest packet accepted from a client, in bytes,
+	// also sent as Maximum Packet Size in the MQTT 5.0 CONNACK. Default: 1 MiB.
+	MaxPacketSize uint32
+
+	// ReceiveMaximum is how many QoS 1/2 PUBLISH packets a client may have
+	// unacknowledged towards the node (MQTT 5.0 Receive Maximum). Default: 256.
+	ReceiveMaximum uint16
+
+	// MaxInflight caps the outbound QoS 1/2 window per client; the window is the
+	// smaller of this and the client's Receive Maximum. Default: 64.
+	MaxInflight uint16
+
+	// MaxQueuedMessages and MaxQueuedBytes bound the messages waiting for one
+	// session beyond its inflight window (offline or slow). Defaults: 1,000 and
+	// 16 MiB.
+	MaxQueuedMessages int
+	MaxQueuedBytes    int64
+
+	// QueueOverflow is what happens to a message that arrives at a full queue:
+	// "drop_oldest" (default) removes the oldest waiting message, "drop_newest"
+	// discards the arriving one. Either way the drop is counted and logged.
+	QueueOverflow string
+
+	// MaxSubscriptionsPerClient bounds the topic filters of one session.
+	// Default: 1,000.
+	MaxSubscriptionsPerClient int
+
+	// MaxTopicLength (bytes) and MaxTopicLevels bound topic names and filters.
+	// Defaults: 1,024 and 32.
+	MaxTopicLength int
+	MaxTopicLevels int
+
+	// MaxTopicAlias is the Topic Alias Maximum the node accepts from a client.
+	// Default: 64.
+	MaxTopicAlias uint16
+
+	// MaxRetainedMessages and MaxRetainedBytes bound the retained store; a new
+	// retained topic beyond them is not stored (QoS 1/2: PUBACK 0x97 in MQTT 5.0).
+	// Defaults: 100,000 and 256 MiB.
+	MaxRetainedMessages int
+	MaxRetainedBytes    int64
+
+	// MaxDiskBytes bounds the store on disk; above it QoS 1/2 publishes that need
+	// a write are refused. Default: 0, no limit beyond the disk itself.
+	MaxDiskBytes int64
+
+	// MaxOutboundBytes bounds the bytes of QoS 0 messages buffered for one
+	// client's socket; beyond it QoS 0 messages wait in the session queue.
+	// Default: 1 MiB.
+	MaxOutboundBytes int
+
+	// MaxClientIDLength bounds client identifiers, in bytes. Default: 256.
+	MaxClientIDLength int
+}
+
+// Queue overflow policies.
+const (
+	OverflowDropOldest = "drop_oldest"
+	OverflowDropNewest = "drop_newest"
+)
+
+// DefaultConfig returns the configuration of `starling serve` with no flags.
+func DefaultConfig() Config {
+	cfg := Config{}
+	cfg.setDefaults()
+	return cfg
+}
+
+func (c *Config) setDefaults() {
+	if len(c.Listeners) == 0 {
+		c.Listeners = []ListenerConfig{{URL: "tcp://127.0.0.1:1883"}}
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Limits.setDefaults()
+}
+
+func (l *Limits) setDefaults() {
+	setIfZero(&l.MaxPacketSize, 1<<20)
+	setIfZero(&l.ReceiveMaximum, 256)
+	setIfZero(&l.MaxInflight, 64)
+	setIfZero(&l.MaxQueuedMessages, 1000)
+	setIfZero(&l.MaxQueuedBytes, 16<<20)
+	setIfZero(&l.QueueOverflow, OverflowDropOldest)
+	setIfZero(&l.MaxSubscriptionsPerClient, 1000)
+	setIfZero(&l.MaxTopicLength, 1024)
+	setIfZero(&l.MaxTopicLevels, 32)
+	setIfZero(&l.MaxTopicAlias, 64)
+	setIfZero(&l.MaxRetainedMessages, 100000)
+	setIfZero(&l.MaxRetainedBytes, 256<<20)
+	setIfZero(&l.MaxOutboundBytes, 1<<20)
+	setIfZero(&l.MaxClientIDLength, 256)
+}
+
+func setIfZero[T comparable](field *T, value T) {
+	var zero T
+	if *field == zero {
+		*field = value
+	}
+}
+
+// Validate fills in defaults and checks every field, naming the first invalid
+// one and the accepted range.
+func (c *Config) Validate() error {
+	c.setDefaults()
+	for i := range c.Listeners {
+		if _, err := c.Listeners[i].parse(); err != nil {
+			return fmt.Errorf("listeners[%d]: %w", i, err)
+		}
+	}
+	l := &c.Limits
+	switch {
+	case l.MaxPacketSize < 64:
+		return fmt.Errorf("limits.max_packet_size: %d is too small: use at least 64 bytes", l.MaxPacketSize)
+	case l.MaxPacketSize > 268435460:
+		return fmt.Errorf("limits.max_packet_size: %d exceeds the MQTT maximum of 268435460 bytes", l.MaxPacketSize)
+	case l.QueueOverflow != OverflowDropOldest && l.QueueOverflow != OverflowDropNewest:
+		return fmt.Errorf("limits.queue_overflow: %q is invalid: use %q or %q", l.QueueOverflow, OverflowDropOldest, OverflowDropNewest)
+	case l.MaxQueuedMessages < 0 || l.MaxQueuedBytes < 0 || l.MaxRetainedMessages < 0 || l.MaxRetainedBytes < 0 || l.MaxDiskBytes < 0:
+		return errors.New("limits: queue, retained and disk limits must not be negative")
+	case l.MaxTopicLength < 1 || l.MaxTopicLength > 65535:
+		return fmt.Errorf("limits.max_topic_length: %d is out of range 1..65535", l.MaxTopicLength)
+	case l.MaxTopicLevels < 1:
+		return fmt.Errorf("limits.max_topic_levels: %d must be at least 1", l.MaxTopicLevels)
+	case l.MaxClientIDLength < 23 || l.MaxClientIDLength > 65535:
+		return fmt.Errorf("limits.max_client_id_length: %d is out of range 23..65535", l.MaxClientIDLength)
+	}
+	if c.Durability != storage.DurabilitySync && c.Durability != storage.DurabilityRelaxed {
+		return fmt.Errorf("durability: unknown value %d", c.Durability)
+	}
+	return nil
+}
+
+// listenAddr is a parsed ListenerConfig.
+type listenAddr struct {
+	scheme   string
+	address  string
+	loopback bool
+}
+
+func (l ListenerConfig) parse() (listenAddr, error) {
+	u, err := url.Parse(l.URL)
+	if err != nil {
+		return listenAddr{}, fmt.Errorf("invalid listener URL %q: %w", l.URL, err)
+	}
+	if u.Scheme != "tcp" {
+		return listenAddr{}, fmt.Errorf("listener URL %q: scheme %q is not supported yet: use tcp://HOST:PORT", l.URL, u.Scheme)
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil || port == "" {
+		return listenAddr{}, fmt.Errorf("listener URL %q: expected tcp://HOST:PORT", l.URL)
+	}
+	return listenAddr{scheme: u.Scheme, address: u.Host, loopback: isLoopbackHost(host)}, nil
+}
+
+// isLoopbackHost reports whether host names only loopback addresses.
+// "localhost" counts; an empty host or 0.0.0.0 binds every interface and does not.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// allowAnonymous applies the secure default: anonymous only on loopback.
+func (l ListenerConfig) allowAnonymous(addr listenAddr) bool {
+	if l.AllowAnonymous != nil {
+		return *l.AllowAnonymous
+	}
+	return addr.loopback
+}

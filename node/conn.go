@@ -1,0 +1,323 @@
+package node
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/starling-mqtt/starling/node/packet"
+	"github.com/starling-mqtt/starling/storage"
+)
+
+// kickGrace bounds how long a connection closed by the server (takeover,
+// shutdown) may take to flush its final DISCONNECT before the socket closes.
+const kickGrace = 2 * time.Second
+
+// conn is one client network connection. Its reader goroutine (serve) owns the
+// connection and, while connected, the session's QoS flows; a writer goroutine
+// runs only while packets wait to be written.
+type conn struct {
+	srv       *Server
+	nc        net.Conn
+	br        *bufio.Reader
+	remote    string
+	listener  string
+	allowAnon bool
+
+	// Set during CONNECT by the reader, read-only afterwards.
+	version      byte
+	clientID     string
+	keepAlive    uint16
+	maxOutPacket uint32 // the client's Maximum Packet Size; 0: no limit
+	problemInfo  bool   // the client's Request Problem Information
+	sess         atomic.Pointer[session]
+
+	// Owned by the reader goroutine.
+	will             *packet.Will
+	aliases          map[uint16]string
+	normalDisconnect bool
+	pending          pendingPublishes
+
+	kickReason atomic.Uint32 // reason code + 1 when the server closed the connection
+	boundVer   atomic.Uint32 // the protocol version once the session is bound; 0 before
+	done       chan struct{} // closed after the reader has detached the session
+	wg         sync.WaitGroup
+
+	outMu sync.Mutex
+	out   struct {
+		queue      []packet.Packet
+		bytes      int
+		writing    bool
+		closed     bool
+		closeAfter bool
+	}
+}
+
+func newConn(srv *Server, nc net.Conn, listener string, allowAnon bool) *conn {
+	return &conn{
+		srv:       srv,
+		nc:        nc,
+		br:        bufio.NewReaderSize(nc, 4096),
+		remote:    nc.RemoteAddr().String(),
+		listener:  listener,
+		allowAnon: allowAnon,
+		done:      make(chan struct{}),
+	}
+}
+
+func (c *conn) session() *session { return c.sess.Load() }
+
+// closeSocket closes the network connection; safe to call more than once.
+func (c *conn) closeSocket() {
+	c.outMu.Lock()
+	already := c.out.closed
+	c.out.closed = true
+	c.out.queue = nil
+	c.outMu.Unlock()
+	if !already {
+		c.nc.Close()
+	}
+}
+
+// kick closes the connection on the server's initiative (takeover, shutdown),
+// sending an MQTT 5.0 DISCONNECT with the reason first. The reader notices the
+// closed socket and detaches the session; wait on c.done for that.
+func (c *conn) kick(reason packet.ReasonCode) {
+	if !c.kickReason.CompareAndSwap(0, uint32(reason)+1) {
+		return
+	}
+	if c.boundVer.Load() == uint32(packet.Version5) {
+		c.sendAndClose(&packet.Disconnect{ReasonCode: reason})
+		c.nc.SetReadDeadline(time.Now().Add(kickGrace))
+		return
+	}
+	c.closeSocket()
+}
+
+// serve runs the connection to its end. It recovers a panic so that one client
+// can never take the node down, logs it with the stack, and closes only this
+// connection.
+func (c *conn) serve() {
+	defer close(c.done)
+	defer c.wg.Wait()
+	defer c.closeSocket()
+	defer func() {
+		if r := recover(); r != nil {
+			c.srv.log.Error("connection panicked; closing it", keyClientID, c.clientID, keyRemote, c.remote,
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			c.srv.stats.panics.Add(1)
+			c.detach()
+		}
+	}()
+
+	if !c.handshake() {
+		return
+	}
+	err := c.readLoop()
+	c.flushPending()
+	c.reportClose(err)
+	c.detach()
+}
+
+// readLoop reads and handles packets until the connection ends. It returns the
+// reason: nil for a normal DISCONNECT.
+func (c *conn) readLoop() error {
+	for {
+		if c.keepAlive > 0 {
+			// [MQTT-3.1.2-24] Allow one and a half keep alive periods.
+			c.nc.SetReadDeadline(time.Now().Add(time.Duration(c.keepAlive) * 1500 * time.Millisecond))
+		}
+		if c.br.Buffered() == 0 {
+			if err := c.flushPending(); err != nil {
+				return err
+			}
+		}
+		p, err := packet.Read(c.br, c.version, c.srv.cfg.Limits.MaxPacketSize)
+		if err != nil {
+			return c.readError(err)
+		}
+		c.srv.stats.packetsIn.Add(1)
+		if err := c.handle(p); err != nil {
+			return err
+		}
+		if c.normalDisconnect {
+			return nil
+		}
+	}
+}
+
+// errKeepAlive, errClosedByServer and errPeerClosed classify ends that are not
+// protocol errors.
+var (
+	errKeepAlive      = errors.New("keep alive timeout")
+	errClosedByServer = errors.New("closed by the server")
+	errPeerClosed     = errors.New("connection closed by the client")
+)
+
+func (c *conn) readError(err error) error {
+	var perr *packet.Error
+	switch {
+	case errors.As(err, &perr):
+		return perr
+	case c.kickReason.Load() != 0:
+		return errClosedByServer
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return errKeepAlive
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return errPeerClosed
+	default:
+		return fmt.Errorf("read: %w", err)
+	}
+}
+
+// reportClose sends what the spec asks for when a connection ends with an
+// error, and logs one line. For MQTT 5.0 a protocol error gets a DISCONNECT
+// with its reason code; 3.1.1 has no server DISCONNECT, so the socket closes.
+func (c *conn) reportClose(err error) {
+	var perr *packet.Error
+	switch {
+	case err == nil:
+		c.srv.log.Debug("client disconnected", keyClientID, c.clientID, keyRemote, c.remote)
+	case errors.As(err, &perr):
+		c.srv.stats.protocolErrors.Add(1)
+		c.srv.clientWarn.log(c.srv.log, "closing connection after a protocol error",
+			keyClientID, c.clientID, keyRemote, c.remote, keyReason, fmt.Sprintf("0x%02X", byte(perr.Code)), keyErr, perr.Reason)
+		if c.version == packet.Version5 {
+			d := &packet.Disconnect{ReasonCode: perr.Code}
+			if c.problemInfo {
+				d.Properties.ReasonString = perr.Reason
+			}
+			c.sendAndClose(d)
+			c.waitWriter()
+		}
+	case errors.Is(err, errKeepAlive):
+		c.srv.log.Debug("keep alive timeout", keyClientID, c.clientID, keyRemote, c.remote)
+		if c.version == packet.Version5 {
+			c.sendAndClose(&packet.Disconnect{ReasonCode: packet.ReasonKeepAliveTimeout})
+			c.waitWriter()
+		}
+	default:
+		c.srv.log.Debug("connection ended", keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
+	}
+}
+
+// waitWriter gives the writer a bounded time to flush a final packet.
+func (c *conn) waitWriter() {
+	c.nc.SetWriteDeadline(time.Now().Add(kickGrace))
+	c.wg.Wait()
+}
+
+// handle dispatches one packet received after CONNECT.
+func (c *conn) handle(p packet.Packet) error {
+	switch p := p.(type) {
+	case *packet.Publish:
+		return c.handlePublish(p)
+	case *packet.Puback:
+		return c.handlePuback(p)
+	case *packet.Pubrec:
+		return c.handlePubrec(p)
+	case *packet.Pubrel:
+		if err := c.flushPending(); err != nil {
+			return err
+		}
+		return c.handlePubrel(p)
+	case *packet.Pubcomp:
+		return c.handlePubcomp(p)
+	case *packet.Subscribe:
+		if err := c.flushPending(); err != nil {
+			return err
+		}
+		return c.handleSubscribe(p)
+	case *packet.Unsubscribe:
+		if err := c.flushPending(); err != nil {
+			return err
+		}
+		return c.handleUnsubscribe(p)
+	case *packet.Pingreq:
+		c.send(&packet.Pingresp{})
+		return nil
+	case *packet.Disconnect:
+		return c.handleDisconnect(p)
+	case *packet.Connect:
+		// [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
+		return packet.Errorf(packet.ReasonProtocolError, "second CONNECT on one connection")
+	case *packet.Auth:
+		// Enhanced authentication was not negotiated in CONNECT, so AUTH is a protocol error.
+		return packet.Errorf(packet.ReasonProtocolError, "AUTH without an authentication method")
+	default:
+		// CONNACK, SUBACK, UNSUBACK and PINGRESP travel only from server to client.
+		return packet.Errorf(packet.ReasonProtocolError, "packet type %d is sent only by servers", p.Type())
+	}
+}
+
+// handleDisconnect applies a client's DISCONNECT. In MQTT 5.0 the client may
+// change the Session Expiry Interval, but not from zero [MQTT-3.14.2-2], and
+// reason 0x04 asks for the will to be published.
+func (c *conn) handleDisconnect(p *packet.Disconnect) error {
+	sess := c.session()
+	if c.version == packet.Version5 && p.Properties.HasSessionExpiry {
+		sess.mu.Lock()
+		old := sess.mu.expiry
+		if old == 0 && p.Properties.SessionExpiry != 0 {
+			sess.mu.Unlock()
+			return packet.Errorf(packet.ReasonProtocolError, "session expiry changed from 0 in DISCONNECT")
+		}
+		sess.mu.expiry = p.Properties.SessionExpiry
+		sess.mu.Unlock()
+	}
+	if c.version == packet.Version5 && p.ReasonCode == packet.ReasonDisconnectWithWill {
+		return errPeerClosed
+	}
+	// [MQTT-3.14.4-3] A normal DISCONNECT discards the will.
+	c.will = nil
+	c.normalDisconnect = true
+	return nil
+}
+
+// fitsPacketSize reports whether the PUBLISH for d fits the client's Maximum
+// Packet Size. Called with the session lock held.
+func (c *conn) fitsPacketSize(d *delivery, now time.Time) bool {
+	if c.maxOutPacket == 0 {
+		return true
+	}
+	size := 2 + len(d.msg.topic) + len(d.msg.payload) + 5
+	if d.qos > 0 {
+		size += 2
+	}
+	if c.version == packet.Version5 {
+		props := d.msg.props
+		props.SubscriptionIDs = d.subIDs
+		if !d.msg.expiresAt.IsZero() {
+			props.HasMessageExpiry = true
+			props.MessageExpiry = d.msg.remainingExpiry(now)
+		}
+		size += len(packet.AppendPublishProperties(nil, &props))
+	}
+	return uint32(size) <= c.maxOutPacket
+}
+
+// pendingPublishes are publishes decoded but not yet acknowledged: their
+// storage writes share one batch and one fsync, and their deliveries and
+// acknowledgements follow the commit, in order.
+type pendingPublishes struct {
+	batch    *storage.Batch
+	needSync bool
+	targets  []target
+	acks     []packet.Packet
+	retained []retainedUpdate
+}
+
+type target struct {
+	sess *session
+	d    *delivery
+}
+
+// maxPendingPublishes bounds the publishes that share one commit.
+const maxPendingPublishes = 256

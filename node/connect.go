@@ -1,0 +1,151 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"time"
+	"unicode/utf8"
+
+	"github.com/starling-mqtt/starling/node/packet"
+	"github.com/starling-mqtt/starling/router"
+)
+
+// handshake reads and answers the CONNECT. It returns false when the
+// connection must close; it has then logged why and sent what the spec asks.
+func (c *conn) handshake() bool {
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
+	p, err := packet.Read(c.br, 0, c.srv.cfg.Limits.MaxPacketSize)
+	if err != nil {
+		c.rejectBeforeConnack(p, err)
+		return false
+	}
+	c.nc.SetReadDeadline(time.Time{})
+	cp := p.(*packet.Connect)
+	c.version = cp.ProtocolVersion
+	c.problemInfo = !cp.Properties.HasRequestProblemInfo || cp.Properties.RequestProblemInfo == 1
+
+	if code, why := c.validateConnect(cp); code != packet.ReasonSuccess {
+		c.srv.clientWarn.log(c.srv.log, "connection refused", keyClientID, cp.ClientID, keyRemote, c.remote,
+			keyReason, why)
+		c.srv.stats.connectRefused.Add(1)
+		c.refuse(code, why)
+		return false
+	}
+
+	assigned := ""
+	if cp.ClientID == "" {
+		cp.ClientID = generateClientID()
+		assigned = cp.ClientID
+	}
+	c.clientID = cp.ClientID
+	c.keepAlive = cp.KeepAlive
+	c.will = cp.Will
+	if cp.Properties.HasMaximumPacketSize {
+		c.maxOutPacket = cp.Properties.MaximumPacketSize
+	}
+
+	present, err := c.srv.attach(c, cp, assigned)
+	if err != nil {
+		c.srv.log.Error("attach session failed", keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
+		c.refuse(packet.ReasonUnspecifiedError, "session could not be restored")
+		return false
+	}
+	c.srv.log.Debug("client connected", keyClientID, c.clientID, keyRemote, c.remote,
+		"version", c.version, "clean_start", cp.CleanStart, "session_present", present)
+	return true
+}
+
+// rejectBeforeConnack answers a CONNECT that could not be decoded. An
+// unsupported protocol level gets CONNACK 0x01 (3.1.1 form, which every client
+// version can read) [MQTT-3.1.2-2]; other errors in an MQTT 5.0 CONNECT get a
+// CONNACK with the reason code [MQTT-4.13.1-1]; the rest just close.
+func (c *conn) rejectBeforeConnack(p packet.Packet, err error) {
+	var perr *packet.Error
+	if !errors.As(err, &perr) {
+		c.srv.log.Debug("connection closed before CONNECT", keyRemote, c.remote, keyErr, err)
+		return
+	}
+	c.srv.stats.protocolErrors.Add(1)
+	c.srv.clientWarn.log(c.srv.log, "invalid CONNECT", keyRemote, c.remote, keyReason, perr.Reason)
+	cp, _ := p.(*packet.Connect)
+	switch {
+	case perr.Code == packet.ReasonUnsupportedProtocolVersion:
+		c.version = packet.Version311
+		c.sendAndClose(&packet.Connack{ReasonCode: packet.ReasonUnsupportedProtocolVersion})
+	case cp != nil && cp.ProtocolVersion == packet.Version5:
+		c.version = packet.Version5
+		c.sendAndClose(&packet.Connack{ReasonCode: perr.Code})
+	default:
+		return
+	}
+	c.waitWriter()
+}
+
+// refuse sends a CONNACK with a failure code and closes [MQTT-3.2.2-5].
+func (c *conn) refuse(code packet.ReasonCode, why string) {
+	ack := &packet.Connack{ReasonCode: code}
+	if c.version == packet.Version5 && c.problemInfo {
+		ack.Properties.ReasonString = why
+	}
+	c.sendAndClose(ack)
+	c.waitWriter()
+}
+
+// validateConnect checks what the codec cannot: client id rules, will topic,
+// MQTT 5.0 properties, and authentication.
+func (c *conn) validateConnect(cp *packet.Connect) (packet.ReasonCode, string) {
+	lim := &c.srv.cfg.Limits
+	id := cp.ClientID
+	switch {
+	case cp.ProtocolVersion == packet.Version31 && (len(id) == 0 || len(id) > 23):
+		// MQTT 3.1 requires a client id of 1 to 23 characters.
+		return packet.ReasonClientIDNotValid, "MQTT 3.1 client id must have 1 to 23 characters"
+	case id == "" && !cp.CleanStart && cp.ProtocolVersion != packet.Version5:
+		// [MQTT-3.1.3-8] An empty client id needs a clean session in 3.1.1.
+		return packet.ReasonClientIDNotValid, "empty client id requires clean session 1"
+	case len(id) > lim.MaxClientIDLength:
+		return packet.ReasonClientIDNotValid, "client id is longer than the configured maximum"
+	case !utf8.ValidString(id):
+		return packet.ReasonClientIDNotValid, "client id is not valid UTF-8"
+	}
+	if cp.Will != nil {
+		if err := router.ValidateTopicName(cp.Will.Topic, lim.MaxTopicLength, lim.MaxTopicLevels); err != nil {
+			return packet.ReasonTopicNameInvalid, "invalid will topic: " + err.Error()
+		}
+		if int64(len(cp.Will.Payload)) > int64(lim.MaxPacketSize) {
+			return packet.ReasonPacketTooLarge, "will payload exceeds the maximum packet size"
+		}
+	}
+	if cp.Properties.AuthMethod != "" {
+		return packet.ReasonBadAuthenticationMethod, "enhanced authentication is not supported"
+	}
+	if !c.allowAnon {
+		return packet.ReasonNotAuthorized, "this listener does not admit anonymous clients and no authentication is configured"
+	}
+	return packet.ReasonSuccess, ""
+}
+
+// connackFor builds the CONNACK for an accepted connection.
+func (c *conn) connackFor(cp *packet.Connect, present bool, assigned string) *packet.Connack {
+	ack := &packet.Connack{SessionPresent: present}
+	if c.version != packet.Version5 {
+		return ack
+	}
+	lim := &c.srv.cfg.Limits
+	ack.Properties.AssignedClientID = assigned
+	ack.Properties.ReceiveMaximum = lim.ReceiveMaximum
+	ack.Properties.HasReceiveMaximum = true
+	ack.Properties.MaximumPacketSize = lim.MaxPacketSize
+	ack.Properties.HasMaximumPacketSize = true
+	ack.Properties.TopicAliasMaximum = lim.MaxTopicAlias
+	return ack
+}
+
+// generateClientID returns an id for a client that sent an empty one
+// [MQTT-3.1.3-6]: unique with overwhelming probability and within 23 bytes.
+func generateClientID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "auto-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,351 @@
+package node
+
+import (
+	"time"
+
+	"github.com/starling-mqtt/starling/node/packet"
+	"github.com/starling-mqtt/starling/router"
+	"github.com/starling-mqtt/starling/storage"
+)
+
+// handlePublish accepts one PUBLISH from the client. Its storage writes join the
+// pending batch; the acknowledgement goes out after the batch commits
+// (flushPending), so a PUBACK or PUBREC always follows a durable write.
+func (c *conn) handlePublish(p *packet.Publish) error {
+	srv := c.srv
+	lim := &srv.cfg.Limits
+	srv.stats.messagesIn.Add(1)
+
+	if err := c.resolveTopicAlias(p); err != nil {
+		return err
+	}
+	if err := router.ValidateTopicName(p.Topic, lim.MaxTopicLength, lim.MaxTopicLevels); err != nil {
+		// [MQTT-3.3.2-2] A topic name must not contain wildcards.
+		return packet.Errorf(packet.ReasonTopicNameInvalid, "invalid topic name: %v", err)
+	}
+
+	sess := c.session()
+	if p.QoS > 0 {
+		sess.mu.Lock()
+		_, dup := sess.mu.inboundQoS2[p.PacketID]
+		inbound := len(sess.mu.inboundQoS2)
+		sess.mu.Unlock()
+		if dup && p.QoS == 2 {
+			// [MQTT-4.3.3-10] Already received: acknowledge again, deliver nothing.
+			c.pending.acks = append(c.pending.acks, &packet.Pubrec{PacketID: p.PacketID})
+			return nil
+		}
+		if c.version == packet.Version5 && inbound+len(c.pending.acks) >= int(lim.ReceiveMaximum) {
+			// [MQTT-3.3.4-7] The client sent more than the Receive Maximum allows.
+			return packet.Errorf(packet.ReasonReceiveMaximumExceeded, "more than %d unacknowledged QoS 1 and 2 publishes", lim.ReceiveMaximum)
+		}
+	}
+
+	now := time.Now()
+	msg := newMessageFromPublish(p, c.clientID, now)
+	if p.QoS > 0 && srv.store.OverLimit() {
+		return c.refusePublish(p, packet.ReasonQuotaExceeded, "disk limit reached")
+	}
+	if c.pending.batch == nil {
+		c.pending.batch = srv.store.NewBatch()
+	}
+	if msg.retain {
+		if code := srv.stageRetained(msg, c.pending.batch, &c.pending.retained); code != packet.ReasonSuccess {
+			if p.QoS > 0 {
+				return c.refusePublish(p, code, "retained store is full")
+			}
+		}
+	}
+	c.pending.targets = srv.route(msg, c.pending.batch, c.pending.targets)
+
+	switch p.QoS {
+	case 1:
+		c.pending.needSync = true
+		c.pending.acks = append(c.pending.acks, &packet.Puback{PacketID: p.PacketID})
+	case 2:
+		c.pending.needSync = true
+		sess.mu.Lock()
+		sess.mu.inboundQoS2[p.PacketID] = struct{}{}
+		if sess.persistent.Load() {
+			c.pending.batch.PutInboundQoS2(sess.id, p.PacketID)
+		}
+		sess.mu.Unlock()
+		c.pending.acks = append(c.pending.acks, &packet.Pubrec{PacketID: p.PacketID})
+	}
+	if len(c.pending.acks) >= maxPendingPublishes || len(c.pending.targets) >= 4*maxPendingPublishes {
+		return c.flushPending()
+	}
+	return nil
+}
+
+// refusePublish answers a QoS 1/2 PUBLISH the node cannot take. MQTT 5.0 has
+// reason codes for that; 3.1.1 has none, so the connection closes without an
+// acknowledgement and the client resends later.
+func (c *conn) refusePublish(p *packet.Publish, code packet.ReasonCode, why string) error {
+	if c.version != packet.Version5 {
+		return packet.Errorf(code, "%s", why)
+	}
+	c.srv.stats.publishRefused.Add(1)
+	if p.QoS == 1 {
+		c.pending.acks = append(c.pending.acks, &packet.Puback{PacketID: p.PacketID, ReasonCode: code})
+	} else {
+		c.pending.acks = append(c.pending.acks, &packet.Pubrec{PacketID: p.PacketID, ReasonCode: code})
+	}
+	return nil
+}
+
+// resolveTopicAlias applies an MQTT 5.0 Topic Alias: a topic with an alias sets
+// it, an empty topic uses it [MQTT-3.3.2-12].
+func (c *conn) resolveTopicAlias(p *packet.Publish) error {
+	if !p.Properties.HasTopicAlias {
+		if p.Topic == "" {
+			return packet.Errorf(packet.ReasonProtocolError, "empty topic name without a topic alias")
+		}
+		return nil
+	}
+	alias := p.Properties.TopicAlias
+	if alias == 0 || alias > c.srv.cfg.Limits.MaxTopicAlias {
+		return packet.Errorf(packet.ReasonTopicAliasInvalid, "topic alias %d is outside 1..%d", alias, c.srv.cfg.Limits.MaxTopicAlias)
+	}
+	if p.Topic == "" {
+		topic, ok := c.aliases[alias]
+		if !ok {
+			return packet.Errorf(packet.ReasonProtocolError, "topic alias %d is not set", alias)
+		}
+		p.Topic = topic
+		return nil
+	}
+	if c.aliases == nil {
+		c.aliases = make(map[uint16]string)
+	}
+	c.aliases[alias] = p.Topic
+	return nil
+}
+
+// flushPending commits the pending batch, then hands the messages to their
+// sessions and sends the acknowledgements, in the order received.
+func (c *conn) flushPending() error {
+	pp := &c.pending
+	if pp.batch == nil && len(pp.acks) == 0 {
+		return nil
+	}
+	srv := c.srv
+	if pp.batch != nil {
+		var err error
+		switch {
+		case pp.batch.Empty():
+		case pp.needSync:
+			err = pp.batch.Commit()
+		default:
+			err = pp.batch.CommitNoSync()
+		}
+		pp.batch.Close()
+		pp.batch = nil
+		if err != nil {
+			srv.log.Error("storage commit failed; closing the publisher's connection without acknowledging",
+				keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
+			c.pending = pendingPublishes{}
+			return packet.Errorf(packet.ReasonUnspecifiedError, "storage failure")
+		}
+	}
+	srv.applyRetained(pp.retained)
+	for i, t := range pp.targets {
+		t.sess.deliver(t.d)
+		pp.targets[i] = target{}
+	}
+	for i, ack := range pp.acks {
+		c.send(ack)
+		pp.acks[i] = nil
+	}
+	clear(pp.retained)
+	pp.targets, pp.acks, pp.retained, pp.needSync = pp.targets[:0], pp.acks[:0], pp.retained[:0], false
+	return nil
+}
+
+// route finds the sessions that must receive msg and returns one delivery per
+// session (and per shared group) appended to out. Deliveries to persistent
+// sessions at QoS 1/2 are written to b, with the message body, so that they
+// survive a crash once b commits.
+func (s *Server) route(msg *message, b *storage.Batch, out []target) []target {
+	scratch := s.matchPool.Get().(*[]router.Entry)
+	defer func() {
+		clear(*scratch)
+		*scratch = (*scratch)[:0]
+		s.matchPool.Put(scratch)
+	}()
+	matches := s.trie.Match(msg.topic, (*scratch)[:0])
+	*scratch = matches
+	if len(matches) == 0 {
+		return out
+	}
+
+	start := len(out)
+	var shared map[string][]router.Entry
+	for i := range matches {
+		e := &matches[i]
+		if e.Group != "" {
+			if shared == nil {
+				shared = make(map[string][]router.Entry)
+			}
+			key := e.Group + "\x00" + e.Filter
+			shared[key] = append(shared[key], *e)
+			continue
+		}
+		// [MQTT-3.8.3-3] No Local: not back to the publisher.
+		if e.NoLocal && e.ClientID == msg.publisher {
+			continue
+		}
+		out = s.mergeTarget(out, start, msg, e)
+	}
+	for key, members := range shared {
+		e := s.pickShared(key, members)
+		out = s.addTarget(out, msg, e, true)
+	}
+	for i := start; i < len(out); i++ {
+		s.stageDelivery(msg, b, out[i])
+	}
+	return out
+}
+
+// mergeTarget adds e to the deliveries of its client: a client with several
+// matching subscriptions gets one message at the highest granted QoS, carrying
+// every subscription identifier [MQTT-3.3.4-3] [MQTT-3.3.4-4].
+func (s *Server) mergeTarget(out []target, start int, msg *message, e *router.Entry) []target {
+	for i := start; i < len(out); i++ {
+		t := out[i]
+		if t.sess.id != e.ClientID || t.d.shared {
+			continue
+		}
+		t.d.qos = max(t.d.qos, min(msg.qos, e.QoS))
+		t.d.retain = t.d.retain || (msg.retain && e.RetainAsPublished)
+		if e.SubID != 0 {
+			t.d.subIDs = append(t.d.subIDs, e.SubID)
+		}
+		return out
+	}
+	return s.addTarget(out, msg, e, false)
+}
+
+func (s *Server) addTarget(out []target, msg *message, e *router.Entry, shared bool) []target {
+	sess := s.reg.get(e.ClientID)
+	if sess == nil {
+		return out
+	}
+	d := &delivery{
+		msg:    msg,
+		qos:    min(msg.qos, e.QoS),
+		retain: msg.retain && e.RetainAsPublished, // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
+		shared: shared,
+	}
+	if e.SubID != 0 {
+		d.subIDs = []uint32{e.SubID}
+	}
+	return append(out, target{sess: sess, d: d})
+}
+
+// stageDelivery writes a QoS 1/2 delivery to a persistent session into b, with
+// the message body the first time.
+func (s *Server) stageDelivery(msg *message, b *storage.Batch, t target) {
+	if t.d.qos == 0 || !t.sess.persistent.Load() {
+		return
+	}
+	if !msg.stored {
+		if msg.id == 0 {
+			msg.id = s.store.NextID()
+		}
+		b.PutMessage(msg.record())
+		msg.stored = true
+	}
+	t.d.seq = s.store.NextID()
+	t.d.stored = true
+	b.Enqueue(t.sess.id, &storage.QueueEntry{
+		Seq:       t.d.seq,
+		MessageID: msg.id,
+		QoS:       t.d.qos,
+		Retain:    t.d.retain,
+		SubIDs:    t.d.subIDs,
+	})
+}
+
+// handlePuback completes an outbound QoS 1 message.
+func (c *conn) handlePuback(p *packet.Puback) error {
+	sess := c.session()
+	sess.mu.Lock()
+	ok := sess.ackLocked(p.PacketID, 1)
+	sess.mu.Unlock()
+	if !ok {
+		c.srv.log.Debug("PUBACK for an unknown packet id", keyClientID, c.clientID, "packet_id", p.PacketID)
+	}
+	return nil
+}
+
+// handlePubrec moves an outbound QoS 2 message to its second step. A reason code
+// of 0x80 or above ends the flow [MQTT-4.3.3-4].
+func (c *conn) handlePubrec(p *packet.Pubrec) error {
+	sess := c.session()
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	d, ok := sess.mu.inflight[p.PacketID]
+	if !ok || d.qos != 2 {
+		if c.version == packet.Version5 {
+			c.send(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: packet.ReasonPacketIDNotFound})
+		} else {
+			c.send(&packet.Pubrel{PacketID: p.PacketID})
+		}
+		return nil
+	}
+	if p.ReasonCode >= packet.ReasonUnspecifiedError {
+		delete(sess.mu.inflight, p.PacketID)
+		sess.releaseLocked(d)
+		sess.pumpLocked()
+		return nil
+	}
+	if !d.released {
+		d.released = true
+		if d.stored {
+			b := c.srv.store.NewBatch()
+			b.PutInflight(sess.id, &storage.InflightEntry{
+				PacketID: d.pid, Seq: d.seq, MessageID: d.msg.id, QoS: d.qos,
+				Retain: d.retain, SubIDs: d.subIDs, Released: true,
+			})
+			c.srv.commitNoSync(b, sess.id)
+			b.Close()
+		}
+	}
+	c.send(&packet.Pubrel{PacketID: p.PacketID})
+	return nil
+}
+
+// handlePubcomp completes an outbound QoS 2 message.
+func (c *conn) handlePubcomp(p *packet.Pubcomp) error {
+	sess := c.session()
+	sess.mu.Lock()
+	ok := sess.ackLocked(p.PacketID, 2)
+	sess.mu.Unlock()
+	if !ok {
+		c.srv.log.Debug("PUBCOMP for an unknown packet id", keyClientID, c.clientID, "packet_id", p.PacketID)
+	}
+	return nil
+}
+
+// handlePubrel releases an inbound QoS 2 packet id [MQTT-4.3.3-11]; the message
+// was delivered when the PUBLISH arrived.
+func (c *conn) handlePubrel(p *packet.Pubrel) error {
+	sess := c.session()
+	sess.mu.Lock()
+	_, ok := sess.mu.inboundQoS2[p.PacketID]
+	delete(sess.mu.inboundQoS2, p.PacketID)
+	if ok && sess.persistent.Load() {
+		b := c.srv.store.NewBatch()
+		b.DeleteInboundQoS2(sess.id, p.PacketID)
+		c.srv.commitNoSync(b, sess.id)
+		b.Close()
+	}
+	sess.mu.Unlock()
+	comp := &packet.Pubcomp{PacketID: p.PacketID}
+	if !ok && c.version == packet.Version5 {
+		comp.ReasonCode = packet.ReasonPacketIDNotFound
+	}
+	c.send(comp)
+	return nil
+}

@@ -1,0 +1,277 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/starling-mqtt/starling/node/packet"
+	"github.com/starling-mqtt/starling/router"
+	"github.com/starling-mqtt/starling/storage"
+)
+
+// Server is one broker node. Create it with New, start it with Start and stop it
+// with Shutdown; a Server is not reusable after Shutdown.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	store    *storage.Store
+	trie     *router.Trie
+	retained *router.Tree[*message]
+	reg      *registry
+	shared   sharedPicker
+	stats    stats
+
+	matchPool  sync.Pool // *[]router.Entry scratch for route
+	clientWarn rateLimitedLog
+
+	closing atomic.Bool
+	wg      sync.WaitGroup // accept loops and connection readers
+
+	mu struct {
+		sync.Mutex
+		listeners []net.Listener
+		conns     map[*conn]struct{}
+	}
+}
+
+// New opens the store in cfg.DataDir and restores persistent sessions and
+// retained messages from it. It does not listen yet.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("node: invalid configuration: %w", err)
+	}
+	store, err := storage.Open(storage.Config{
+		Dir:          cfg.DataDir,
+		Durability:   cfg.Durability,
+		MaxDiskBytes: cfg.Limits.MaxDiskBytes,
+		Logger:       cfg.Logger.With("component", "storage"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: open store: %w", err)
+	}
+	s := &Server{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "node"),
+		store:      store,
+		trie:       router.NewTrie(),
+		retained:   router.NewTree[*message](),
+		reg:        newRegistry(),
+		clientWarn: rateLimitedLog{interval: time.Second},
+	}
+	if cfg.NodeName != "" {
+		s.log = s.log.With(keyNode, cfg.NodeName)
+	}
+	s.matchPool.New = func() any { b := make([]router.Entry, 0, 16); return &b }
+	s.mu.conns = make(map[*conn]struct{})
+	if err := s.restore(); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("node: restore state from %s: %w", cfg.DataDir, err)
+	}
+	return s, nil
+}
+
+// Start binds every listener and starts accepting clients. If one listener
+// fails to bind, the ones already bound are closed and the error returned.
+func (s *Server) Start() error {
+	for _, lc := range s.cfg.Listeners {
+		addr, err := lc.parse()
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", addr.address)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("node: listen on %s: %w", lc.URL, err)
+		}
+		anon := lc.allowAnonymous(addr)
+		if anon && !addr.loopback {
+			s.log.Warn("listener admits anonymous clients from the network", keyListener, ln.Addr().String())
+		}
+		s.mu.Lock()
+		s.mu.listeners = append(s.mu.listeners, ln)
+		s.mu.Unlock()
+		s.log.Info("listening", keyListener, ln.Addr().String(), "scheme", addr.scheme, "anonymous", anon)
+		s.wg.Add(1)
+		go s.acceptLoop(ln, anon)
+	}
+	return nil
+}
+
+// Addrs returns the bound listener addresses, in configuration order.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]net.Addr, len(s.mu.listeners))
+	for i, ln := range s.mu.listeners {
+		out[i] = ln.Addr()
+	}
+	return out
+}
+
+// acceptLoop accepts connections until the listener closes. Temporary accept
+// errors (such as running out of file descriptors) back off up to one second.
+func (s *Server) acceptLoop(ln net.Listener, anon bool) {
+	defer s.wg.Done()
+	backoff := time.Duration(0)
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Error("accept failed; retrying", keyListener, ln.Addr().String(), keyErr, err, "backoff", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		c := newConn(s, nc, ln.Addr().String(), anon)
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			nc.Close()
+			return
+		}
+		s.mu.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+			s.mu.Lock()
+			delete(s.mu.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ln := range s.mu.listeners {
+		ln.Close()
+	}
+}
+
+// Shutdown stops accepting, disconnects every client (MQTT 5.0 clients get
+// DISCONNECT 0x8B, Server shutting down), publishes the wills that are due, and
+// closes the store. Everything acknowledged is on disk when it returns. If ctx
+// ends first, the remaining connections are closed at once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.closing.CompareAndSwap(false, true) {
+		return errors.New("node: already shut down")
+	}
+	s.log.Info("shutting down")
+	s.closeListeners()
+
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.mu.conns))
+	for c := range s.mu.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.kick(packet.ReasonServerShuttingDown)
+	}
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("shutdown deadline passed; closing remaining connections")
+		for _, c := range conns {
+			c.closeSocket()
+		}
+		<-done
+	}
+
+	s.stopTimers()
+	if err := s.store.Close(); err != nil {
+		return fmt.Errorf("node: close store: %w", err)
+	}
+	s.log.Info("shut down")
+	return nil
+}
+
+// stopTimers stops will and expiry timers so none fires after the store closes.
+// Their state is in storage and is rescheduled at the next start.
+func (s *Server) stopTimers() {
+	for _, ss := range s.reg.all() {
+		ss.mu.Lock()
+		stopTimer(&ss.mu.willTimer)
+		stopTimer(&ss.mu.expiryTimer)
+		ss.mu.ended = true
+		ss.mu.Unlock()
+	}
+}
+
+// publishWill publishes a will on behalf of its client, like a PUBLISH from it.
+func (s *Server) publishWill(clientID string, w *packet.Will) {
+	if w == nil {
+		return
+	}
+	now := time.Now()
+	msg := &message{
+		topic:     w.Topic,
+		payload:   w.Payload,
+		qos:       w.QoS,
+		retain:    w.Retain,
+		props:     forwardedProperties(&w.Properties),
+		publisher: clientID,
+	}
+	if w.Properties.HasMessageExpiry {
+		msg.expiresAt = now.Add(time.Duration(w.Properties.MessageExpiry) * time.Second)
+	}
+	b := s.store.NewBatch()
+	defer b.Close()
+	var updates []retainedUpdate
+	if msg.retain {
+		s.stageRetained(msg, b, &updates)
+	}
+	targets := s.route(msg, b, nil)
+	if !b.Empty() {
+		if err := b.Commit(); err != nil {
+			s.stats.storageErrors.Add(1)
+			s.log.Error("store will message failed; will not published", keyClientID, clientID, keyErr, err)
+			return
+		}
+	}
+	s.applyRetained(updates)
+	for _, t := range targets {
+		t.sess.deliver(t.d)
+	}
+	s.log.Debug("will published", keyClientID, clientID, keyTopic, w.Topic)
+}
+
+// commitNoSync commits a batch whose loss in a crash causes at most a harmless
+// redelivery; a failure is logged and counted.
+func (s *Server) commitNoSync(b *storage.Batch, clientID string) {
+	if b.Empty() {
+		return
+	}
+	if err := b.CommitNoSync(); err != nil {
+		s.stats.storageErrors.Add(1)
+		s.log.Error("storage write failed", keyClientID, clientID, keyErr, err)
+	}
+}
+
+// commitSync commits a batch durably; a failure is logged and counted.
+func (s *Server) commitSync(b *storage.Batch, clientID string) {
+	if b.Empty() {
+		return
+	}
+	if err := b.Commit(); err != nil {
+		s.stats.storageErrors.Add(1)
+		s.log.Error("storage write failed", keyClientID, clientID, keyErr, err)
+	}
+}

@@ -1,0 +1,359 @@
+package node
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/starling-mqtt/starling/node/packet"
+	"github.com/starling-mqtt/starling/router"
+	"github.com/starling-mqtt/starling/storage"
+)
+
+// neverExpires is the Session Expiry Interval that means the session never ends.
+const neverExpires = 0xFFFFFFFF
+
+// delivery is one message on its way to one session.
+type delivery struct {
+	msg    *message
+	qos    byte // after downgrade to the granted QoS
+	retain bool // RETAIN flag as sent to this subscriber
+	subIDs []uint32
+
+	seq      uint64 // storage sequence: queue entry or inflight entry key
+	stored   bool   // a queue or inflight entry exists on disk for it
+	pid      uint16 // packet id once in flight
+	dup      bool   // resend: set DUP
+	released bool   // QoS 2: PUBREC received, PUBREL sent
+	shared   bool   // chosen as one member of a shared subscription group
+}
+
+// subscription is one topic filter of a session, as subscribed.
+type subscription struct {
+	filter string // as in SUBSCRIBE, including any $share prefix
+	group  string
+	topic  string // filter without the $share prefix
+	opts   packet.Subscription
+	subID  uint32
+}
+
+// session is the state of one client id: clean (memory only, ends with its
+// connection) or persistent (kept in storage until it expires).
+//
+// While a client is connected its reader goroutine drives the session; other
+// goroutines (publishers, timers) only hand it deliveries. Every field below
+// mu is guarded by mu. Lock order: registry stripe lock, then session.mu, then
+// conn.outMu.
+type session struct {
+	id  string
+	srv *Server
+
+	persistent atomic.Bool // read without mu by publishers that route to it
+
+	mu struct {
+		sync.Mutex
+		conn           *conn // nil while offline
+		lastConn       *conn // the latest connection; attach waits for its detach
+		gen            uint64
+		version        byte
+		expiry         uint32 // seconds
+		disconnectedAt time.Time
+		subs           map[string]*subscription
+		inflight       map[uint16]*delivery
+		queue          deliveryQueue
+		retainedQ      deliveryQueue // retained messages owed after SUBSCRIBE, paced like the queue
+		inboundQoS2    map[uint16]struct{}
+		nextPID        uint16
+		will           *packet.Will
+		willTimer      *time.Timer
+		expiryTimer    *time.Timer
+		sendQuota      int  // outbound window: min(client Receive Maximum, MaxInflight)
+		waitingWriter  bool // QoS 0 sends wait for the writer to drain
+		ended          bool
+		droppedWarned  time.Time
+		droppedPending int
+	}
+}
+
+func newSession(srv *Server, id string) *session {
+	s := &session{id: id, srv: srv}
+	s.mu.subs = make(map[string]*subscription)
+	s.mu.inflight = make(map[uint16]*delivery)
+	s.mu.inboundQoS2 = make(map[uint16]struct{})
+	return s
+}
+
+// deliveryQueue is a FIFO of deliveries with a byte count.
+type deliveryQueue struct {
+	items []*delivery
+	head  int
+	bytes int64
+}
+
+func (q *deliveryQueue) len() int { return len(q.items) - q.head }
+
+func (q *deliveryQueue) push(d *delivery) {
+	q.items = append(q.items, d)
+	q.bytes += d.msg.size()
+}
+
+func (q *deliveryQueue) peek() *delivery { return q.items[q.head] }
+
+func (q *deliveryQueue) pop() *delivery {
+	d := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	q.bytes -= d.msg.size()
+	if q.head == len(q.items) {
+		q.items = q.items[:0]
+		q.head = 0
+	} else if q.head > 1024 && q.head*2 > len(q.items) {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items = q.items[:n]
+		q.head = 0
+	}
+	return d
+}
+
+func (q *deliveryQueue) clear() []*delivery {
+	rest := q.items[q.head:]
+	q.items, q.head, q.bytes = nil, 0, 0
+	return rest
+}
+
+// full reports whether the session queue has reached its limits.
+func (s *session) fullLocked() bool {
+	lim := &s.srv.cfg.Limits
+	return s.mu.queue.len() >= lim.MaxQueuedMessages || s.mu.queue.bytes >= lim.MaxQueuedBytes
+}
+
+// deliver hands one delivery to the session. It never blocks on the client:
+// the delivery is queued and sent when the outbound window allows.
+func (s *session) deliver(d *delivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.ended {
+		s.releaseLocked(d)
+		return
+	}
+	if s.fullLocked() {
+		if s.srv.cfg.Limits.QueueOverflow == OverflowDropNewest {
+			s.dropLocked(d, "queue full, dropped newest")
+			return
+		}
+		s.dropLocked(s.mu.queue.pop(), "queue full, dropped oldest")
+	}
+	s.mu.queue.push(d)
+	s.pumpLocked()
+}
+
+// deliverRetained queues retained messages owed to a new subscription. They are
+// kept apart from the live queue so that a large retained set is sent in full,
+// paced by the outbound window, instead of overflowing the queue.
+func (s *session) deliverRetainedLocked(ds []*delivery) {
+	for _, d := range ds {
+		s.mu.retainedQ.push(d)
+	}
+	s.pumpLocked()
+}
+
+// dropLocked discards a delivery that will not be sent, counts it and logs at
+// most one line per ten seconds per session.
+func (s *session) dropLocked(d *delivery, why string) {
+	s.releaseLocked(d)
+	s.srv.stats.dropped.Add(1)
+	s.mu.droppedPending++
+	now := time.Now()
+	if now.Sub(s.mu.droppedWarned) >= 10*time.Second {
+		s.srv.log.Warn("messages dropped for session", keyClientID, s.id, keyReason, why, "count", s.mu.droppedPending)
+		s.mu.droppedWarned = now
+		s.mu.droppedPending = 0
+	}
+}
+
+// releaseLocked removes the storage entry that backs a delivery, if any.
+func (s *session) releaseLocked(d *delivery) {
+	if !d.stored {
+		return
+	}
+	b := s.srv.store.NewBatch()
+	defer b.Close()
+	if d.pid != 0 {
+		b.DeleteInflight(s.id, d.pid, d.msg.id)
+	} else {
+		b.Dequeue(s.id, d.seq, d.msg.id)
+	}
+	d.stored = false
+	s.srv.commitNoSync(b, s.id)
+}
+
+// pumpLocked sends what the outbound window allows: retained backlog first,
+// then the queue, in order. QoS 1/2 sends are bounded by the inflight window
+// [MQTT-3.3.4-9]; QoS 0 sends by the bytes buffered for the socket.
+func (s *session) pumpLocked() {
+	c := s.mu.conn
+	if c == nil {
+		return
+	}
+	now := time.Now()
+	for {
+		q := &s.mu.retainedQ
+		if q.len() == 0 {
+			q = &s.mu.queue
+		}
+		if q.len() == 0 {
+			return
+		}
+		d := q.peek()
+		if d.msg.expired(now) {
+			q.pop()
+			s.srv.stats.expired.Add(1)
+			s.releaseLocked(d)
+			continue
+		}
+		if d.qos == 0 {
+			if c.outboundBytes() >= s.srv.cfg.Limits.MaxOutboundBytes {
+				s.mu.waitingWriter = true
+				return
+			}
+			q.pop()
+			s.sendLocked(c, d, now)
+			continue
+		}
+		if len(s.mu.inflight) >= s.mu.sendQuota {
+			return
+		}
+		q.pop()
+		if !c.fitsPacketSize(d, now) {
+			// [MQTT-3.1.2-25] The message is discarded as if delivered.
+			s.srv.stats.tooLarge.Add(1)
+			s.releaseLocked(d)
+			continue
+		}
+		d.pid = s.allocPacketIDLocked()
+		s.mu.inflight[d.pid] = d
+		if d.stored {
+			s.persistInflightLocked(d)
+		}
+		s.sendLocked(c, d, now)
+	}
+}
+
+// persistInflightLocked moves a stored queue entry to the inflight table, so
+// that after a restart the message is resent with the same packet id. For QoS 2
+// the write is synced before the PUBLISH goes out: a packet id forgotten in a
+// crash would make the client take the resend for a new message.
+func (s *session) persistInflightLocked(d *delivery) {
+	b := s.srv.store.NewBatch()
+	defer b.Close()
+	b.Dequeue(s.id, d.seq, d.msg.id)
+	b.PutInflight(s.id, &storage.InflightEntry{
+		PacketID:  d.pid,
+		Seq:       d.seq,
+		MessageID: d.msg.id,
+		QoS:       d.qos,
+		Retain:    d.retain,
+		SubIDs:    d.subIDs,
+	})
+	if d.qos == 2 {
+		s.srv.commitSync(b, s.id)
+	} else {
+		s.srv.commitNoSync(b, s.id)
+	}
+}
+
+func (s *session) allocPacketIDLocked() uint16 {
+	for {
+		s.mu.nextPID++
+		if s.mu.nextPID == 0 {
+			s.mu.nextPID = 1
+		}
+		if _, used := s.mu.inflight[s.mu.nextPID]; !used {
+			return s.mu.nextPID
+		}
+	}
+}
+
+// sendLocked writes one PUBLISH for d to the connection.
+func (s *session) sendLocked(c *conn, d *delivery, now time.Time) {
+	pub := &packet.Publish{
+		Dup:      d.dup,
+		QoS:      d.qos,
+		Retain:   d.retain,
+		Topic:    d.msg.topic,
+		PacketID: d.pid,
+		Payload:  d.msg.payload,
+	}
+	if c.version == packet.Version5 {
+		pub.Properties = d.msg.props
+		pub.Properties.SubscriptionIDs = d.subIDs
+		if !d.msg.expiresAt.IsZero() {
+			pub.Properties.HasMessageExpiry = true
+			pub.Properties.MessageExpiry = d.msg.remainingExpiry(now)
+		}
+	}
+	c.send(pub)
+	s.srv.stats.messagesOut.Add(1)
+}
+
+// resendInflightLocked resends the unacknowledged outbound messages on a new
+// connection, in their original order, with DUP set and the same packet ids
+// [MQTT-4.4.0-1]; a QoS 2 message whose PUBREC arrived gets its PUBREL again.
+func (s *session) resendInflightLocked(c *conn) {
+	if len(s.mu.inflight) == 0 {
+		return
+	}
+	ds := make([]*delivery, 0, len(s.mu.inflight))
+	for _, d := range s.mu.inflight {
+		ds = append(ds, d)
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i].seq < ds[j].seq })
+	now := time.Now()
+	for _, d := range ds {
+		if d.released {
+			c.send(&packet.Pubrel{PacketID: d.pid})
+			continue
+		}
+		d.dup = true
+		s.sendLocked(c, d, now)
+	}
+}
+
+// ackLocked completes an outbound QoS 1 (PUBACK) or QoS 2 (PUBCOMP) message.
+func (s *session) ackLocked(pid uint16, wantQoS byte) bool {
+	d, ok := s.mu.inflight[pid]
+	if !ok || d.qos != wantQoS {
+		return false
+	}
+	delete(s.mu.inflight, pid)
+	s.releaseLocked(d)
+	s.pumpLocked()
+	return true
+}
+
+// subscriptionEntry converts a session subscription to its router form.
+func (s *session) subscriptionEntry(sub *subscription) router.Entry {
+	return router.Entry{
+		ClientID:          s.id,
+		Group:             sub.group,
+		Filter:            sub.topic,
+		QoS:               sub.opts.QoS,
+		NoLocal:           sub.opts.NoLocal,
+		RetainAsPublished: sub.opts.RetainAsPublished,
+		SubID:             sub.subID,
+	}
+}
+
+// writerDrained is called by the connection writer when its buffer empties, so
+// that QoS 0 messages waiting for room are sent.
+func (s *session) writerDrained(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.conn != c || !s.mu.waitingWriter {
+		return
+	}
+	s.mu.waitingWriter = false
+	s.pumpLocked()
+}

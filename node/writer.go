@@ -1,0 +1,111 @@
+package node
+
+import (
+	"sync"
+	"time"
+
+	"github.com/starling-mqtt/starling/node/packet"
+)
+
+// writeBufPool holds encode buffers for writers. A buffer is taken only while
+// a writer runs, so an idle connection holds none.
+var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// maxPooledBuf keeps an occasional huge packet from pinning its buffer in the pool.
+const maxPooledBuf = 1 << 20
+
+// send queues a packet for the client. It never blocks: the writer goroutine
+// starts when there is something to write and exits when the queue is empty.
+// It returns false when the connection is closing.
+func (c *conn) send(p packet.Packet) bool {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	return c.enqueueLocked(p)
+}
+
+// sendAndClose queues a final packet, then closes the socket once it is written.
+func (c *conn) sendAndClose(p packet.Packet) {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if c.enqueueLocked(p) {
+		c.out.closeAfter = true
+	}
+}
+
+func (c *conn) enqueueLocked(p packet.Packet) bool {
+	if c.out.closed || c.out.closeAfter {
+		return false
+	}
+	c.out.queue = append(c.out.queue, p)
+	if pub, ok := p.(*packet.Publish); ok {
+		c.out.bytes += len(pub.Payload) + len(pub.Topic)
+	}
+	if !c.out.writing {
+		c.out.writing = true
+		c.wg.Add(1)
+		go c.writeLoop()
+	}
+	return true
+}
+
+// outboundBytes returns the payload bytes queued for the socket.
+func (c *conn) outboundBytes() int {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	return c.out.bytes
+}
+
+// writeLoop drains the outbound queue with one write per batch of packets.
+func (c *conn) writeLoop() {
+	defer c.wg.Done()
+	bufp := writeBufPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bufp) <= maxPooledBuf {
+			*bufp = (*bufp)[:0]
+			writeBufPool.Put(bufp)
+		}
+	}()
+
+	var batch []packet.Packet
+	for {
+		c.outMu.Lock()
+		if len(c.out.queue) == 0 || c.out.closed {
+			closeAfter := c.out.closeAfter && !c.out.closed
+			c.out.writing = false
+			c.outMu.Unlock()
+			if closeAfter {
+				c.closeSocket()
+			} else if sess := c.session(); sess != nil {
+				sess.writerDrained(c)
+			}
+			return
+		}
+		batch, c.out.queue = c.out.queue, batch[:0]
+		c.out.bytes = 0
+		c.outMu.Unlock()
+
+		buf := (*bufp)[:0]
+		var err error
+		for i, p := range batch {
+			buf, err = p.Encode(buf, c.version)
+			batch[i] = nil
+			if err != nil {
+				c.srv.log.Error("encode outbound packet failed", keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
+				buf = buf[:0]
+				break
+			}
+		}
+		*bufp = buf
+		c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		if _, werr := c.nc.Write(buf); werr != nil {
+			c.srv.log.Debug("write to client failed", keyClientID, c.clientID, keyRemote, c.remote, keyErr, werr)
+			c.closeSocket()
+			c.outMu.Lock()
+			c.out.writing = false
+			c.out.queue = nil
+			c.outMu.Unlock()
+			return
+		}
+		c.srv.stats.bytesOut.Add(uint64(len(buf)))
+	}
+}
