@@ -22,6 +22,7 @@ const usage = `Starling is a clustered MQTT 3.1, 3.1.1 and 5.0 broker.
 
 Usage:
   starling serve [flags]    run a broker node (starling serve -h lists the flags)
+  starling bench [flags]    generate MQTT load against a broker (starling bench -h)
   starling version          print the version
 `
 
@@ -33,6 +34,8 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		os.Exit(serve(os.Args[2:]))
+	case "bench":
+		os.Exit(runBench(os.Args[2:]))
 	case "version", "--version", "-v":
 		fmt.Println("starling", version)
 	case "help", "-h", "--help":
