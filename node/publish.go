@@ -16,6 +16,10 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	lim := &srv.cfg.Limits
 	srv.stats.messagesIn.Add(1)
 
+	if len(p.Properties.SubscriptionIDs) > 0 {
+		// [MQTT-3.3.4-6] Only the server sends Subscription Identifiers in PUBLISH.
+		return packet.Errorf(packet.ReasonProtocolError, "PUBLISH from a client carries a subscription identifier")
+	}
 	if err := c.resolveTopicAlias(p); err != nil {
 		return err
 	}
@@ -180,6 +184,14 @@ func (s *Server) route(msg *message, b *storage.Batch, out []target) []target {
 	}
 
 	start := len(out)
+	var index map[string]int
+	if len(matches) > linearMergeMax {
+		index = s.indexPool.Get().(map[string]int)
+		defer func() {
+			clear(index)
+			s.indexPool.Put(index)
+		}()
+	}
 	var shared map[string][]router.Entry
 	for i := range matches {
 		e := &matches[i]
@@ -195,7 +207,7 @@ func (s *Server) route(msg *message, b *storage.Batch, out []target) []target {
 		if e.NoLocal && e.ClientID == msg.publisher {
 			continue
 		}
-		out = s.mergeTarget(out, start, msg, e)
+		out = s.mergeTarget(out, start, index, msg, e)
 	}
 	for key, members := range shared {
 		e := s.pickShared(key, members)
@@ -207,23 +219,43 @@ func (s *Server) route(msg *message, b *storage.Batch, out []target) []target {
 	return out
 }
 
+// linearMergeMax is the match count up to which mergeTarget scans the targets
+// instead of using an index: below it the scan is cheaper than a map.
+const linearMergeMax = 16
+
 // mergeTarget adds e to the deliveries of its client: a client with several
 // matching subscriptions gets one message at the highest granted QoS, carrying
-// every subscription identifier [MQTT-3.3.4-3] [MQTT-3.3.4-4].
-func (s *Server) mergeTarget(out []target, start int, msg *message, e *router.Entry) []target {
-	for i := start; i < len(out); i++ {
-		t := out[i]
-		if t.sess.id != e.ClientID || t.d.shared {
-			continue
+// every subscription identifier [MQTT-3.3.4-3] [MQTT-3.3.4-4]. index, when not
+// nil, maps client ids to positions in out.
+func (s *Server) mergeTarget(out []target, start int, index map[string]int, msg *message, e *router.Entry) []target {
+	pos := -1
+	if index != nil {
+		if i, ok := index[e.ClientID]; ok {
+			pos = i
 		}
-		t.d.qos = max(t.d.qos, min(msg.qos, e.QoS))
-		t.d.retain = t.d.retain || (msg.retain && e.RetainAsPublished)
-		if e.SubID != 0 {
-			t.d.subIDs = append(t.d.subIDs, e.SubID)
+	} else {
+		for i := start; i < len(out); i++ {
+			if out[i].sess.id == e.ClientID && !out[i].d.shared {
+				pos = i
+				break
+			}
+		}
+	}
+	if pos < 0 {
+		n := len(out)
+		out = s.addTarget(out, msg, e, false)
+		if index != nil && len(out) > n {
+			index[e.ClientID] = n
 		}
 		return out
 	}
-	return s.addTarget(out, msg, e, false)
+	d := out[pos].d
+	d.qos = max(d.qos, min(msg.qos, e.QoS))
+	d.retain = d.retain || (msg.retain && e.RetainAsPublished)
+	if e.SubID != 0 {
+		d.subIDs = append(d.subIDs, e.SubID)
+	}
+	return out
 }
 
 func (s *Server) addTarget(out []target, msg *message, e *router.Entry, shared bool) []target {

@@ -28,6 +28,7 @@ type Server struct {
 	stats    stats
 
 	matchPool  sync.Pool // *[]router.Entry scratch for route
+	indexPool  sync.Pool // map[string]int scratch for route
 	clientWarn rateLimitedLog
 
 	closing atomic.Bool
@@ -68,6 +69,7 @@ func New(cfg Config) (*Server, error) {
 		s.log = s.log.With(keyNode, cfg.NodeName)
 	}
 	s.matchPool.New = func() any { b := make([]router.Entry, 0, 16); return &b }
+	s.indexPool.New = func() any { return make(map[string]int) }
 	s.mu.conns = make(map[*conn]struct{})
 	if err := s.restore(); err != nil {
 		store.Close()
