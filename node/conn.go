@@ -177,7 +177,7 @@ func (c *conn) readError(err error) error {
 	}
 }
 
-// reportClose sends what the spec asks for when a connection ends with an
+// reportClose sends what the spec requires when a connection ends with an
 // error, and logs one line. For MQTT 5.0 a protocol error gets a DISCONNECT
 // with its reason code; 3.1.1 has no server DISCONNECT, so the socket closes.
 func (c *conn) reportClose(err error) {

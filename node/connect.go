@@ -11,8 +11,8 @@ import (
 	"github.com/starling-mqtt/starling/router"
 )
 
-// handshake reads and answers the CONNECT. It returns false when the
-// connection must close; it has then logged why and sent what the spec asks.
+// handshake reads the CONNECT and replies with a CONNACK. It returns false when the
+// connection must close; it has then logged the reason and sent what the spec requires.
 func (c *conn) handshake() bool {
 	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
 	p, err := packet.Read(c.br, 0, c.srv.cfg.Limits.MaxPacketSize)
@@ -56,7 +56,7 @@ func (c *conn) handshake() bool {
 	return true
 }
 
-// rejectBeforeConnack answers a CONNECT that could not be decoded. An
+// rejectBeforeConnack replies to a CONNECT that could not be decoded. An
 // unsupported protocol level gets CONNACK 0x01 (3.1.1 form, which every client
 // version can read) [MQTT-3.1.2-2]; other errors in an MQTT 5.0 CONNECT get a
 // CONNACK with the reason code [MQTT-4.13.1-1]; the rest just close.

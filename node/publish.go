@@ -82,7 +82,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	return nil
 }
 
-// refusePublish answers a QoS 1/2 PUBLISH the node cannot take. MQTT 5.0 has
+// refusePublish rejects a QoS 1/2 PUBLISH that the node cannot store. MQTT 5.0 has
 // reason codes for that; 3.1.1 has none, so the connection closes without an
 // acknowledgement and the client resends later.
 func (c *conn) refusePublish(p *packet.Publish, code packet.ReasonCode, why string) error {
@@ -335,12 +335,14 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 	if !d.released {
 		d.released = true
 		if d.stored {
+			// Synced before the PUBREL: after a crash the node must resend PUBREL,
+			// never the PUBLISH, which the client would take for a new message.
 			b := c.srv.store.NewBatch()
 			b.PutInflight(sess.id, &storage.InflightEntry{
 				PacketID: d.pid, Seq: d.seq, MessageID: d.msg.id, QoS: d.qos,
 				Retain: d.retain, SubIDs: d.subIDs, Released: true,
 			})
-			c.srv.commitNoSync(b, sess.id)
+			c.srv.commitSync(b, sess.id)
 			b.Close()
 		}
 	}
@@ -368,9 +370,11 @@ func (c *conn) handlePubrel(p *packet.Pubrel) error {
 	_, ok := sess.mu.inboundQoS2[p.PacketID]
 	delete(sess.mu.inboundQoS2, p.PacketID)
 	if ok && sess.persistent.Load() {
+		// Synced before the PUBCOMP: a packet id still marked after a crash
+		// would make the node drop the client's next message with that id.
 		b := c.srv.store.NewBatch()
 		b.DeleteInboundQoS2(sess.id, p.PacketID)
-		c.srv.commitNoSync(b, sess.id)
+		c.srv.commitSync(b, sess.id)
 		b.Close()
 	}
 	sess.mu.Unlock()

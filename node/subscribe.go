@@ -8,7 +8,7 @@ import (
 
 // handleSubscribe adds or replaces subscriptions. For a persistent session the
 // SUBACK follows a durable write of the subscriptions. Retained messages follow
-// the SUBACK, as each subscription's Retain Handling asks.
+// the SUBACK, as each subscription's Retain Handling requests.
 func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	srv := c.srv
 	sess := c.session()
@@ -53,7 +53,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	if c.version != packet.Version5 {
 		for i, code := range codes {
 			if code > packet.ReasonGrantedQoS2 {
-				codes[i] = packet.ReasonUnspecifiedError // 3.1.1 knows only 0x80 for failure
+				codes[i] = packet.ReasonUnspecifiedError // 3.1.1 has only 0x80 for failure
 			}
 		}
 	}
