@@ -213,6 +213,13 @@ func (s *session) pumpLocked() {
 			s.releaseLocked(d)
 			continue
 		}
+		if !c.fitsPacketSize(d, now) {
+			// [MQTT-3.1.2-25] Too large for the client: discarded as if delivered.
+			q.pop()
+			s.srv.stats.tooLarge.Add(1)
+			s.releaseLocked(d)
+			continue
+		}
 		if d.qos == 0 {
 			if c.outboundBytes() >= s.srv.cfg.Limits.MaxOutboundBytes {
 				s.mu.waitingWriter = true
@@ -226,12 +233,6 @@ func (s *session) pumpLocked() {
 			return
 		}
 		q.pop()
-		if !c.fitsPacketSize(d, now) {
-			// [MQTT-3.1.2-25] The message is discarded as if delivered.
-			s.srv.stats.tooLarge.Add(1)
-			s.releaseLocked(d)
-			continue
-		}
 		d.pid = s.allocPacketIDLocked()
 		s.mu.inflight[d.pid] = d
 		if d.stored {
