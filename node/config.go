@@ -42,6 +42,10 @@ type Config struct {
 	// Limits bounds what one client and the node may use.
 	Limits Limits
 
+	// Features switches optional MQTT features and announces them in the MQTT
+	// 5.0 CONNACK.
+	Features Features
+
 	// Logger receives the node's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -144,6 +148,7 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	c.Limits.setDefaults()
+	c.Features.setDefaults()
 }
 
 func (l *Limits) setDefaults() {
@@ -195,6 +200,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("limits.max_topic_levels: %d must be at least 1", l.MaxTopicLevels)
 	case l.MaxClientIDLength < 23 || l.MaxClientIDLength > 65535:
 		return fmt.Errorf("limits.max_client_id_length: %d is out of range 23..65535", l.MaxClientIDLength)
+	}
+	if err := c.Features.validate(); err != nil {
+		return err
 	}
 	if c.Durability != storage.DurabilitySync && c.Durability != storage.DurabilityRelaxed {
 		return fmt.Errorf("durability: unknown value %d", c.Durability)

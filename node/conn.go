@@ -32,12 +32,13 @@ type conn struct {
 	allowAnon bool
 
 	// Set during CONNECT by the reader, read-only afterwards.
-	version      byte
-	clientID     string
-	keepAlive    uint16
-	maxOutPacket uint32 // the client's Maximum Packet Size; 0: no limit
-	problemInfo  bool   // the client's Request Problem Information
-	sess         atomic.Pointer[session]
+	version           byte
+	clientID          string
+	keepAlive         uint16 // seconds, after the Server Keep Alive cap
+	announceKeepAlive bool
+	maxOutPacket      uint32 // the client's Maximum Packet Size; 0: no limit
+	problemInfo       bool   // the client's Request Problem Information
+	sess              atomic.Pointer[session]
 
 	// Owned by the reader goroutine.
 	will             *packet.Will

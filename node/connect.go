@@ -39,7 +39,7 @@ func (c *conn) handshake() bool {
 		assigned = cp.ClientID
 	}
 	c.clientID = cp.ClientID
-	c.keepAlive = cp.KeepAlive
+	c.keepAlive, c.announceKeepAlive = c.srv.cfg.Features.negotiateKeepAlive(cp.KeepAlive)
 	c.will = cp.Will
 	if cp.Properties.HasMaximumPacketSize {
 		c.maxOutPacket = cp.Properties.MaximumPacketSize
@@ -117,6 +117,12 @@ func (c *conn) validateConnect(cp *packet.Connect) (packet.ReasonCode, string) {
 			return packet.ReasonPacketTooLarge, "will payload exceeds the maximum packet size"
 		}
 	}
+	if cp.Will != nil && cp.Will.QoS > *c.srv.cfg.Features.MaxQoS {
+		return packet.ReasonQoSNotSupported, "will QoS exceeds the maximum QoS"
+	}
+	if cp.Will != nil && cp.Will.Retain && c.srv.cfg.Features.DisableRetain {
+		return packet.ReasonRetainNotSupported, "retained wills are disabled"
+	}
 	if cp.Properties.AuthMethod != "" {
 		return packet.ReasonBadAuthenticationMethod, "enhanced authentication is not supported"
 	}
@@ -133,12 +139,23 @@ func (c *conn) connackFor(cp *packet.Connect, present bool, assigned string) *pa
 		return ack
 	}
 	lim := &c.srv.cfg.Limits
+	feat := &c.srv.cfg.Features
 	ack.Properties.AssignedClientID = assigned
 	ack.Properties.ReceiveMaximum = lim.ReceiveMaximum
 	ack.Properties.HasReceiveMaximum = true
 	ack.Properties.MaximumPacketSize = lim.MaxPacketSize
 	ack.Properties.HasMaximumPacketSize = true
 	ack.Properties.TopicAliasMaximum = lim.MaxTopicAlias
+	feat.announce(&ack.Properties)
+	if c.announceKeepAlive {
+		ack.Properties.ServerKeepAlive, ack.Properties.HasServerKeepAlive = c.keepAlive, true
+	}
+	if requested := sessionExpiryOf(cp); requested != c.srv.sessionExpiryFor(cp) {
+		ack.Properties.SessionExpiry, ack.Properties.HasSessionExpiry = c.srv.sessionExpiryFor(cp), true
+	}
+	if cp.Properties.RequestResponseInfo == 1 && feat.ResponseInformation != "" {
+		ack.Properties.ResponseInfo = feat.ResponseInformation
+	}
 	return ack
 }
 

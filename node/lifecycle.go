@@ -20,6 +20,16 @@ func sessionExpiryOf(cp *packet.Connect) uint32 {
 	return cp.Properties.SessionExpiry
 }
 
+// sessionExpiryFor returns the Session Expiry Interval the node grants: the
+// requested one, capped by Features.MaxSessionExpiry.
+func (s *Server) sessionExpiryFor(cp *packet.Connect) uint32 {
+	expiry := sessionExpiryOf(cp)
+	if limit := s.cfg.Features.MaxSessionExpiry; limit != 0 && expiry > limit {
+		return limit
+	}
+	return expiry
+}
+
 // attach binds a new connection to its session, taking it over from an older
 // connection if there is one [MQTT-3.1.4-3], and sends the CONNACK followed by
 // the messages the session owes the client. It returns Session Present.
@@ -36,9 +46,10 @@ func (s *Server) attach(c *conn, cp *packet.Connect, assigned string) (bool, err
 	if old != nil && cp.CleanStart {
 		// [MQTT-3.1.2-4] Clean start discards the previous session.
 		old.mu.Lock()
-		will := old.endSessionLocked(true)
+		will, orphans := old.endSessionLocked(true)
 		old.mu.Unlock()
 		s.publishWill(old.id, will)
+		s.redeliverShared(old.id, orphans)
 		old = nil
 	}
 
@@ -98,7 +109,7 @@ func (ss *session) bindLocked(c *conn, cp *packet.Connect) error {
 	}
 	ss.mu.sendQuota = quota
 
-	expiry := sessionExpiryOf(cp)
+	expiry := srv.sessionExpiryFor(cp)
 	wasPersistent := ss.persistent.Load()
 	ss.mu.expiry = expiry
 	ss.persistent.Store(expiry > 0)
@@ -186,13 +197,19 @@ func (c *conn) detach() {
 	}
 
 	if !ss.persistent.Load() || ss.mu.expiry == 0 {
-		ended := ss.endSessionLocked(ss.persistent.Load())
+		ended, orphans := ss.endSessionLocked(ss.persistent.Load())
 		ss.mu.Unlock()
 		if will == nil {
 			will = ended
 		}
 		c.srv.publishWill(ss.id, will)
+		c.srv.redeliverShared(ss.id, orphans)
 		return
+	}
+
+	var orphans []*delivery
+	if c.srv.cfg.Features.SharedRedelivery == SharedRedeliverImmediate {
+		orphans = ss.takeSharedForRedeliveryLocked()
 	}
 
 	delay := time.Duration(0)
@@ -216,6 +233,7 @@ func (c *conn) detach() {
 	if will != nil && delay == 0 {
 		c.srv.publishWill(ss.id, will)
 	}
+	c.srv.redeliverShared(ss.id, orphans)
 }
 
 // scheduleExpiryLocked starts the timer that ends an offline session.
@@ -259,19 +277,22 @@ func (s *Server) expire(ss *session, gen uint64) {
 		ss.mu.Unlock()
 		return
 	}
-	will := ss.endSessionLocked(true)
+	will, orphans := ss.endSessionLocked(true)
 	ss.mu.Unlock()
 	s.stats.expiredSessions.Add(1)
 	s.log.Debug("session expired", keyClientID, ss.id)
 	s.publishWill(ss.id, will)
+	s.redeliverShared(ss.id, orphans)
 }
 
 // endSessionLocked discards the session: its subscriptions leave the router,
 // its queues are dropped, and with fromStorage its records are deleted. It
-// returns a will that was still waiting for its delay, which the caller must
-// publish after releasing the lock, since the session has now ended.
-func (ss *session) endSessionLocked(fromStorage bool) *packet.Will {
+// returns a will that was still waiting for its delay and the shared
+// subscription messages that must go to another member; the caller publishes
+// and redelivers them after releasing the lock.
+func (ss *session) endSessionLocked(fromStorage bool) (*packet.Will, []*delivery) {
 	srv := ss.srv
+	orphans := ss.takeSharedForRedeliveryLocked()
 	ss.mu.ended = true
 	for _, sub := range ss.mu.subs {
 		srv.trie.Remove(ss.id, sub.group, sub.topic)
@@ -292,7 +313,7 @@ func (ss *session) endSessionLocked(fromStorage bool) *packet.Will {
 		b.Close()
 	}
 	srv.reg.remove(ss)
-	return will
+	return will, orphans
 }
 
 func stopTimer(t **time.Timer) {

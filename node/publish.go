@@ -2,6 +2,7 @@ package node
 
 import (
 	"time"
+	"unicode/utf8"
 
 	"github.com/starling-mqtt/starling/node/packet"
 	"github.com/starling-mqtt/starling/router"
@@ -19,6 +20,15 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	if len(p.Properties.SubscriptionIDs) > 0 {
 		// [MQTT-3.3.4-6] Only the server sends Subscription Identifiers in PUBLISH.
 		return packet.Errorf(packet.ReasonProtocolError, "PUBLISH from a client carries a subscription identifier")
+	}
+	feat := &srv.cfg.Features
+	if p.QoS > *feat.MaxQoS {
+		// [MQTT-3.2.2-11] A QoS above the announced Maximum QoS.
+		return packet.Errorf(packet.ReasonQoSNotSupported, "QoS %d exceeds the maximum QoS %d", p.QoS, *feat.MaxQoS)
+	}
+	if p.Retain && feat.DisableRetain {
+		// [MQTT-3.2.2-14] RETAIN set although Retain Available is 0.
+		return packet.Errorf(packet.ReasonRetainNotSupported, "retained messages are disabled")
 	}
 	if err := c.resolveTopicAlias(p); err != nil {
 		return err
@@ -43,6 +53,15 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 			// [MQTT-3.3.4-7] The client sent more than the Receive Maximum allows.
 			return packet.Errorf(packet.ReasonReceiveMaximumExceeded, "more than %d unacknowledged QoS 1 and 2 publishes", lim.ReceiveMaximum)
 		}
+	}
+
+	if p.Properties.PayloadFormat == 1 && !utf8.Valid(p.Payload) {
+		// The payload is declared UTF-8 but is not; MQTT 5.0 section 3.3.2.3.2
+		// lets the receiver reject it with reason 0x99.
+		if p.QoS == 0 {
+			return packet.Errorf(packet.ReasonPayloadFormatInvalid, "payload is not valid UTF-8 although its format indicator says so")
+		}
+		return c.refusePublish(p, packet.ReasonPayloadFormatInvalid, "payload is not valid UTF-8")
 	}
 
 	now := time.Now()
@@ -199,7 +218,7 @@ func (s *Server) route(msg *message, b *storage.Batch, out []target) []target {
 			if shared == nil {
 				shared = make(map[string][]router.Entry)
 			}
-			key := e.Group + "\x00" + e.Filter
+			key := shareKey(e.Group, e.Filter)
 			shared[key] = append(shared[key], *e)
 			continue
 		}
@@ -210,8 +229,10 @@ func (s *Server) route(msg *message, b *storage.Batch, out []target) []target {
 		out = s.mergeTarget(out, start, index, msg, e)
 	}
 	for key, members := range shared {
-		e := s.pickShared(key, members)
-		out = s.addTarget(out, msg, e, true)
+		// [MQTT-4.8.2-3] One member per group, at the QoS granted to it.
+		if e := s.pickShared(key, members, msg.publisher, ""); e != nil {
+			out = s.addTarget(out, msg, e, key)
+		}
 	}
 	for i := start; i < len(out); i++ {
 		s.stageDelivery(msg, b, out[i])
@@ -235,7 +256,7 @@ func (s *Server) mergeTarget(out []target, start int, index map[string]int, msg 
 		}
 	} else {
 		for i := start; i < len(out); i++ {
-			if out[i].sess.id == e.ClientID && !out[i].d.shared {
+			if out[i].sess.id == e.ClientID && out[i].d.shareKey == "" {
 				pos = i
 				break
 			}
@@ -243,7 +264,7 @@ func (s *Server) mergeTarget(out []target, start int, index map[string]int, msg 
 	}
 	if pos < 0 {
 		n := len(out)
-		out = s.addTarget(out, msg, e, false)
+		out = s.addTarget(out, msg, e, "")
 		if index != nil && len(out) > n {
 			index[e.ClientID] = n
 		}
@@ -258,16 +279,18 @@ func (s *Server) mergeTarget(out []target, start int, index map[string]int, msg 
 	return out
 }
 
-func (s *Server) addTarget(out []target, msg *message, e *router.Entry, shared bool) []target {
+// addTarget appends a delivery of msg for e's client; key names the shared
+// group the client was chosen from, "" for a plain subscription.
+func (s *Server) addTarget(out []target, msg *message, e *router.Entry, key string) []target {
 	sess := s.reg.get(e.ClientID)
 	if sess == nil {
 		return out
 	}
 	d := &delivery{
-		msg:    msg,
-		qos:    min(msg.qos, e.QoS),
-		retain: msg.retain && e.RetainAsPublished, // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
-		shared: shared,
+		msg:      msg,
+		qos:      min(msg.qos, e.QoS),
+		retain:   msg.retain && e.RetainAsPublished, // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
+		shareKey: key,
 	}
 	if e.SubID != 0 {
 		d.subIDs = []uint32{e.SubID}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"sync"
@@ -51,7 +52,7 @@ func New(cfg Config) (*Server, error) {
 		Dir:          cfg.DataDir,
 		Durability:   cfg.Durability,
 		MaxDiskBytes: cfg.Limits.MaxDiskBytes,
-		Logger:       cfg.Logger.With("component", "storage"),
+		Logger:       cfg.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: open store: %w", err)
@@ -64,6 +65,7 @@ func New(cfg Config) (*Server, error) {
 		retained:   router.NewTree[*message](),
 		reg:        newRegistry(),
 		clientWarn: rateLimitedLog{interval: time.Second},
+		shared:     sharedPicker{seed: maphash.MakeSeed()},
 	}
 	if cfg.NodeName != "" {
 		s.log = s.log.With(keyNode, cfg.NodeName)

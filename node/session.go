@@ -21,12 +21,13 @@ type delivery struct {
 	retain bool // RETAIN flag as sent to this subscriber
 	subIDs []uint32
 
-	seq      uint64 // storage sequence: queue entry or inflight entry key
-	stored   bool   // a queue or inflight entry exists on disk for it
-	pid      uint16 // packet id once in flight
-	dup      bool   // resend: set DUP
-	released bool   // QoS 2: PUBREC received, PUBREL sent
-	shared   bool   // chosen as one member of a shared subscription group
+	seq         uint64 // storage sequence: queue entry or inflight entry key
+	stored      bool   // a queue or inflight entry exists on disk for it
+	pid         uint16 // packet id once in flight
+	dup         bool   // resend: set DUP
+	released    bool   // QoS 2: PUBREC received, PUBREL sent
+	shareKey    string // shared subscription group (shareKey) the delivery was chosen for; "" if none
+	redelivered bool   // a shared QoS 1 copy was already offered to another member
 }
 
 // subscription is one topic filter of a session, as subscribed.

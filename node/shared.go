@@ -1,31 +1,83 @@
 package node
 
 import (
+	"hash/maphash"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 
 	"github.com/starling-mqtt/starling/router"
 )
 
-// sharedPicker chooses one member of a shared subscription group per message,
-// round robin, preferring members that are connected.
+// sharedPicker holds the per-group state of the shared subscription strategies.
 type sharedPicker struct {
-	counters sync.Map // group + "\x00" + filter -> *atomic.Uint64
+	seed     maphash.Seed
+	counters sync.Map // group key -> *atomic.Uint64, for round robin
+	sticky   sync.Map // group key -> client id of the current member, for sticky
 }
 
-// pickShared returns the member of a shared group that gets the next message.
-// NOTE: only round robin is implemented; other strategies and the redelivery
-// rules of MQTT 5.0 section 4.8.2 for broken connections are still missing.
-func (s *Server) pickShared(key string, members []router.Entry) *router.Entry {
-	v, _ := s.shared.counters.LoadOrStore(key, new(atomic.Uint64))
-	n := v.(*atomic.Uint64).Add(1)
+// shareKey names one shared subscription group: its name and topic filter.
+func shareKey(group, topicFilter string) string { return group + "\x00" + topicFilter }
+
+// pickShared returns the member of a shared group that gets the next message,
+// by the configured strategy, preferring connected members; exclude names a
+// client that must not be chosen ("" for none). It returns nil when no member
+// is left.
+func (s *Server) pickShared(key string, members []router.Entry, publisher, exclude string) *router.Entry {
+	candidates := make([]*router.Entry, 0, len(members))
 	for i := range members {
-		e := &members[(int(n)+i)%len(members)]
+		e := &members[i]
+		if e.ClientID == exclude {
+			continue
+		}
 		if sess := s.reg.get(e.ClientID); sess != nil && sess.online() {
-			return e
+			candidates = append(candidates, e)
 		}
 	}
-	return &members[int(n)%len(members)]
+	if len(candidates) == 0 {
+		// No member is connected: queue for an offline persistent member.
+		for i := range members {
+			if members[i].ClientID != exclude {
+				candidates = append(candidates, &members[i])
+			}
+		}
+	}
+	if len(candidates) == 0 {
+		return nil
+	}
+
+	p := &s.shared
+	switch s.cfg.Features.SharedStrategy {
+	case SharedRandom:
+		return candidates[rand.IntN(len(candidates))]
+	case SharedHash:
+		// Rendezvous hashing: one publisher keeps its member while the group
+		// changes, unless that member leaves.
+		var best *router.Entry
+		var bestScore uint64
+		for _, e := range candidates {
+			score := maphash.String(p.seed, publisher+"\x00"+e.ClientID)
+			if best == nil || score > bestScore {
+				best, bestScore = e, score
+			}
+		}
+		return best
+	case SharedSticky:
+		if v, ok := p.sticky.Load(key); ok {
+			for _, e := range candidates {
+				if e.ClientID == v.(string) {
+					return e
+				}
+			}
+		}
+		e := candidates[rand.IntN(len(candidates))]
+		p.sticky.Store(key, e.ClientID)
+		return e
+	default:
+		v, _ := p.counters.LoadOrStore(key, new(atomic.Uint64))
+		n := v.(*atomic.Uint64).Add(1)
+		return candidates[n%uint64(len(candidates))]
+	}
 }
 
 // online reports whether a client is connected to the session.
@@ -33,4 +85,85 @@ func (ss *session) online() bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	return ss.mu.conn != nil
+}
+
+// takeSharedForRedeliveryLocked collects the shared-subscription messages that
+// go to another member now that this member's connection is gone (MQTT 5.0
+// section 4.8.2). Queued messages that were never sent move. Inflight QoS 1
+// messages are copied and also stay here, so the member resends them if it
+// resumes (QoS 1 allows the duplicate); each is offered elsewhere once. Inflight
+// QoS 2 messages stay with this member even when its session ends
+// [MQTT-4.8.2-4] [MQTT-4.8.2-5].
+func (ss *session) takeSharedForRedeliveryLocked() []*delivery {
+	var out []*delivery
+	q := &ss.mu.queue
+	kept := q.items[:0]
+	for _, d := range q.items[q.head:] {
+		if d.shareKey == "" {
+			kept = append(kept, d)
+			continue
+		}
+		q.bytes -= d.msg.size()
+		ss.releaseLocked(d)
+		out = append(out, d)
+	}
+	clear(q.items[len(kept):])
+	q.items, q.head = kept, 0
+
+	for _, d := range ss.mu.inflight {
+		if d.shareKey != "" && d.qos == 1 && !d.redelivered {
+			d.redelivered = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// redeliverShared offers each delivery to another member of its group. A
+// delivery with no other member left is dropped and counted.
+func (s *Server) redeliverShared(from string, ds []*delivery) {
+	if len(ds) == 0 {
+		return
+	}
+	b := s.store.NewBatch()
+	defer b.Close()
+	var targets []target
+	scratch := make([]router.Entry, 0, 8)
+	for _, d := range ds {
+		scratch = s.trie.Match(d.msg.topic, scratch[:0])
+		var members []router.Entry
+		for _, e := range scratch {
+			if e.Group != "" && shareKey(e.Group, e.Filter) == d.shareKey {
+				members = append(members, e)
+			}
+		}
+		e := s.pickShared(d.shareKey, members, d.msg.publisher, from)
+		if e == nil {
+			s.stats.dropped.Add(1)
+			continue
+		}
+		sess := s.reg.get(e.ClientID)
+		if sess == nil {
+			s.stats.dropped.Add(1)
+			continue
+		}
+		nd := &delivery{msg: d.msg, qos: min(d.msg.qos, e.QoS), shareKey: d.shareKey}
+		if e.SubID != 0 {
+			nd.subIDs = []uint32{e.SubID}
+		}
+		t := target{sess: sess, d: nd}
+		s.stageDelivery(d.msg, b, t)
+		targets = append(targets, t)
+	}
+	if !b.Empty() {
+		if err := b.Commit(); err != nil {
+			s.stats.storageErrors.Add(1)
+			s.log.Error("store shared redelivery failed; messages dropped", keyClientID, from, keyErr, err, "count", len(targets))
+			return
+		}
+	}
+	for _, t := range targets {
+		t.sess.deliver(t.d)
+	}
+	s.stats.sharedRedelivered.Add(uint64(len(targets)))
 }

@@ -15,6 +15,7 @@ type stats struct {
 	dropped, expired, tooLarge, publishRefused       atomic.Uint64
 	protocolErrors, panics, expiredSessions          atomic.Uint64
 	retainedRejected, storageErrors                  atomic.Uint64
+	sharedRedelivered                                atomic.Uint64
 	subscriptions, retainedBytes                     atomic.Int64
 }
 
@@ -25,6 +26,7 @@ type Stats struct {
 	Dropped, Expired, TooLarge, PublishRefused       uint64
 	ProtocolErrors, Panics, ExpiredSessions          uint64
 	RetainedRejected, StorageErrors                  uint64
+	SharedRedelivered                                uint64
 	Sessions, Subscriptions, Retained                int64
 }
 
@@ -39,7 +41,8 @@ func (s *Server) Stats() Stats {
 		PublishRefused: st.publishRefused.Load(), ProtocolErrors: st.protocolErrors.Load(),
 		Panics: st.panics.Load(), ExpiredSessions: st.expiredSessions.Load(),
 		RetainedRejected: st.retainedRejected.Load(), StorageErrors: st.storageErrors.Load(),
-		Sessions: int64(s.reg.len()), Subscriptions: st.subscriptions.Load(), Retained: int64(s.retained.Len()),
+		SharedRedelivered: st.sharedRedelivered.Load(),
+		Sessions:          int64(s.reg.len()), Subscriptions: st.subscriptions.Load(), Retained: int64(s.retained.Len()),
 	}
 }
 

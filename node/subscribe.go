@@ -1,6 +1,8 @@
 package node
 
 import (
+	"strings"
+
 	"github.com/starling-mqtt/starling/node/packet"
 	"github.com/starling-mqtt/starling/router"
 	"github.com/starling-mqtt/starling/storage"
@@ -14,6 +16,11 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	sess := c.session()
 	var subID uint32
 	if len(p.Properties.SubscriptionIDs) > 0 {
+		if srv.cfg.Features.DisableSubscriptionIDs {
+			// Subscription Identifiers Available is 0, so the identifier is a
+			// protocol error (MQTT 5.0 section 3.2.2.3.12).
+			return packet.Errorf(packet.ReasonSubIDsNotSupported, "subscription identifiers are disabled")
+		}
 		subID = p.Properties.SubscriptionIDs[0]
 	}
 
@@ -72,6 +79,13 @@ func (ss *session) subscribeLocked(c *conn, req packet.Subscription, subID uint3
 		return packet.ReasonTopicFilterInvalid, false, nil
 	}
 	group, topic, shared := router.ParseShared(req.Filter)
+	feat := &srv.cfg.Features
+	if shared && feat.DisableSharedSubscriptions {
+		return packet.ReasonSharedSubsNotSupported, false, nil
+	}
+	if feat.DisableWildcardSubscriptions && strings.ContainsAny(topic, "+#") {
+		return packet.ReasonWildcardSubsNotSupported, false, nil
+	}
 	if shared && req.NoLocal {
 		// [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
 		return 0, false, packet.Errorf(packet.ReasonProtocolError, "No Local set on shared subscription %q", req.Filter)
@@ -80,7 +94,7 @@ func (ss *session) subscribeLocked(c *conn, req packet.Subscription, subID uint3
 	if !exists && len(ss.mu.subs) >= lim.MaxSubscriptionsPerClient {
 		return packet.ReasonQuotaExceeded, false, nil
 	}
-	qos := min(req.QoS, 2)
+	qos := min(req.QoS, *feat.MaxQoS)
 	sub := &subscription{filter: req.Filter, group: group, topic: topic, opts: req, subID: subID}
 	sub.opts.QoS = qos
 	ss.mu.subs[req.Filter] = sub
