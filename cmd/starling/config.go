@@ -27,6 +27,7 @@ type fileConfig struct {
 	KeepAlive  fileKeepAlive  `yaml:"keepalive"`
 	Write      fileWrite      `yaml:"write"`
 	Limits     fileLimits     `yaml:"limits"`
+	Features   fileFeatures   `yaml:"features"`
 }
 
 type fileListener struct {
@@ -139,6 +140,7 @@ func buildConfig(fc fileConfig, st settings) (node.Config, logSettings, error) {
 		ConnectTimeout: time.Duration(fc.KeepAlive.ConnectTimeout),
 		WriteTimeout:   time.Duration(fc.Write.Timeout),
 		Limits:         node.Limits(fc.Limits),
+		Features:       node.Features(fc.Features),
 	}
 	for _, l := range fc.Listeners {
 		cfg.Listeners = append(cfg.Listeners, node.ListenerConfig{URL: l.URL, AllowAnonymous: l.AllowAnonymous})
@@ -179,4 +181,17 @@ func override(dst *string, v string) {
 	if v != "" {
 		*dst = v
 	}
+}
+
+type fileFeatures struct {
+	MaxQoS                       *byte  `yaml:"max_qos"`
+	DisableRetain                bool   `yaml:"disable_retain"`
+	DisableWildcardSubscriptions bool   `yaml:"disable_wildcard_subscriptions"`
+	DisableSubscriptionIDs       bool   `yaml:"disable_subscription_ids"`
+	DisableSharedSubscriptions   bool   `yaml:"disable_shared_subscriptions"`
+	MaxKeepAlive                 uint16 `yaml:"max_keepalive"`
+	MaxSessionExpiry             uint32 `yaml:"max_session_expiry"`
+	ResponseInformation          string `yaml:"response_information"`
+	SharedStrategy               string `yaml:"shared_strategy"`
+	SharedRedelivery             string `yaml:"shared_redelivery"`
 }
