@@ -65,7 +65,7 @@ func newConn(srv *Server, nc net.Conn, listener string, allowAnon bool) *conn {
 	return &conn{
 		srv:       srv,
 		nc:        nc,
-		br:        bufio.NewReaderSize(nc, 4096),
+		br:        bufio.NewReaderSize(countingReader{nc, &srv.stats.bytesIn}, 4096),
 		remote:    nc.RemoteAddr().String(),
 		listener:  listener,
 		allowAnon: allowAnon,
@@ -322,3 +322,15 @@ type target struct {
 
 // maxPendingPublishes bounds the publishes that share one commit.
 const maxPendingPublishes = 256
+
+// countingReader adds the bytes read from a socket to a node counter.
+type countingReader struct {
+	r     io.Reader
+	count *atomic.Uint64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.count.Add(uint64(n))
+	return n, err
+}

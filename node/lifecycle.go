@@ -69,6 +69,7 @@ func (s *Server) attach(c *conn, cp *packet.Connect, assigned string) (bool, err
 	sess.resendInflightLocked(c)
 	sess.pumpLocked()
 	s.stats.connects.Add(1)
+	s.stats.connected.Add(1)
 	return present, nil
 }
 
@@ -191,6 +192,7 @@ func (c *conn) detach() {
 	ss.mu.waitingWriter = false
 	ss.mu.disconnectedAt = time.Now()
 	c.srv.stats.disconnects.Add(1)
+	c.srv.stats.connected.Add(-1)
 	will := c.will
 	if c.normalDisconnect {
 		will = nil
@@ -299,6 +301,7 @@ func (ss *session) endSessionLocked(fromStorage bool) (*packet.Will, []*delivery
 	}
 	srv.stats.subscriptions.Add(-int64(len(ss.mu.subs)))
 	ss.mu.subs = nil
+	srv.stats.inflight.Add(-int64(len(ss.mu.inflight)))
 	ss.mu.inflight = nil
 	ss.mu.queue.clear()
 	ss.mu.retainedQ.clear()

@@ -15,7 +15,7 @@ import (
 func (c *conn) handlePublish(p *packet.Publish) error {
 	srv := c.srv
 	lim := &srv.cfg.Limits
-	srv.stats.messagesIn.Add(1)
+	srv.stats.messagesIn[min(p.QoS, 2)].Add(1)
 
 	if len(p.Properties.SubscriptionIDs) > 0 {
 		// [MQTT-3.3.4-6] Only the server sends Subscription Identifiers in PUBLISH.
@@ -350,7 +350,7 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 		return nil
 	}
 	if p.ReasonCode >= packet.ReasonUnspecifiedError {
-		delete(sess.mu.inflight, p.PacketID)
+		sess.deleteInflightLocked(p.PacketID)
 		sess.releaseLocked(d)
 		sess.pumpLocked()
 		return nil

@@ -346,7 +346,7 @@ func TestQueue_OverflowDropsOldest(t *testing.T) {
 		}
 		sub2.ack(got)
 	}
-	if n := srv.Stats().Dropped; n != 2 {
+	if n := srv.Stats().DroppedQueueFull; n != 2 {
 		t.Errorf("dropped = %d, want 2", n)
 	}
 }

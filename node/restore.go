@@ -209,7 +209,7 @@ func (s *Server) restoreSessionQueues(ss *session, bodies map[uint64]*message) e
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	for _, d := range inflight {
-		ss.mu.inflight[d.pid] = d
+		ss.setInflightLocked(d)
 	}
 	err = s.store.Queue(ss.id, func(e *storage.QueueEntry) error {
 		m, err := load(e.MessageID)

@@ -82,6 +82,8 @@ func newSession(srv *Server, id string) *session {
 	s.mu.subs = make(map[string]*subscription)
 	s.mu.inflight = make(map[uint16]*delivery)
 	s.mu.inboundQoS2 = make(map[uint16]struct{})
+	s.mu.queue.gauge = &srv.stats.queued
+	s.mu.retainedQ.gauge = &srv.stats.queued
 	return s
 }
 
@@ -90,11 +92,13 @@ type deliveryQueue struct {
 	items []*delivery
 	head  int
 	bytes int64
+	gauge *atomic.Int64 // the node's count of queued deliveries
 }
 
 func (q *deliveryQueue) len() int { return len(q.items) - q.head }
 
 func (q *deliveryQueue) push(d *delivery) {
+	q.gauge.Add(1)
 	q.items = append(q.items, d)
 	q.bytes += d.msg.size()
 }
@@ -102,6 +106,7 @@ func (q *deliveryQueue) push(d *delivery) {
 func (q *deliveryQueue) peek() *delivery { return q.items[q.head] }
 
 func (q *deliveryQueue) pop() *delivery {
+	q.gauge.Add(-1)
 	d := q.items[q.head]
 	q.items[q.head] = nil
 	q.head++
@@ -120,6 +125,7 @@ func (q *deliveryQueue) pop() *delivery {
 
 func (q *deliveryQueue) clear() []*delivery {
 	rest := q.items[q.head:]
+	q.gauge.Add(-int64(len(rest)))
 	q.items, q.head, q.bytes = nil, 0, 0
 	return rest
 }
@@ -164,7 +170,7 @@ func (s *session) deliverRetainedLocked(ds []*delivery) {
 // most one line per ten seconds per session.
 func (s *session) dropLocked(d *delivery, why string) {
 	s.releaseLocked(d)
-	s.srv.stats.dropped.Add(1)
+	s.srv.stats.droppedQueueFull.Add(1)
 	s.mu.droppedPending++
 	now := time.Now()
 	if now.Sub(s.mu.droppedWarned) >= 10*time.Second {
@@ -235,7 +241,7 @@ func (s *session) pumpLocked() {
 		}
 		q.pop()
 		d.pid = s.allocPacketIDLocked()
-		s.mu.inflight[d.pid] = d
+		s.setInflightLocked(d)
 		if d.stored {
 			s.persistInflightLocked(d)
 		}
@@ -263,6 +269,22 @@ func (s *session) persistInflightLocked(d *delivery) {
 		s.srv.commitSync(b, s.id)
 	} else {
 		s.srv.commitNoSync(b, s.id)
+	}
+}
+
+// setInflightLocked and deleteInflightLocked keep the node's inflight gauge
+// in step with the session's inflight table.
+func (s *session) setInflightLocked(d *delivery) {
+	if _, ok := s.mu.inflight[d.pid]; !ok {
+		s.srv.stats.inflight.Add(1)
+	}
+	s.mu.inflight[d.pid] = d
+}
+
+func (s *session) deleteInflightLocked(pid uint16) {
+	if _, ok := s.mu.inflight[pid]; ok {
+		s.srv.stats.inflight.Add(-1)
+		delete(s.mu.inflight, pid)
 	}
 }
 
@@ -297,7 +319,7 @@ func (s *session) sendLocked(c *conn, d *delivery, now time.Time) {
 		}
 	}
 	c.send(pub)
-	s.srv.stats.messagesOut.Add(1)
+	s.srv.stats.messagesOut[d.qos].Add(1)
 }
 
 // resendInflightLocked resends the unacknowledged outbound messages on a new
@@ -329,7 +351,7 @@ func (s *session) ackLocked(pid uint16, wantQoS byte) bool {
 	if !ok || d.qos != wantQoS {
 		return false
 	}
-	delete(s.mu.inflight, pid)
+	s.deleteInflightLocked(pid)
 	s.releaseLocked(d)
 	s.pumpLocked()
 	return true

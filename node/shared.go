@@ -104,6 +104,7 @@ func (ss *session) takeSharedForRedeliveryLocked() []*delivery {
 			continue
 		}
 		q.bytes -= d.msg.size()
+		q.gauge.Add(-1)
 		ss.releaseLocked(d)
 		out = append(out, d)
 	}
@@ -139,12 +140,12 @@ func (s *Server) redeliverShared(from string, ds []*delivery) {
 		}
 		e := s.pickShared(d.shareKey, members, d.msg.publisher, from)
 		if e == nil {
-			s.stats.dropped.Add(1)
+			s.stats.droppedNoMember.Add(1)
 			continue
 		}
 		sess := s.reg.get(e.ClientID)
 		if sess == nil {
-			s.stats.dropped.Add(1)
+			s.stats.droppedNoMember.Add(1)
 			continue
 		}
 		nd := &delivery{msg: d.msg, qos: min(d.msg.qos, e.QoS), shareKey: d.shareKey}

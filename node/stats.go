@@ -7,43 +7,61 @@ import (
 	"time"
 )
 
-// stats are the node's counters. Metrics export reads them; nothing else
-// depends on them.
+// stats are the node's counters, updated with atomics on the hot paths and
+// read by Stats and the metrics collector.
 type stats struct {
 	connects, disconnects, takeovers, connectRefused atomic.Uint64
-	packetsIn, messagesIn, messagesOut, bytesOut     atomic.Uint64
-	dropped, expired, tooLarge, publishRefused       atomic.Uint64
+	packetsIn, bytesIn, bytesOut                     atomic.Uint64
+	messagesIn, messagesOut                          [3]atomic.Uint64 // by QoS
+	droppedQueueFull, droppedNoMember                atomic.Uint64
+	expired, tooLarge, publishRefused                atomic.Uint64
 	protocolErrors, panics, expiredSessions          atomic.Uint64
 	retainedRejected, storageErrors                  atomic.Uint64
 	sharedRedelivered                                atomic.Uint64
 	subscriptions, retainedBytes                     atomic.Int64
+	queued, inflight, connected                      atomic.Int64
 }
 
 // Stats is a snapshot of the node's counters.
 type Stats struct {
 	Connects, Disconnects, Takeovers, ConnectRefused uint64
-	MessagesIn, MessagesOut, BytesOut                uint64
-	Dropped, Expired, TooLarge, PublishRefused       uint64
+	BytesIn, BytesOut                                uint64
+	MessagesIn, MessagesOut                          [3]uint64 // by QoS
+	DroppedQueueFull, DroppedNoMember                uint64
+	Expired, TooLarge, PublishRefused                uint64
 	ProtocolErrors, Panics, ExpiredSessions          uint64
 	RetainedRejected, StorageErrors                  uint64
 	SharedRedelivered                                uint64
-	Sessions, Subscriptions, Retained                int64
+	Connected, Sessions, Subscriptions               int64
+	Retained, RetainedBytes, Queued, Inflight        int64
+	DiskBytes                                        int64
 }
+
+// Dropped returns the messages dropped for any reason other than expiry.
+func (st Stats) Dropped() uint64 { return st.DroppedQueueFull + st.DroppedNoMember + st.TooLarge }
 
 // Stats returns a snapshot of the node's counters.
 func (s *Server) Stats() Stats {
 	st := &s.stats
-	return Stats{
+	out := Stats{
 		Connects: st.connects.Load(), Disconnects: st.disconnects.Load(),
 		Takeovers: st.takeovers.Load(), ConnectRefused: st.connectRefused.Load(),
-		MessagesIn: st.messagesIn.Load(), MessagesOut: st.messagesOut.Load(), BytesOut: st.bytesOut.Load(),
-		Dropped: st.dropped.Load(), Expired: st.expired.Load(), TooLarge: st.tooLarge.Load(),
-		PublishRefused: st.publishRefused.Load(), ProtocolErrors: st.protocolErrors.Load(),
-		Panics: st.panics.Load(), ExpiredSessions: st.expiredSessions.Load(),
+		BytesIn: st.bytesIn.Load(), BytesOut: st.bytesOut.Load(),
+		DroppedQueueFull: st.droppedQueueFull.Load(), DroppedNoMember: st.droppedNoMember.Load(),
+		Expired: st.expired.Load(), TooLarge: st.tooLarge.Load(), PublishRefused: st.publishRefused.Load(),
+		ProtocolErrors: st.protocolErrors.Load(), Panics: st.panics.Load(), ExpiredSessions: st.expiredSessions.Load(),
 		RetainedRejected: st.retainedRejected.Load(), StorageErrors: st.storageErrors.Load(),
 		SharedRedelivered: st.sharedRedelivered.Load(),
-		Sessions:          int64(s.reg.len()), Subscriptions: st.subscriptions.Load(), Retained: int64(s.retained.Len()),
+		Connected:         st.connected.Load(), Sessions: int64(s.reg.len()), Subscriptions: st.subscriptions.Load(),
+		Retained: int64(s.retained.Len()), RetainedBytes: st.retainedBytes.Load(),
+		Queued: st.queued.Load(), Inflight: st.inflight.Load(),
+		DiskBytes: s.store.DiskUsage(),
 	}
+	for q := range 3 {
+		out.MessagesIn[q] = st.messagesIn[q].Load()
+		out.MessagesOut[q] = st.messagesOut[q].Load()
+	}
+	return out
 }
 
 // rateLimitedLog writes at most one Warn line per interval and counts the lines

@@ -69,7 +69,7 @@ func TestStress_PublishersWithTakeovers(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond)
 	waitFor(t, 60*time.Second, "all publishers", func() bool {
-		return srv.Stats().MessagesIn >= publishers*perPublisher
+		return srv.Stats().MessagesIn[1] >= publishers*perPublisher
 	})
 	close(stop)
 	wg.Wait()

@@ -64,6 +64,8 @@ func serve(args []string) int {
 	fs.StringVar(&st.durability, "durability", "", "sync (acknowledge after fsync, the default) or relaxed (env STARLING_DURABILITY)")
 	fs.StringVar(&st.logLevel, "log-level", "", "debug, info, warn or error (env STARLING_LOG_LEVEL; default info)")
 	fs.StringVar(&st.logFormat, "log-format", "", "text or json (env STARLING_LOG_FORMAT; default text)")
+	httpAddr := fs.String("http", "", "address of the /metrics, /healthz and /readyz endpoints, e.g. 127.0.0.1:8080 (env STARLING_HTTP; default off)")
+	enablePprof := fs.Bool("pprof", false, "serve /debug/pprof/ on the --http address (loopback only)")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take before connections are cut")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -72,6 +74,9 @@ func serve(args []string) int {
 	setByFlag := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { setByFlag[f.Name] = true })
 	st.applyEnv(setByFlag)
+	if v, ok := os.LookupEnv("STARLING_HTTP"); ok && !setByFlag["http"] {
+		*httpAddr = v
+	}
 
 	var fc fileConfig
 	if st.configPath != "" {
@@ -100,6 +105,14 @@ func serve(args []string) int {
 		srv.Shutdown(context.Background())
 		return 1
 	}
+	var web *httpServer
+	if *httpAddr != "" {
+		if web, err = startHTTP(*httpAddr, srv, *enablePprof, logger); err != nil {
+			logger.Error("start failed", "err", err)
+			srv.Shutdown(context.Background())
+			return 1
+		}
+	}
 	logger.Info("starling started", "version", version, "data_dir", cfg.DataDir)
 
 	sig := make(chan os.Signal, 1)
@@ -110,7 +123,11 @@ func serve(args []string) int {
 
 	ctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
+	err = srv.Shutdown(ctx)
+	if web != nil {
+		web.shutdown(ctx)
+	}
+	if err != nil {
 		logger.Error("shutdown failed", "err", err)
 		return 1
 	}
