@@ -39,14 +39,11 @@ func dialRaw(t testing.TB, b *broker, name string, version byte) *rawClient {
 }
 
 // connectRaw dials, sends the CONNECT of spec and requires CONNACK success.
-// spec.ClientID defaults to name.
+// name only labels the client in failure messages.
 func connectRaw(t testing.TB, b *broker, name string, spec connectSpec) (*rawClient, connack) {
 	t.Helper()
 	if spec.Version == 0 {
 		spec.Version = 4
-	}
-	if spec.ClientID == "" && name != "" {
-		spec.ClientID = name
 	}
 	c := dialRaw(t, b, name, spec.Version)
 	ca := c.connect(spec)
