@@ -39,6 +39,10 @@ type Config struct {
 	// read for this long is disconnected. Default: 30 s.
 	WriteTimeout time.Duration
 
+	// SysInterval is how often the $SYS/broker topics are published. Default:
+	// 10 s. A negative value turns them off.
+	SysInterval time.Duration
+
 	// Limits bounds what one client and the node may use.
 	Limits Limits
 
@@ -140,6 +144,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.SysInterval == 0 {
+		c.SysInterval = 10 * time.Second
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 30 * time.Second

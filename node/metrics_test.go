@@ -66,3 +66,17 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	}
 	return out
 }
+
+func TestSys_BrokerTopicsPublished(t *testing.T) {
+	srv := testServer(t, "", func(c *Config) { c.SysInterval = 100 * time.Millisecond })
+	c := dialRaw(t, srv, packet.Version311)
+	c.connect(&packet.Connect{ClientID: "sys", CleanStart: true})
+	c.subscribe(1, packet.Subscription{Filter: "$SYS/broker/clients/connected"})
+	// Retained on subscribe, then refreshed while subscribed.
+	if got := c.expectPublish(); !got.Retain {
+		t.Fatalf("first $SYS message has RETAIN clear")
+	}
+	if again := c.expectPublish(); string(again.Payload) != "1" || again.Retain {
+		t.Fatalf("refresh %q retain=%v, want 1 live", again.Payload, again.Retain)
+	}
+}

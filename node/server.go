@@ -33,7 +33,8 @@ type Server struct {
 	clientWarn rateLimitedLog
 
 	closing atomic.Bool
-	wg      sync.WaitGroup // accept loops and connection readers
+	stop    chan struct{}  // closed by Shutdown to stop background loops
+	wg      sync.WaitGroup // accept loops, connection readers and background loops
 
 	mu struct {
 		sync.Mutex
@@ -73,6 +74,7 @@ func New(cfg Config) (*Server, error) {
 	s.matchPool.New = func() any { b := make([]router.Entry, 0, 16); return &b }
 	s.indexPool.New = func() any { return make(map[string]int) }
 	s.mu.conns = make(map[*conn]struct{})
+	s.stop = make(chan struct{})
 	if err := s.restore(); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("node: restore state from %s: %w", cfg.DataDir, err)
@@ -103,6 +105,10 @@ func (s *Server) Start() error {
 		s.log.Info("listening", keyListener, ln.Addr().String(), "scheme", addr.scheme, "anonymous", anon)
 		s.wg.Add(1)
 		go s.acceptLoop(ln, anon)
+	}
+	if s.cfg.SysInterval > 0 {
+		s.wg.Add(1)
+		go s.sysLoop(s.cfg.SysInterval, s.stop)
 	}
 	return nil
 }
@@ -172,6 +178,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return errors.New("node: already shut down")
 	}
 	s.log.Info("shutting down")
+	close(s.stop)
 	s.closeListeners()
 
 	s.mu.Lock()
