@@ -19,15 +19,16 @@ import (
 // key keeps the default. Unknown keys are rejected so that a typo never passes
 // silently.
 type fileConfig struct {
-	NodeName   string         `yaml:"node_name"`
-	DataDir    string         `yaml:"data_dir"`
-	Durability string         `yaml:"durability"`
-	Listeners  []fileListener `yaml:"listeners"`
-	Log        fileLog        `yaml:"log"`
-	KeepAlive  fileKeepAlive  `yaml:"keepalive"`
-	Write      fileWrite      `yaml:"write"`
-	Limits     fileLimits     `yaml:"limits"`
-	Features   fileFeatures   `yaml:"features"`
+	NodeName    string         `yaml:"node_name"`
+	DataDir     string         `yaml:"data_dir"`
+	Durability  string         `yaml:"durability"`
+	Listeners   []fileListener `yaml:"listeners"`
+	Log         fileLog        `yaml:"log"`
+	KeepAlive   fileKeepAlive  `yaml:"keepalive"`
+	Write       fileWrite      `yaml:"write"`
+	Limits      fileLimits     `yaml:"limits"`
+	Features    fileFeatures   `yaml:"features"`
+	SysInterval duration       `yaml:"sys_interval"`
 }
 
 type fileListener struct {
@@ -141,6 +142,7 @@ func buildConfig(fc fileConfig, st settings) (node.Config, logSettings, error) {
 		WriteTimeout:   time.Duration(fc.Write.Timeout),
 		Limits:         node.Limits(fc.Limits),
 		Features:       node.Features(fc.Features),
+		SysInterval:    time.Duration(fc.SysInterval),
 	}
 	for _, l := range fc.Listeners {
 		cfg.Listeners = append(cfg.Listeners, node.ListenerConfig{URL: l.URL, AllowAnonymous: l.AllowAnonymous})

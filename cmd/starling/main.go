@@ -95,6 +95,7 @@ func serve(args []string) int {
 	slog.SetDefault(logger)
 	cfg.Logger = logger
 
+	node.Version = version
 	srv, err := node.New(cfg)
 	if err != nil {
 		logger.Error("start failed", "err", err)
