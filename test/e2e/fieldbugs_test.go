@@ -324,7 +324,7 @@ func TestFieldBug_B07_WildcardsSkipDollarTopics(t *testing.T) {
 // direction or the other, and delivered an offline backlog out of order.
 func TestFieldBug_B09_ReceiveMaximum(t *testing.T) {
 	t.Parallel()
-	b := startBroker(t, brokerOptions{Limits: limits{MaxInflight: 10}})
+	b := startBroker(t, brokerOptions{Limits: limits{ReceiveMaximum: 10, MaxInflight: 10}})
 
 	t.Run("server-limit", func(t *testing.T) {
 		if knownMosquittoGap(t, "answers PUBREC 0x97 instead of DISCONNECT 0x93") {

@@ -266,7 +266,9 @@ type brokerOptions struct {
 // limits mirrors the "limits" section of Starling's YAML configuration. Zero
 // fields are left out, so the broker's defaults apply.
 type limits struct {
-	MaxPacketSize             int
+	MaxPacketSize int
+	// ReceiveMaximum is the server's Receive Maximum for inbound QoS 1/2.
+	ReceiveMaximum            int
 	MaxInflight               int
 	MaxQueuedMessages         int
 	MaxQueuedBytes            int
@@ -689,6 +691,7 @@ func (b *broker) starlingConfig() string {
 		}
 	}
 	writeInt("max_packet_size", l.MaxPacketSize)
+	writeInt("receive_maximum", l.ReceiveMaximum)
 	writeInt("max_inflight", l.MaxInflight)
 	writeInt("max_queued_messages", l.MaxQueuedMessages)
 	writeInt("max_queued_bytes", l.MaxQueuedBytes)
@@ -759,8 +762,10 @@ func (b *broker) mosquittoConfig() string {
 	if l.MaxPacketSize != 0 {
 		lines = append(lines, fmt.Sprintf("max_packet_size %d", l.MaxPacketSize))
 	}
-	if l.MaxInflight != 0 {
-		lines = append(lines, fmt.Sprintf("max_inflight_messages %d", l.MaxInflight))
+	// mosquitto has one setting for both directions: its outbound window,
+	// which it also announces as Receive Maximum.
+	if inflight := max(l.MaxInflight, l.ReceiveMaximum); inflight != 0 {
+		lines = append(lines, fmt.Sprintf("max_inflight_messages %d", inflight))
 	}
 	if l.MaxQueuedMessages != 0 {
 		lines = append(lines, fmt.Sprintf("max_queued_messages %d", l.MaxQueuedMessages))
