@@ -65,7 +65,8 @@ func stampedPayload(size int) []byte {
 // TestFieldBug_B29_SlowSubscriber: one subscriber that stops reading made a
 // broker buffer without limit until it ran out of memory.
 func TestFieldBug_B29_SlowSubscriber(t *testing.T) {
-	t.Parallel()
+	// Not parallel: load and timing measurements need the machine to
+	// themselves, and go test runs serial tests before the parallel ones.
 	const maxQueued = 1000
 	b := startBroker(t, brokerOptions{Limits: limits{MaxQueuedMessages: maxQueued, MaxInflight: 20}})
 	baseline, err := b.RSS()
@@ -217,7 +218,8 @@ loop:
 // thousands of retained messages delivered only part of them, or starved
 // other clients.
 func TestFieldBug_B30_RetainedBurst(t *testing.T) {
-	t.Parallel()
+	// Not parallel: load and timing measurements need the machine to
+	// themselves, and go test runs serial tests before the parallel ones.
 	perGroup := scaled(500, 10000)
 	const groups = 4
 	total := groups * perGroup
