@@ -113,6 +113,9 @@ func (c *conn) validateConnect(cp *packet.Connect) (packet.ReasonCode, string) {
 		if err := router.ValidateTopicName(cp.Will.Topic, lim.MaxTopicLength, lim.MaxTopicLevels); err != nil {
 			return packet.ReasonTopicNameInvalid, "invalid will topic: " + err.Error()
 		}
+		if isSysTopic(cp.Will.Topic) {
+			return packet.ReasonNotAuthorized, "a will may not use a $SYS topic"
+		}
 		if int64(len(cp.Will.Payload)) > int64(lim.MaxPacketSize) {
 			return packet.ReasonPacketTooLarge, "will payload exceeds the maximum packet size"
 		}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -36,6 +37,14 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	if err := router.ValidateTopicName(p.Topic, lim.MaxTopicLength, lim.MaxTopicLevels); err != nil {
 		// [MQTT-3.3.2-2] A topic name must not contain wildcards.
 		return packet.Errorf(packet.ReasonTopicNameInvalid, "invalid topic name: %v", err)
+	}
+
+	if isSysTopic(p.Topic) {
+		// Topics under $SYS belong to the broker: a client may not publish
+		// there, so no client can forge broker statistics (MQTT 4.7.2).
+		srv.stats.publishRefused.Add(1)
+		srv.clientWarn.log(srv.log, "client publish to a $SYS topic dropped", keyClientID, c.clientID, keyRemote, c.remote, keyTopic, p.Topic)
+		return c.refusePublish(p, packet.ReasonNotAuthorized, "$SYS topics are reserved for the broker")
 	}
 
 	sess := c.session()
@@ -101,20 +110,38 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	return nil
 }
 
-// refusePublish rejects a QoS 1/2 PUBLISH that the node cannot store. MQTT 5.0 has
-// reason codes for that; 3.1.1 has none, so the connection closes without an
-// acknowledgement and the client resends later.
+// refusePublish rejects a PUBLISH. MQTT 5.0 acknowledges a QoS 1/2 publish
+// with the reason code. 3.1.1 has no such codes: a message that is not
+// authorized is acknowledged and dropped [MQTT-3.3.5-2], and one the node cannot
+// store closes the connection without an acknowledgement, so the client
+// resends it later. QoS 0 messages are dropped.
 func (c *conn) refusePublish(p *packet.Publish, code packet.ReasonCode, why string) error {
+	if p.QoS == 0 {
+		return nil
+	}
 	if c.version != packet.Version5 {
+		if code == packet.ReasonNotAuthorized {
+			c.pending.acks = append(c.pending.acks, ackFor(p, packet.ReasonSuccess))
+			return nil
+		}
 		return packet.Errorf(code, "%s", why)
 	}
 	c.srv.stats.publishRefused.Add(1)
-	if p.QoS == 1 {
-		c.pending.acks = append(c.pending.acks, &packet.Puback{PacketID: p.PacketID, ReasonCode: code})
-	} else {
-		c.pending.acks = append(c.pending.acks, &packet.Pubrec{PacketID: p.PacketID, ReasonCode: code})
-	}
+	c.pending.acks = append(c.pending.acks, ackFor(p, code))
 	return nil
+}
+
+// ackFor returns the PUBACK or PUBREC for a QoS 1 or 2 publish.
+func ackFor(p *packet.Publish, code packet.ReasonCode) packet.Packet {
+	if p.QoS == 1 {
+		return &packet.Puback{PacketID: p.PacketID, ReasonCode: code}
+	}
+	return &packet.Pubrec{PacketID: p.PacketID, ReasonCode: code}
+}
+
+// isSysTopic reports whether a topic belongs to the broker's $SYS tree.
+func isSysTopic(topic string) bool {
+	return topic == "$SYS" || strings.HasPrefix(topic, "$SYS/")
 }
 
 // resolveTopicAlias applies an MQTT 5.0 Topic Alias: a topic with an alias sets

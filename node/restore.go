@@ -52,6 +52,7 @@ func (s *Server) restoreRetained() error {
 		}
 		s.retained.Set(m.topic, m)
 		s.stats.retainedBytes.Add(m.size())
+		s.stats.retainedCount.Add(1)
 		return nil
 	})
 	if err != nil {

@@ -25,7 +25,7 @@ func (s *Server) stageRetained(msg *message, b *storage.Batch, updates *[]retain
 	}
 	lim := &s.cfg.Limits
 	_, exists := s.retained.Get(msg.topic)
-	if !exists && (s.retained.Len() >= lim.MaxRetainedMessages || s.stats.retainedBytes.Load()+msg.size() > lim.MaxRetainedBytes) {
+	if !exists && (s.stats.retainedCount.Load() >= int64(lim.MaxRetainedMessages) || s.stats.retainedBytes.Load()+msg.size() > lim.MaxRetainedBytes) {
 		s.stats.retainedRejected.Add(1)
 		s.clientWarn.log(s.log, "retained store is full; message not retained", keyTopic, msg.topic,
 			"max_messages", lim.MaxRetainedMessages, "max_bytes", lim.MaxRetainedBytes)
@@ -40,10 +40,12 @@ func (s *Server) stageRetained(msg *message, b *storage.Batch, updates *[]retain
 }
 
 // applyRetained makes committed retained changes visible to new subscribers.
+// The retained limits count client messages only, not the $SYS topics.
 func (s *Server) applyRetained(updates []retainedUpdate) {
 	for _, u := range updates {
 		if old, ok := s.retained.Get(u.topic); ok {
 			s.stats.retainedBytes.Add(-old.size())
+			s.stats.retainedCount.Add(-1)
 		}
 		if u.msg == nil {
 			s.retained.Delete(u.topic)
@@ -51,6 +53,7 @@ func (s *Server) applyRetained(updates []retainedUpdate) {
 		}
 		s.retained.Set(u.topic, u.msg)
 		s.stats.retainedBytes.Add(u.msg.size())
+		s.stats.retainedCount.Add(1)
 	}
 }
 

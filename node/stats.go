@@ -18,7 +18,7 @@ type stats struct {
 	protocolErrors, panics, expiredSessions          atomic.Uint64
 	retainedRejected, storageErrors                  atomic.Uint64
 	sharedRedelivered                                atomic.Uint64
-	subscriptions, retainedBytes                     atomic.Int64
+	subscriptions, retainedBytes, retainedCount      atomic.Int64
 	queued, inflight, connected                      atomic.Int64
 }
 
@@ -53,7 +53,7 @@ func (s *Server) Stats() Stats {
 		RetainedRejected: st.retainedRejected.Load(), StorageErrors: st.storageErrors.Load(),
 		SharedRedelivered: st.sharedRedelivered.Load(),
 		Connected:         st.connected.Load(), Sessions: int64(s.reg.len()), Subscriptions: st.subscriptions.Load(),
-		Retained: int64(s.retained.Len()), RetainedBytes: st.retainedBytes.Load(),
+		Retained: st.retainedCount.Load(), RetainedBytes: st.retainedBytes.Load(),
 		Queued: st.queued.Load(), Inflight: st.inflight.Load(),
 		DiskBytes: s.store.DiskUsage(),
 	}

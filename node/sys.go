@@ -58,7 +58,7 @@ func (s *Server) publishSysStats(start time.Time) {
 // subscribers, without a storage write.
 func (s *Server) publishSys(topic, value string) {
 	msg := &message{topic: topic, payload: []byte(value), retain: true}
-	s.applyRetained([]retainedUpdate{{topic: topic, msg: msg}})
+	s.retained.Set(topic, msg)
 	b := s.store.NewBatch() // stays empty: QoS 0 deliveries are never written
 	defer b.Close()
 	for _, t := range s.route(msg, b, nil) {

@@ -23,6 +23,7 @@ const usage = `Starling is a clustered MQTT 3.1, 3.1.1 and 5.0 broker.
 Usage:
   starling serve [flags]    run a broker node (starling serve -h lists the flags)
   starling bench [flags]    generate MQTT load against a broker (starling bench -h)
+  starling certs init DIR   write a development CA, server, peer and client certificates
   starling version          print the version
 `
 
@@ -36,6 +37,8 @@ func main() {
 		os.Exit(serve(os.Args[2:]))
 	case "bench":
 		os.Exit(runBench(os.Args[2:]))
+	case "certs":
+		os.Exit(runCerts(os.Args[2:]))
 	case "version", "--version", "-v":
 		fmt.Println("starling", version)
 	case "help", "-h", "--help":

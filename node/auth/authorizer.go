@@ -38,12 +38,10 @@ type aclSnapshot struct {
 	roles      map[string][]*compiledRule // role name → rules in order
 }
 
-// denyAll stands in for a stored rule that does not compile, so a broken
-// record takes permissions away instead of granting them.
-var denyAll = &compiledRule{publish: true, subscribe: true, allow: false, levels: []patternLevel{{kind: levelHash}}}
-
-// denyAllDollar pairs with denyAll, because "#" does not match "$" topics.
-var denyAllDollar = &compiledRule{publish: true, subscribe: true, allow: false, levels: []patternLevel{{kind: levelPlus}, {kind: levelHash}}}
+// denyEverything stands in for a stored rule that does not compile, so a
+// broken record takes permissions away instead of granting them. It also
+// matches "$" topics, which no pattern starting with a wildcard does.
+var denyEverything = &compiledRule{publish: true, subscribe: true, allow: false, matchAll: true}
 
 // NewAuthorizer returns an Authorizer loaded from store. See Reload for the
 // handling of invalid records.
@@ -108,7 +106,7 @@ func compileRules(rules []Rule) ([]*compiledRule, error) {
 	for i, r := range rules {
 		c, err := compileRule(r)
 		if err != nil {
-			return []*compiledRule{denyAll, denyAllDollar}, fmt.Errorf("rule %d: %w", i+1, err)
+			return []*compiledRule{denyEverything}, fmt.Errorf("rule %d: %w", i+1, err)
 		}
 		out = append(out, c)
 	}
@@ -128,7 +126,7 @@ func (a *Authorizer) Policy(id Identity, clientID string) *Policy {
 	p := &Policy{a: a, clientID: clientID, username: id.Username, roles: id.Roles, groups: id.Groups}
 	rules, err := compileRules(id.Rules)
 	if err != nil {
-		rules = []*compiledRule{denyAll, denyAllDollar}
+		rules = []*compiledRule{denyEverything}
 	}
 	p.userRules = rules
 	p.rebind(a.snap.Load())
@@ -219,7 +217,7 @@ func (p *Policy) CanPublish(topic string) bool {
 		return false
 	}
 	for _, r := range p.rules() {
-		if r.publish && matchTopic(r.levels, topic) {
+		if r.publish && (r.matchAll || matchTopic(r.levels, topic)) {
 			return r.allow
 		}
 	}
@@ -266,7 +264,7 @@ func (p *Policy) CanSubscribe(filter string) bool {
 			}
 			continue
 		}
-		if intersectsFilter(r.levels, filter) {
+		if r.matchAll || intersectsFilter(r.levels, filter) {
 			return false
 		}
 	}

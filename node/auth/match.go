@@ -65,9 +65,12 @@ func coversFilter(pattern []boundLevel, filter string) bool {
 		fl, next := nextLevel(filter, fi)
 		switch {
 		case fl == "#":
-			// The filter reaches every depth below; only a pattern "#" at
-			// this level does, and that case returned above.
-			return false
+			// The filter matches every topic below this level and, as its
+			// parent, the topic that ends before it. Besides a pattern "#"
+			// here (returned above), only "+/#" at level 0 matches all of
+			// those, because every topic has a level 0 and "+" also skips
+			// "$" topics.
+			return i == 0 && len(pattern) == 2 && pl.kind == levelPlus && pattern[1].kind == levelHash
 		case fl == "+":
 			if pl.kind != levelPlus {
 				return false

@@ -170,15 +170,26 @@ func parseParamList(s string, keys ...string) ([]uint32, error) {
 // decodeSaltHash decodes the unpadded base64 salt and hash fields. Errors
 // name the field but never quote it.
 func decodeSaltHash(saltField, hashField string) (salt, hash []byte, err error) {
-	salt, err = b64.Strict().DecodeString(saltField)
-	if err != nil {
+	salt, ok := decodeCanonical(b64, saltField)
+	if !ok {
 		return nil, nil, fmt.Errorf("%w: salt is not unpadded base64", ErrInvalidCredentials)
 	}
-	hash, err = b64.Strict().DecodeString(hashField)
-	if err != nil {
+	hash, ok = decodeCanonical(b64, hashField)
+	if !ok {
 		return nil, nil, fmt.Errorf("%w: hash is not unpadded base64", ErrInvalidCredentials)
 	}
 	return salt, hash, nil
+}
+
+// decodeCanonical decodes s and reports whether s is exactly the encoding
+// of the result. Go's decoders skip '\r' and '\n' even in strict mode, and a
+// stored value with two spellings would break the round trip.
+func decodeCanonical(enc *base64.Encoding, s string) ([]byte, bool) {
+	b, err := enc.Strict().DecodeString(s)
+	if err != nil || enc.EncodeToString(b) != s {
+		return nil, false
+	}
+	return b, true
 }
 
 // parseBcrypt accepts a bcrypt hash as produced by OpenBSD, PHP ("$2y$") or

@@ -88,6 +88,11 @@ type compiledRule struct {
 	allow              bool
 	levels             []patternLevel
 	hasVariables       bool
+	matchAll           bool // matches every topic and filter, "$" ones included; only for denyEverything
+
+	// shared is the bound form of a rule without variables, which every
+	// connection can share instead of holding its own copy.
+	shared *boundRule
 }
 
 // ParseRule checks a rule and returns an error wrapping ErrInvalidRule that
@@ -126,6 +131,9 @@ func compileRule(r Rule) (*compiledRule, error) {
 		for _, s := range l.segments {
 			c.hasVariables = c.hasVariables || s.variable != varNone
 		}
+	}
+	if !c.hasVariables {
+		c.shared = c.bind("", "")
 	}
 	return c, nil
 }
@@ -233,6 +241,7 @@ type boundLevel struct {
 type boundRule struct {
 	publish, subscribe bool
 	allow              bool
+	matchAll           bool
 	levels             []boundLevel
 }
 
@@ -240,7 +249,10 @@ type boundRule struct {
 // allow rule that matches nothing because an identity it uses cannot fill a
 // level; a deny rule in that case gets "+" at that level instead.
 func (c *compiledRule) bind(clientID, username string) *boundRule {
-	b := &boundRule{publish: c.publish, subscribe: c.subscribe, allow: c.allow, levels: make([]boundLevel, len(c.levels))}
+	if c.shared != nil {
+		return c.shared
+	}
+	b := &boundRule{publish: c.publish, subscribe: c.subscribe, allow: c.allow, matchAll: c.matchAll, levels: make([]boundLevel, len(c.levels))}
 	for i, l := range c.levels {
 		if l.kind != levelLiteral {
 			b.levels[i] = boundLevel{kind: l.kind}

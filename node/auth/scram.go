@@ -133,7 +133,7 @@ func ParseScramCredential(s string) (*ScramCredential, error) {
 	if c.Salt, c.StoredKey, err = decodeSaltHash(fields[1], storedField); err != nil {
 		return nil, fmt.Errorf("SCRAM credential: %w", err)
 	}
-	if c.ServerKey, err = b64.Strict().DecodeString(serverField); err != nil {
+	if c.ServerKey, ok = decodeCanonical(b64, serverField); !ok {
 		return nil, fmt.Errorf("%w: SCRAM ServerKey is not unpadded base64", ErrInvalidCredentials)
 	}
 	if err := c.check(); err != nil {

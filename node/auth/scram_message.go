@@ -115,8 +115,8 @@ func parseClientFinal(msg string) (clientFinal, error) {
 		return clientFinal{}, scramErrorf("client-final-message has no proof")
 	}
 	cf.withoutProof = msg[:proofAt]
-	proof, err := base64.StdEncoding.Strict().DecodeString(msg[proofAt+len(",p="):])
-	if err != nil {
+	proof, ok := decodeCanonical(base64.StdEncoding, msg[proofAt+len(",p="):])
+	if !ok {
 		return clientFinal{}, scramErrorf("proof is not base64")
 	}
 	cf.proof = proof
@@ -125,12 +125,12 @@ func parseClientFinal(msg string) (clientFinal, error) {
 	if len(attrs) < 2 {
 		return clientFinal{}, scramErrorf("client-final-message needs c= and r=")
 	}
-	encodedBinding, ok := strings.CutPrefix(attrs[0], "c=")
-	if !ok {
+	encodedBinding, found := strings.CutPrefix(attrs[0], "c=")
+	if !found {
 		return clientFinal{}, scramErrorf("client-final-message must start with c=")
 	}
-	binding, err := base64.StdEncoding.Strict().DecodeString(encodedBinding)
-	if err != nil {
+	binding, ok := decodeCanonical(base64.StdEncoding, encodedBinding)
+	if !ok {
 		return clientFinal{}, scramErrorf("channel binding c= is not base64")
 	}
 	cf.channelBinding = string(binding)

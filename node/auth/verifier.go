@@ -128,7 +128,7 @@ type Verifier struct {
 	decoy   Credentials
 	now     func() time.Time               // replaced by tests
 	check   func(Credentials, []byte) bool // Verify; replaced by tests to block a worker
-	macPool sync.Pool                      // of hash.Hash keyed with secret
+	keyPool sync.Pool                      // of *keyHasher keyed with secret
 
 	jobs chan *verifyJob
 	quit chan struct{}
@@ -196,7 +196,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		jobs:   make(chan *verifyJob, cfg.QueueLen),
 		quit:   make(chan struct{}),
 	}
-	v.macPool.New = func() any { return hmac.New(sha256.New, v.secret) }
+	v.keyPool.New = func() any { return &keyHasher{mac: hmac.New(sha256.New, v.secret)} }
 	v.mu.cache = newVerifyCache(cfg.CacheEntries, cfg.CacheTTL)
 	v.mu.inFlight = make(map[cacheKey]*verifyFlight)
 
@@ -366,33 +366,35 @@ func (v *Verifier) finish(j *verifyJob, ok bool, err error) {
 	close(j.flight.done)
 }
 
+// keyHasher is a reusable HMAC and message buffer for cacheKey.
+type keyHasher struct {
+	mac hash.Hash
+	buf []byte
+}
+
 // cacheKey computes the HMAC of the fields that identify one successful
 // check. Each variable-length field is prefixed with its length, so no two
-// different inputs give the same message.
+// different inputs give the same message. The buffer that held the
+// password is zeroed before it goes back to the pool.
 func (v *Verifier) cacheKey(u User, password []byte) cacheKey {
-	mac := v.macPool.Get().(hash.Hash)
-	defer v.macPool.Put(mac)
-	mac.Reset()
+	h := v.keyPool.Get().(*keyHasher)
+	defer v.keyPool.Put(h)
 
-	var n [8]byte
-	writeField := func(b []byte) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-		mac.Write(n[:])
-		mac.Write(b)
-	}
-	writeString := func(s string) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		mac.Write(n[:])
-		mac.Write([]byte(s))
-	}
-	writeString(u.Name)
-	writeField(password)
-	binary.BigEndian.PutUint64(n[:], u.Version)
-	mac.Write(n[:])
-	writeField(u.Credentials.Hash)
+	b := h.buf[:0]
+	b = binary.BigEndian.AppendUint64(b, uint64(len(u.Name)))
+	b = append(b, u.Name...)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(password)))
+	b = append(b, password...)
+	b = binary.BigEndian.AppendUint64(b, u.Version)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(u.Credentials.Hash)))
+	b = append(b, u.Credentials.Hash...)
 
+	h.mac.Reset()
+	h.mac.Write(b)
 	var key cacheKey
-	mac.Sum(key[:0])
+	h.mac.Sum(key[:0])
+	clear(b)
+	h.buf = b
 	return key
 }
 
