@@ -19,14 +19,15 @@ import (
 // Server is one broker node. Create it with New, start it with Start and stop it
 // with Shutdown; a Server is not reusable after Shutdown.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	store    *storage.Store
-	trie     *router.Trie
-	retained *router.Tree[*message]
-	reg      *registry
-	shared   sharedPicker
-	stats    stats
+	cfg       Config
+	log       *slog.Logger
+	store     *storage.Store
+	trie      *router.Trie
+	retained  *router.Tree[*message]
+	reg       *registry
+	shared    sharedPicker
+	stats     stats
+	persister persister
 
 	matchPool  sync.Pool // *[]router.Entry scratch for route
 	indexPool  sync.Pool // map[string]int scratch for route
@@ -75,6 +76,7 @@ func New(cfg Config) (*Server, error) {
 	s.indexPool.New = func() any { return make(map[string]int) }
 	s.mu.conns = make(map[*conn]struct{})
 	s.stop = make(chan struct{})
+	s.persister.srv = s
 	if err := s.restore(); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("node: restore state from %s: %w", cfg.DataDir, err)
@@ -206,6 +208,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-done
 	}
 
+	s.persister.wg.Wait()
 	s.stopTimers()
 	if err := s.store.Close(); err != nil {
 		return fmt.Errorf("node: close store: %w", err)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/starling-mqtt/starling/node/packet"
 	"github.com/starling-mqtt/starling/router"
-	"github.com/starling-mqtt/starling/storage"
 )
 
 // neverExpires is the Session Expiry Interval that means the session never ends.
@@ -26,6 +25,7 @@ type delivery struct {
 	pid         uint16 // packet id once in flight
 	dup         bool   // resend: set DUP
 	released    bool   // QoS 2: PUBREC received, PUBREL sent
+	persisting  bool   // waiting for the persister to write its inflight entry
 	shareKey    string // shared subscription group (shareKey) the delivery was chosen for; "" if none
 	redelivered bool   // a shared QoS 1 copy was already offered to another member
 }
@@ -243,32 +243,12 @@ func (s *session) pumpLocked() {
 		d.pid = s.allocPacketIDLocked()
 		s.setInflightLocked(d)
 		if d.stored {
-			s.persistInflightLocked(d)
+			// Sent by the persister once the packet id is on disk.
+			d.persisting = true
+			s.srv.persister.add(s, d)
+			continue
 		}
 		s.sendLocked(c, d, now)
-	}
-}
-
-// persistInflightLocked moves a stored queue entry to the inflight table, so
-// that after a restart the message is resent with the same packet id. For QoS 2
-// the write is synced before the PUBLISH goes out: a packet id forgotten in a
-// crash would make the client take the resend for a new message.
-func (s *session) persistInflightLocked(d *delivery) {
-	b := s.srv.store.NewBatch()
-	defer b.Close()
-	b.Dequeue(s.id, d.seq, d.msg.id)
-	b.PutInflight(s.id, &storage.InflightEntry{
-		PacketID:  d.pid,
-		Seq:       d.seq,
-		MessageID: d.msg.id,
-		QoS:       d.qos,
-		Retain:    d.retain,
-		SubIDs:    d.subIDs,
-	})
-	if d.qos == 2 {
-		s.srv.commitSync(b, s.id)
-	} else {
-		s.srv.commitNoSync(b, s.id)
 	}
 }
 
@@ -336,6 +316,9 @@ func (s *session) resendInflightLocked(c *conn) {
 	sort.Slice(ds, func(i, j int) bool { return ds[i].seq < ds[j].seq })
 	now := time.Now()
 	for _, d := range ds {
+		if d.persisting {
+			continue // the persister sends it
+		}
 		if d.released {
 			c.send(&packet.Pubrel{PacketID: d.pid})
 			continue

@@ -19,9 +19,9 @@ const (
 	MethodScram       Method = "scram-sha-256"
 )
 
-// Request is what a client presented at CONNECT. The node fills it and
-// keeps ownership of Password; Authenticate neither keeps nor logs it, so
-// the node may zero it afterwards.
+// Request is the set of credentials a client presented at CONNECT. The
+// node fills it and keeps ownership of Password. Authenticate neither keeps
+// nor logs the password, so the node may zero it afterwards.
 type Request struct {
 	ClientID string
 	Username string
@@ -78,16 +78,17 @@ func IdentityOfUser(u User, m Method) Identity {
 }
 
 // Authenticator checks one kind of credential. Authenticate returns the
-// identity, or an error wrapping ErrBadCredentials or ErrNotAuthorized to
-// reject the client, ErrNoMatch to let the next Authenticator of a Chain
-// decide, or another error for a failure of the authenticator itself (the
-// node answers 0x80 or, for ErrBusy, 0x89). It may block on ctx.
-// Implementations must be safe for concurrent use.
+// identity or an error. An error wrapping ErrBadCredentials or
+// ErrNotAuthorized rejects the client, and ErrNoMatch lets the next
+// Authenticator of a Chain decide. Any other error is a failure of the
+// authenticator itself, for which the node sends 0x80, or 0x89 for ErrBusy.
+// Authenticate may block on ctx. Implementations must be safe for
+// concurrent use.
 type Authenticator interface {
 	Authenticate(ctx context.Context, req Request) (Identity, error)
 }
 
-// Chain asks its authenticators in order until one returns something other
+// Chain calls its authenticators in order until one returns something other
 // than ErrNoMatch. If all return ErrNoMatch, the client is rejected with
 // ErrNotAuthorized. A Chain is configured per listener, for example
 // certificate then password on a TLS listener. An empty Chain rejects
@@ -121,7 +122,7 @@ func (l Listeners) Authenticate(ctx context.Context, req Request) (Identity, err
 }
 
 // AnonymousByDefault reports whether a listener admits anonymous clients
-// when its configuration does not say: only a listener bound to loopback
+// when its configuration leaves it unset. Only a listener bound to loopback
 // does. Any other listener requires authentication unless the operator
 // adds an Anonymous authenticator to its chain.
 func AnonymousByDefault(loopbackOnly bool) bool {

@@ -38,7 +38,7 @@ type aclSnapshot struct {
 	roles      map[string][]*compiledRule // role name → rules in order
 }
 
-// denyEverything stands in for a stored rule that does not compile, so a
+// denyEverything replaces a stored rule that does not compile, so a
 // broken record takes permissions away instead of granting them. It also
 // matches "$" topics, which no pattern starting with a wildcard does.
 var denyEverything = &compiledRule{publish: true, subscribe: true, allow: false, matchAll: true}
@@ -56,13 +56,13 @@ func NewAuthorizer(ctx context.Context, store Store, cfg AuthorizerConfig) (*Aut
 
 // Reload reads all groups and roles from the store and installs them for
 // every Policy at its next check, so a revoked grant applies to clients
-// that are already connected. Whoever changes groups or roles in the store
-// calls Reload afterwards.
+// that are already connected. The code that changes groups or roles in the
+// store must call Reload afterwards.
 //
 // If the store cannot be read, the old snapshot stays and the error is
 // returned. A role with a rule that does not compile is installed as "deny
 // everything" and reported in the returned error, which then wraps
-// ErrInvalidRule; the rest of the snapshot is installed.
+// ErrInvalidRule. The rest of the snapshot is installed.
 func (a *Authorizer) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
@@ -113,14 +113,14 @@ func compileRules(rules []Rule) ([]*compiledRule, error) {
 	return out, nil
 }
 
-// Policy returns the permissions of one connection: the identity's own
-// rules, then the rules of the identity's roles in order, then those of the
-// roles of each of its groups in order, with %c bound to clientID and %u to
-// the identity's user name. A role reached twice is checked once, at its
+// Policy returns the permissions of one connection, with %c bound to
+// clientID and %u to the identity's user name. The rules come in this
+// order: the identity's own rules, the rules of its roles in order, then
+// those of the roles of each of its groups in order. A role reached twice is checked once, at its
 // first place.
 //
 // The node builds one Policy per connection after authentication and keeps
-// it; checks through a Policy do not allocate unless a Reload happened since
+// it. Checks through a Policy do not allocate unless a Reload happened since
 // the last check. An invalid rule in the identity denies everything.
 func (a *Authorizer) Policy(id Identity, clientID string) *Policy {
 	p := &Policy{a: a, clientID: clientID, username: id.Username, roles: id.Roles, groups: id.Groups}
@@ -226,8 +226,8 @@ func (p *Policy) CanPublish(topic string) bool {
 
 // CanPublishWill reports whether the connection may have a will message on
 // topic. A will is a publish by the client and gets exactly the rules of
-// CanPublish; the node checks it at CONNECT (refusing the connection with
-// 0x87 Not authorized, 3.1.1 return code 5) and again before it publishes
+// CanPublish. The node checks it at CONNECT, rejecting the connection with
+// 0x87 Not authorized (3.1.1 return code 5), and again before it publishes
 // the will, because the rules may have changed in between.
 func (p *Policy) CanPublishWill(topic string) bool {
 	return p.CanPublish(topic)

@@ -26,7 +26,8 @@ const (
 // name, so a device cannot appear under one name in the broker and another
 // in its certificate. A password sent alongside is ignored.
 type CertAuthenticator struct {
-	// Source is where the user name comes from. Empty means CertCommonName.
+	// Source is the certificate field that becomes the user name. Empty
+	// means CertCommonName.
 	Source CertSource
 
 	// RequireClientID makes the client id equal the certificate's name, so

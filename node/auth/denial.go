@@ -8,7 +8,7 @@ import "github.com/starling-mqtt/starling/node/packet"
 // sends this code for every protocol version.
 const SubscribeDeniedReason = packet.ReasonNotAuthorized
 
-// PublishDenied returns how the node answers a PUBLISH that
+// PublishDenied returns the node's reply to a PUBLISH that
 // Policy.CanPublish denies. The message is dropped in every case and goes
 // to no subscriber and no retained store.
 //

@@ -21,14 +21,14 @@
 //   - Authorization: ACL rules in users and roles, groups of roles, and the
 //     Authorizer, which turns an Identity into a Policy with CanPublish,
 //     CanPublishWill and CanSubscribe. SubscribeDeniedReason and
-//     PublishDenied give the node its answers to a denial.
+//     PublishDenied give the reason codes the node sends on a denial.
 //   - The Store interface for users, groups and roles, and MemStore.
 //
 // It does not own the network, TLS (the node verifies the client's chain
 // and passes it in Request.CertChain), logging, or the persistent and
 // replicated storage of records: the storage and cluster packages provide
-// Store implementations. Whoever writes groups or roles calls
-// Authorizer.Reload afterwards.
+// Store implementations. The code that writes groups or roles must
+// call Authorizer.Reload afterwards.
 //
 // # Secrets
 //

@@ -12,27 +12,27 @@ import (
 var (
 	// ErrBadCredentials means the client presented credentials and they are
 	// wrong: an unknown user, a disabled user, a wrong password or a
-	// certificate whose identity does not fit. The node answers CONNACK 0x86
+	// certificate whose identity does not fit. The node sends CONNACK 0x86
 	// (3.1.1: return code 4).
 	ErrBadCredentials = errors.New("auth: bad user name or password")
 
 	// ErrNotAuthorized means the client is known, or presented nothing, and
 	// is not allowed in: for example an anonymous client on a listener that
-	// does not admit anonymous clients. The node answers CONNACK 0x87
+	// does not admit anonymous clients. The node sends CONNACK 0x87
 	// (3.1.1: return code 5).
 	ErrNotAuthorized = errors.New("auth: not authorized")
 
-	// ErrNoMatch means an Authenticator has nothing to say about a request,
-	// for example a certificate authenticator given no certificate. A Chain
-	// then asks the next Authenticator. Chain never returns it.
+	// ErrNoMatch means an Authenticator does not apply to a request, for
+	// example a certificate authenticator given no certificate. A Chain then
+	// calls the next Authenticator. Chain never returns it.
 	ErrNoMatch = errors.New("auth: authenticator does not apply")
 
-	// ErrBusy means the Verifier's queue is full. The node answers CONNACK
+	// ErrBusy means the Verifier's queue is full. The node sends CONNACK
 	// 0x89 Server busy (3.1.1: return code 3) so the client retries later
 	// instead of the node piling up work.
 	ErrBusy = errors.New("auth: verifier busy")
 
-	// ErrClosed means the Verifier was closed. The node answers CONNACK
+	// ErrClosed means the Verifier was closed. The node sends CONNACK
 	// 0x8B Server shutting down.
 	ErrClosed = errors.New("auth: verifier closed")
 

@@ -5,8 +5,9 @@ import "strings"
 // The functions below compare a bound rule pattern with a topic name or a
 // client's topic filter level by level. The pattern is already split into
 // levels with its variables substituted, so a character that came from an
-// identity can never be read as a separator or a wildcard; only the client's
-// own filter is split here, and its '+' and '#' are real wildcards.
+// identity can never be read as a separator or a wildcard. Only the
+// client's own filter is split here, and its '+' and '#' are real
+// wildcards.
 //
 // Like MatchFilter in package router, a level that starts with a wildcard
 // never matches a topic level 0 that starts with '$' [MQTT-4.7.2-1], and

@@ -11,8 +11,7 @@ import (
 
 // MemStore is a Store in memory, for tests and for a node without
 // persistent users. The zero value is an empty store ready to use. It is
-// safe for concurrent use, and its methods never block on anything but its
-// mutex.
+// safe for concurrent use, and its methods block only on its mutex.
 type MemStore struct {
 	mu struct {
 		sync.RWMutex

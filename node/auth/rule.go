@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// Action is what an ACL rule applies to.
+// Action is the kind of packet an ACL rule applies to.
 type Action string
 
 // Actions of a rule.
@@ -28,10 +28,10 @@ const (
 // Rule is one ACL rule. Rules are checked in order and the first one that
 // matches decides (see Policy for the exact meaning with subscriptions).
 //
-// Topic is a topic filter pattern: levels separated by '/', where a level is
-// "+" (any one level), "#" (any number of levels, including none, and only
-// last), or literal text that may contain the variables %c (the client id)
-// and %u (the user name); "%%" is a literal '%'. Like a topic filter, a
+// Topic is a topic filter pattern of levels separated by '/'. A level is "+"
+// (any one level), "#" (any number of levels, including none, and only
+// last), or literal text. Literal text may contain the variables %c (the
+// client id) and %u (the user name), and "%%" is a literal '%'. Like a topic filter, a
 // pattern that starts with a wildcard does not match topics that start with
 // '$' [MQTT-4.7.2-1], so "$SYS/#" must be granted by its own rule.
 //
@@ -51,7 +51,7 @@ type Rule struct {
 // format puts on a topic filter.
 const maxPatternLen = 65535
 
-// levelKind tells how a pattern level matches.
+// levelKind is the way a pattern level matches.
 type levelKind uint8
 
 const (
@@ -245,9 +245,9 @@ type boundRule struct {
 	levels             []boundLevel
 }
 
-// bind substitutes clientID and username into c. It returns nil for an
-// allow rule that matches nothing because an identity it uses cannot fill a
-// level; a deny rule in that case gets "+" at that level instead.
+// bind substitutes clientID and username into c. If an identity the rule
+// uses cannot fill a level, an allow rule matches nothing, so bind returns
+// nil. A deny rule gets "+" at that level instead.
 func (c *compiledRule) bind(clientID, username string) *boundRule {
 	if c.shared != nil {
 		return c.shared

@@ -27,8 +27,8 @@ const (
 	maxScramIterations = 10_000_000
 )
 
-// ScramCredential is what the server keeps to run SCRAM-SHA-256 for one user
-// without knowing the password (RFC 5802 section 3): the salt, the
+// ScramCredential is the server's record for running SCRAM-SHA-256 with one
+// user without knowing the password (RFC 5802 section 3): the salt, the
 // iteration count, StoredKey = SHA-256(ClientKey) and ServerKey. Anyone who
 // holds it can impersonate the server to that user but cannot log in as the
 // user, so it is as sensitive as a password hash. String redacts the keys.

@@ -52,8 +52,8 @@ type ScramServer struct {
 
 // NewScramServer returns a ScramServer that looks users up in store.
 // secret keys the salt made up for unknown users, so that a client cannot
-// tell an unknown user from a wrong password by the server-first-message;
-// it should be random, at least 32 bytes and the same on every node, so the
+// tell an unknown user from a wrong password by the server-first-message.
+// It should be random, at least 32 bytes and the same on every node, so the
 // made-up salt does not change between connects. A nil secret uses a random
 // one for this exchange only, which lets a client that connects twice spot
 // an unknown user by the changing salt.

@@ -104,7 +104,7 @@ func (c VerifierConfig) Validate() error {
 
 // VerifierStats are counters since the Verifier started.
 type VerifierStats struct {
-	CacheHits  uint64 // verifications answered from the cache
+	CacheHits  uint64 // verifications served from the cache
 	Shared     uint64 // verifications that waited for an identical one in flight
 	Computed   uint64 // hashes computed by the workers, decoys included
 	Busy       uint64 // verifications rejected with ErrBusy
@@ -151,7 +151,7 @@ type verifyJob struct {
 	password []byte
 	key      cacheKey
 	cache    bool          // store a success under key
-	flight   *verifyFlight // nil for decoys that nobody shares
+	flight   *verifyFlight // nil for decoys, which are never shared
 	done     chan bool     // for decoys: receives the result
 }
 
@@ -249,7 +249,7 @@ func (v *Verifier) Stats() VerifierStats {
 }
 
 // Verify reports whether password matches the user's stored credentials.
-// It answers from the cache when it can; otherwise it queues the hash and
+// It returns a cached success when it can. Otherwise it queues the hash and
 // waits for it or for ctx. It returns ErrBusy at once when the queue is
 // full and ErrClosed after Close. A hash that was queued runs to the end
 // even if ctx is done, and its success is cached for the next attempt.
@@ -352,7 +352,7 @@ func (v *Verifier) work() {
 func (v *Verifier) finish(j *verifyJob, ok bool, err error) {
 	clear(j.password)
 	if j.flight == nil {
-		j.done <- ok // buffered: never blocks
+		j.done <- ok // capacity 1 and one send per job, so it does not block
 		return
 	}
 	v.mu.Lock()

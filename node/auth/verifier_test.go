@@ -369,7 +369,7 @@ func BenchmarkVerifier_Storm(b *testing.B) {
 	}
 }
 
-// BenchmarkVerifier_CacheHit measures a Verify answered from the cache.
+// BenchmarkVerifier_CacheHit measures a Verify served from the cache.
 func BenchmarkVerifier_CacheHit(b *testing.B) {
 	v := newTestVerifier(b, VerifierConfig{})
 	u := testUser(b, &MemStore{}, "alice", "pw")
