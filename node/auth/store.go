@@ -102,14 +102,22 @@ type Store interface {
 	// DeleteUser removes a user. Deleting a missing user is not an error.
 	DeleteUser(ctx context.Context, name string) error
 
+	// Group returns the group named name.
 	Group(ctx context.Context, name string) (Group, error)
+	// Groups returns every group, sorted by name.
 	Groups(ctx context.Context) ([]Group, error)
+	// PutGroup creates or replaces a group.
 	PutGroup(ctx context.Context, g Group) error
+	// DeleteGroup removes a group. Deleting a missing group is not an error.
 	DeleteGroup(ctx context.Context, name string) error
 
+	// Role returns the role named name.
 	Role(ctx context.Context, name string) (Role, error)
+	// Roles returns every role, sorted by name.
 	Roles(ctx context.Context) ([]Role, error)
+	// PutRole creates or replaces a role.
 	PutRole(ctx context.Context, r Role) error
+	// DeleteRole removes a role. Deleting a missing role is not an error.
 	DeleteRole(ctx context.Context, name string) error
 }
 
