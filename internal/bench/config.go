@@ -1,0 +1,285 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Scenario is the shape of the traffic between publishers and subscribers.
+type Scenario string
+
+const (
+	// ScenarioPairs connects Clients publishers and Clients subscribers.
+	// Publisher i publishes to TOPIC_PREFIX/i and subscriber i subscribes to
+	// that topic only.
+	ScenarioPairs Scenario = "pairs"
+
+	// ScenarioFanIn connects Clients publishers, each on its own topic, and
+	// one subscriber to TOPIC_PREFIX/+.
+	ScenarioFanIn Scenario = "fanin"
+
+	// ScenarioFanOut connects one publisher on TOPIC_PREFIX/0 and Clients
+	// subscribers to that topic.
+	ScenarioFanOut Scenario = "fanout"
+)
+
+// Limits that keep every run bounded.
+const (
+	MaxClients     = 50000
+	MaxPayloadSize = 16 << 20
+	MaxInflight    = 65535
+	MaxDuration    = 24 * time.Hour
+	MaxCount       = math.MaxUint32 // sequence numbers are 32 bits
+)
+
+// DefaultAddr is the broker address of a run that names none. It is the
+// loopback address, so that a run never reaches another host by default.
+const DefaultAddr = "127.0.0.1:1883"
+
+// Config describes one run. DefaultConfig returns the defaults and Validate
+// checks every field.
+type Config struct {
+	// Addr is the broker's TCP address, host:port. Default: DefaultAddr.
+	Addr string
+
+	// Scenario selects the topology. Default: ScenarioPairs.
+	Scenario Scenario
+
+	// Clients is the number of pairs (pairs), of publishers (fanin) or of
+	// subscribers (fanout). Default: 10.
+	Clients int
+
+	// QoS of every PUBLISH and of every subscription: 0, 1 or 2.
+	QoS byte
+
+	// PayloadSize is the size of each payload in bytes, at least HeaderSize.
+	// Default: 64.
+	PayloadSize int
+
+	// Inflight caps the messages each publisher may have unconfirmed. A QoS
+	// 1 or 2 message is confirmed by its PUBACK or PUBCOMP. A QoS 0 message
+	// has no acknowledgement, so the publisher sends a PINGREQ after every
+	// Inflight/2 messages, and each PINGRESP confirms the messages before its
+	// PINGREQ: a broker reads the packets of one connection in order. For
+	// MQTT 5.0 the cap is also lowered to the broker's Receive Maximum.
+	// Default: 16.
+	Inflight int
+
+	// Rate is the total publish rate over all publishers, in messages per
+	// second, spread evenly across them. 0 means saturating: each publisher
+	// sends as fast as its Inflight window allows.
+	Rate float64
+
+	// Duration bounds the publishing phase. Default: 10 s; maximum: MaxDuration.
+	Duration time.Duration
+
+	// Count bounds the messages of each publisher; 0 means no bound other
+	// than Duration. The run stops at whichever bound comes first.
+	Count uint64
+
+	// Drain is how long the run waits after publishing stops for outstanding
+	// acknowledgements and deliveries. Default: 2 s.
+	Drain time.Duration
+
+	// Persistent makes subscribers connect with clean session 0 (3.1.1) or
+	// clean start 0 and SessionExpiry (5.0), so that the broker keeps their
+	// sessions. Publishers always use clean sessions.
+	Persistent bool
+
+	// SessionExpiry is the MQTT 5.0 session expiry of persistent subscribers.
+	// Default: 5 minutes.
+	SessionExpiry time.Duration
+
+	// Version is the protocol level: Version311 (default) or Version5.
+	Version byte
+
+	// TopicPrefix is the first topic level of every topic. Default: "bench".
+	TopicPrefix string
+
+	// ClientPrefix starts every client identifier: PREFIX-pub-I and
+	// PREFIX-sub-I. Default: "starling-bench".
+	ClientPrefix string
+
+	// KeepAlive is the MQTT keep alive sent in CONNECT. Default: 60 s.
+	KeepAlive time.Duration
+
+	// ConnectTimeout bounds the TCP connect and each handshake step (CONNACK,
+	// SUBACK). Default: 5 s.
+	ConnectTimeout time.Duration
+
+	// Username and Password go into CONNECT when they are not empty.
+	Username string
+	Password string
+
+	// BrokerPID, when not 0, is a broker process on this machine whose CPU
+	// time and resident memory the run samples from /proc before and after.
+	BrokerPID int
+
+	// Progress receives one line per second while the run publishes. Nil
+	// means no progress output.
+	Progress io.Writer
+}
+
+// DefaultConfig returns a saturating QoS 0 run of 10 pairs for 10 s against
+// DefaultAddr.
+func DefaultConfig() Config {
+	return Config{
+		Addr:           DefaultAddr,
+		Scenario:       ScenarioPairs,
+		Clients:        10,
+		PayloadSize:    64,
+		Inflight:       16,
+		Duration:       10 * time.Second,
+		Drain:          2 * time.Second,
+		SessionExpiry:  5 * time.Minute,
+		Version:        Version311,
+		TopicPrefix:    "bench",
+		ClientPrefix:   "starling-bench",
+		KeepAlive:      60 * time.Second,
+		ConnectTimeout: 5 * time.Second,
+	}
+}
+
+// Validate checks every field and returns an error naming the first invalid
+// one with its accepted range. It fills no defaults.
+func (c *Config) Validate() error {
+	if err := validateAddr(c.Addr); err != nil {
+		return err
+	}
+	switch c.Scenario {
+	case ScenarioPairs, ScenarioFanIn, ScenarioFanOut:
+	default:
+		return fmt.Errorf("scenario: %q is invalid: use pairs, fanin or fanout", c.Scenario)
+	}
+
+	switch {
+	case c.Clients < 1 || c.Clients > MaxClients:
+		return fmt.Errorf("clients: %d is out of range 1..%d", c.Clients, MaxClients)
+	case c.QoS > 2:
+		return fmt.Errorf("qos: %d is invalid: use 0, 1 or 2", c.QoS)
+	case c.PayloadSize < HeaderSize || c.PayloadSize > MaxPayloadSize:
+		return fmt.Errorf("payload size: %d bytes is out of range %d..%d", c.PayloadSize, HeaderSize, MaxPayloadSize)
+	case c.Inflight < 1 || c.Inflight > MaxInflight:
+		return fmt.Errorf("inflight: %d is out of range 1..%d", c.Inflight, MaxInflight)
+	case c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
+		return fmt.Errorf("rate: %v is invalid: use 0 (saturating) or a positive number of messages per second", c.Rate)
+	case c.Duration <= 0 || c.Duration > MaxDuration:
+		return fmt.Errorf("duration: %v is out of range (0, %v]", c.Duration, MaxDuration)
+	case c.Count > MaxCount:
+		return fmt.Errorf("count: %d exceeds the maximum of %d messages per publisher", c.Count, uint64(MaxCount))
+	case c.Drain < 0 || c.Drain > time.Hour:
+		return fmt.Errorf("drain: %v is out of range [0, 1h]", c.Drain)
+	case c.Version != Version311 && c.Version != Version5:
+		return fmt.Errorf("protocol version: level %d is invalid: use %d (3.1.1) or %d (5.0)", c.Version, Version311, Version5)
+	case c.Persistent && c.Version == Version5 && (c.SessionExpiry < time.Second || c.SessionExpiry > math.MaxUint32*time.Second):
+		return fmt.Errorf("session expiry: %v is out of range 1s..%ds", c.SessionExpiry, uint32(math.MaxUint32))
+	case c.KeepAlive < 0 || c.KeepAlive > 65535*time.Second:
+		return fmt.Errorf("keep alive: %v is out of range 0..65535s", c.KeepAlive)
+	case c.ConnectTimeout <= 0:
+		return fmt.Errorf("connect timeout: %v must be positive", c.ConnectTimeout)
+	case c.BrokerPID < 0:
+		return fmt.Errorf("broker pid: %d is invalid", c.BrokerPID)
+	case c.Password != "" && c.Username == "" && c.Version == Version311:
+		return errors.New("password: MQTT 3.1.1 does not allow a password without a username: set a username too")
+	}
+
+	if err := validateTopicPart("topic prefix", c.TopicPrefix); err != nil {
+		return err
+	}
+	if c.ClientPrefix == "" || len(c.ClientPrefix) > 200 {
+		return fmt.Errorf("client prefix: %q must be 1 to 200 bytes", c.ClientPrefix)
+	}
+	return nil
+}
+
+func validateAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address: %q is invalid: use HOST:PORT: %w", addr, err)
+	}
+	if host == "" {
+		return fmt.Errorf("address: %q has no host: use HOST:PORT, for example %s", addr, DefaultAddr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("address: port %q is out of range 1..65535", port)
+	}
+	return nil
+}
+
+// validateTopicPart checks a topic prefix: it must not be empty and must not
+// contain wildcards or the null character, which are invalid in a topic name.
+func validateTopicPart(field, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s: must not be empty", field)
+	}
+	if strings.ContainsAny(s, "+#\x00") {
+		return fmt.Errorf("%s: %q must not contain '+', '#' or NUL", field, s)
+	}
+	if len(s) > 1000 {
+		return fmt.Errorf("%s: %d bytes exceeds the maximum of 1000", field, len(s))
+	}
+	return nil
+}
+
+// topology returns the publishers and subscribers of the scenario.
+func (c *Config) topology() topology {
+	n := c.Clients
+	switch c.Scenario {
+	case ScenarioFanIn:
+		return topology{publishers: n, subscribers: 1, sharedSource: false, wildcard: true}
+	case ScenarioFanOut:
+		return topology{publishers: 1, subscribers: n, sharedSource: true}
+	default:
+		return topology{publishers: n, subscribers: n}
+	}
+}
+
+// topology maps the scenario to clients, topics and the publishers each
+// subscriber hears.
+type topology struct {
+	publishers  int
+	subscribers int
+
+	// sharedSource: every subscriber hears publisher 0 (fanout).
+	sharedSource bool
+
+	// wildcard: the single subscriber hears every publisher (fanin).
+	wildcard bool
+}
+
+// publisherTopic returns the topic of publisher i.
+func (t topology) publisherTopic(prefix string, i int) string {
+	return prefix + "/" + strconv.Itoa(i)
+}
+
+// subscriberFilter returns the topic filter of subscriber j.
+func (t topology) subscriberFilter(prefix string, j int) string {
+	switch {
+	case t.wildcard:
+		return prefix + "/+"
+	case t.sharedSource:
+		return prefix + "/0"
+	default:
+		return prefix + "/" + strconv.Itoa(j)
+	}
+}
+
+// sources returns the range [first, first+n) of publishers whose messages
+// subscriber j receives.
+func (t topology) sources(j int) (first, n int) {
+	switch {
+	case t.wildcard:
+		return 0, t.publishers
+	case t.sharedSource:
+		return 0, 1
+	default:
+		return j, 1
+	}
+}
