@@ -3,12 +3,13 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 )
 
-// Starling's command line and configured limits. These tests skip on
-// mosquitto, which has neither the flags nor most of the limits.
+// Starling's command line and configured limits. Most of these tests skip
+// on mosquitto, which has neither the flags nor most of the limits.
 
 func TestServe_EnvironmentVariables(t *testing.T) {
 	t.Parallel()
@@ -158,5 +159,67 @@ func TestLimits_MaxRetainedMessages(t *testing.T) {
 	expected := map[string]string{"rl/0": "replaced", "rl/1": "v1", "rl/2": "v2"}
 	if fmt.Sprint(got) != fmt.Sprint(expected) {
 		t.Fatalf("retained store holds %v, expected %v", got, expected)
+	}
+}
+
+func TestLimits_QueueOverflowPolicy(t *testing.T) {
+	t.Parallel()
+	const (
+		maxQueued   = 5
+		maxInflight = 1
+		published   = 12
+	)
+	for _, policy := range []string{"drop_oldest", "drop_newest"} {
+		t.Run(policy, func(t *testing.T) {
+			t.Parallel()
+			b := startBroker(t, brokerOptions{Limits: limits{
+				MaxQueuedMessages: maxQueued, MaxInflight: maxInflight, QueueOverflow: policy,
+			}})
+			spec := v3("overflow", false)
+			sub, _ := connectRaw(t, b, "overflow", spec)
+			sub.mustSubscribe("ovf/t", 1)
+			sub.disconnect()
+
+			pub, _ := connectRaw(t, b, "overflow-pub", v3("overflow-pub", true))
+			for i := 0; i < published; i++ {
+				pub.publish("ovf/t", 1, false, fmt.Sprint(i))
+			}
+
+			// limits.queue_overflow decides which end of a full offline
+			// queue loses messages. Whether the inflight window counts
+			// towards the queue is the broker's choice, so up to maxInflight
+			// more may survive.
+			sub, _ = connectRaw(t, b, "overflow", spec)
+			var got []int
+			for {
+				p, err := sub.next(2 * quietPeriod)
+				if err != nil {
+					break
+				}
+				m, err := decodePublish(4, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sub.ack(m)
+				n, err := strconv.Atoi(m.Payload)
+				if err != nil {
+					t.Fatalf("unexpected payload %q", m.Payload)
+				}
+				got = append(got, n)
+			}
+			t.Logf("%s: received %v", policy, got)
+			if len(got) < maxQueued || len(got) > maxQueued+maxInflight {
+				t.Fatalf("received %d messages, expected %d to %d", len(got), maxQueued, maxQueued+maxInflight)
+			}
+			first := 0
+			if policy == "drop_oldest" {
+				first = published - len(got)
+			}
+			for i, n := range got {
+				if n != first+i {
+					t.Fatalf("received %v, expected %d consecutive messages from %d", got, len(got), first)
+				}
+			}
+		})
 	}
 }
