@@ -336,6 +336,13 @@ func waitFlight(ctx context.Context, f *verifyFlight) (bool, error) {
 func (v *Verifier) work() {
 	defer v.wg.Done()
 	for {
+		// Close must win over a queued job: select picks at random among ready
+		// cases, so check quit on its own first.
+		select {
+		case <-v.quit:
+			return
+		default:
+		}
 		select {
 		case <-v.quit:
 			return
