@@ -89,7 +89,7 @@ func raiseParallelism() {
 // the in-process node, or "".
 func externalAddr() string { return os.Getenv(envAddr) }
 
-// broker is the broker under test as one test sees it.
+// broker is the broker under test, with the names one test uses on it.
 type broker struct {
 	t      testing.TB
 	addr   string
@@ -238,6 +238,21 @@ func withField(path string, value any) brokerOption {
 func hasField(path string, value any) bool {
 	var cfg node.Config
 	return setField(reflect.ValueOf(&cfg).Elem(), path, value) == nil
+}
+
+// fieldExists reports whether node.Config has a field at path.
+func fieldExists(path string) bool {
+	v := reflect.ValueOf(node.Config{})
+	for _, name := range strings.Split(path, ".") {
+		if v.Kind() != reflect.Struct {
+			return false
+		}
+		v = v.FieldByName(name)
+		if !v.IsValid() {
+			return false
+		}
+	}
+	return true
 }
 
 // setField assigns value to the field at path of v, allocating a pointer

@@ -438,8 +438,9 @@ func withClientID(id string) connectOption {
 	return func(cp *packet.Connect) { cp.ClientID = id }
 }
 
-// persistent asks for a session that outlives the connection: Clean Session
-// 0 in 3.1.1, Clean Start 0 with the given Session Expiry Interval in 5.0.
+// persistent requests a session that outlives the connection. In 3.1.1 it
+// sets Clean Session 0, and in 5.0 Clean Start 0 with the given Session
+// Expiry Interval.
 func persistent(expiry uint32) connectOption {
 	return func(cp *packet.Connect) {
 		cp.CleanStart = false

@@ -23,8 +23,8 @@ func TestV5_FirstPacketNotConnectCloses(t *testing.T) {
 }
 
 // testFirstPacketNotConnectCloses sends PINGREQ, then SUBSCRIBE, as the first
-// packet; the broker must close without answering, and without a DISCONNECT,
-// which may only follow a CONNACK [MQTT-3.14.0-1].
+// packet. The broker must close the connection without a reply, not even a
+// DISCONNECT, because that may only follow a CONNACK [MQTT-3.14.0-1].
 func testFirstPacketNotConnectCloses(t *testing.T, version byte) {
 	b := startBroker(t)
 	cases := map[string][]byte{
@@ -67,8 +67,8 @@ func TestV3_WrongProtocolNameRejected(t *testing.T) {
 	b := startBroker(t)
 	c := dial(t, b, v3)
 	c.write(rawConnect("MQTX", 4, 0x02, mqttString(b.clientID("a"))))
-	// The broker may also answer by another protocol, but a 3.1.1 CONNACK
-	// accepting the connection is never right.
+	// The broker may also switch to another protocol, but a 3.1.1 CONNACK
+	// that accepts the connection is never right.
 	c.expectConnectRejected(true)
 }
 
@@ -98,8 +98,9 @@ func TestV5_UnsupportedProtocolLevelRefused(t *testing.T) {
 	b := startBroker(t)
 	c := dial(t, b, v5)
 	c.write(rawConnect("MQTT", 6, 0x02, []byte{0}, mqttString(b.clientID("a"))))
-	// A broker that does not know level 6 cannot know the CONNACK format
-	// either: it may answer 0x84 in the 5.0 form or 0x01 in the 3.1.1 form.
+	// A broker that does not support level 6 cannot tell which CONNACK
+	// format the client reads, so it may send 0x84 in the 5.0 form or 0x01
+	// in the 3.1.1 form.
 	c.expectConnectRejected(true, 0x84, 0x01)
 }
 

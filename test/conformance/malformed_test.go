@@ -6,8 +6,8 @@ import (
 	"github.com/starling-mqtt/starling/node/packet"
 )
 
-// malformedCase is input that the broker must answer by closing the
-// connection of a connected client.
+// malformedCase is input after which the broker must close the connection
+// of a connected client.
 type malformedCase struct {
 	name   string
 	raw    []byte
@@ -15,7 +15,7 @@ type malformedCase struct {
 }
 
 // expectRejected sends raw on a connected client and expects the connection
-// to close; an MQTT 5.0 broker may first send a DISCONNECT with one of codes.
+// to close. An MQTT 5.0 broker may first send a DISCONNECT with one of codes.
 func expectRejected(t testing.TB, b *broker, version byte, raw []byte, codes ...packet.ReasonCode) {
 	t.Helper()
 	c := newClient(t, b, version, "a")
@@ -141,9 +141,9 @@ func TestV5_InvalidUTF8Closes(t *testing.T) {
 }
 
 // testInvalidUTF8Closes puts each invalid string in a PUBLISH topic, a
-// SUBSCRIBE filter and an UNSUBSCRIBE filter of a connected client, and in
-// the client identifier, will topic and user name of a CONNECT: the broker
-// closes the connection and delivers nothing.
+// SUBSCRIBE filter and an UNSUBSCRIBE filter of a connected client. It also
+// puts it in the client identifier, will topic and user name of a CONNECT.
+// Each time the broker must close the connection and deliver nothing.
 func testInvalidUTF8Closes(t *testing.T, version byte) {
 	b := startBroker(t)
 	watcher := newClient(t, b, version, "watch")

@@ -97,8 +97,8 @@ func TestV5_AcksEchoPacketID(t *testing.T) {
 
 // testAcksEchoPacketID publishes with unusual packet identifiers and checks
 // the acknowledgements: PUBACK for QoS 1, PUBREC then PUBCOMP for QoS 2,
-// nothing for QoS 0. As a sender the broker answers PUBREC with a PUBREL of
-// the same identifier.
+// nothing for QoS 0. As a sender the broker follows a PUBREC with a PUBREL
+// of the same identifier.
 func testAcksEchoPacketID(t *testing.T, version byte) {
 	b := startBroker(t)
 	topic := b.topic("t")
@@ -573,9 +573,10 @@ func TestV5_OrderedTopic(t *testing.T) {
 	testOrderedTopic(t, v5)
 }
 
-// testOrderedTopic sends 40 messages per QoS from one publisher on one topic,
-// without waiting for acknowledgements, to two subscribers: each gets them
-// in the order sent.
+// testOrderedTopic sends 40 messages per QoS from one publisher on one topic
+// to two subscribers, in bursts of 10 written at once without waiting for
+// acknowledgements: each subscriber gets them in the order sent. A burst
+// stays within any Receive Maximum a broker is likely to announce.
 func testOrderedTopic(t *testing.T, version byte) {
 	b := startBroker(t)
 	for qos := byte(0); qos <= 2; qos++ {
@@ -586,26 +587,28 @@ func testOrderedTopic(t *testing.T, version byte) {
 				s.mustSubscribe(topic, 2)
 			}
 			pub := newClient(t, b, version, "pub")
-			const n = 40
-			var burst []byte
-			for i := 1; i <= n; i++ {
-				p := &packet.Publish{Topic: topic, QoS: qos, Payload: []byte(fmt.Sprint(i))}
-				if qos > 0 {
-					p.PacketID = uint16(i)
+			const n, window = 40, 10
+			for start := 1; start <= n; start += window {
+				var burst []byte
+				for i := start; i < start+window; i++ {
+					p := &packet.Publish{Topic: topic, QoS: qos, Payload: []byte(fmt.Sprint(i))}
+					if qos > 0 {
+						p.PacketID = uint16(i)
+					}
+					burst = append(burst, encodeAs(t, version, p)...)
 				}
-				burst = append(burst, encodeAs(t, version, p)...)
-			}
-			pub.write(burst)
-			for acked := 0; qos > 0 && acked < n; {
-				switch a := pub.expect().(type) {
-				case *packet.Puback:
-					acked++
-				case *packet.Pubrec:
-					acked++
-					pub.send(&packet.Pubrel{PacketID: a.PacketID})
-				case *packet.Pubcomp:
-				default:
-					t.Fatalf("publisher got %s", describe(a))
+				pub.write(burst)
+				for done := 0; qos > 0 && done < window; {
+					switch a := pub.expect().(type) {
+					case *packet.Puback:
+						done++
+					case *packet.Pubrec:
+						pub.send(&packet.Pubrel{PacketID: a.PacketID})
+					case *packet.Pubcomp:
+						done++
+					default:
+						t.Fatalf("publisher got %s", describe(a))
+					}
 				}
 			}
 			for _, s := range subs {
@@ -628,9 +631,9 @@ type matchCase struct {
 	match  bool
 }
 
-// matchCases returns filter and topic pairs; prefix is prepended where a
-// case allows it, and dollar is a topic level starting with $ unique to the
-// run.
+// matchCases returns filter and topic pairs. Cases that allow it start with
+// prefix, and dollar is a topic level that starts with $ and is unique to
+// the run.
 func matchCases(prefix, dollar string) []matchCase {
 	return []matchCase{
 		{"hash-matches-parent", prefix + "/sport/#", prefix + "/sport", true},

@@ -54,10 +54,10 @@ func rawConnect(name string, level, flags byte, payload ...[]byte) []byte {
 
 // expectConnectRejected checks that the broker rejects a CONNECT: it closes
 // the connection, sending at most one CONNACK before. A CONNACK is allowed
-// only when ackAllowed; it must then carry one of codes (the return code in
-// 3.1.1, the reason code in 5.0, as the byte after the flags; any non-zero
-// code when codes is empty) and Session Present 0 ([MQTT-3.2.2-4] in 3.1.1,
-// [MQTT-3.2.2-6] in 5.0). It returns the code, or -1 when no CONNACK came.
+// only when ackAllowed. Its code, the byte after the flags, must then be one
+// of codes, or any non-zero code when codes is empty. Its Session Present
+// flag must be 0 ([MQTT-3.2.2-4] in 3.1.1, [MQTT-3.2.2-6] in 5.0). It
+// returns the code, or -1 when no CONNACK came.
 func (c *client) expectConnectRejected(ackAllowed bool, codes ...byte) int {
 	c.t.Helper()
 	f, ok := c.nextFrame(closeTimeout)

@@ -314,8 +314,8 @@ func TestV3_NoWillFlagNoWill(t *testing.T) {
 	c := newClient(t, b, v3, "a")
 	c.drop()
 
-	// On a shared broker "#" also sees other traffic; only this test's
-	// topics count there.
+	// On a shared broker "#" also receives other traffic, so only this
+	// test's topics count there.
 	deadline := time.Now().Add(2 * quietPeriod)
 	for time.Now().Before(deadline) {
 		f, ok := watcher.nextFrame(time.Until(deadline))

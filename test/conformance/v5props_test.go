@@ -43,7 +43,7 @@ func TestV5_TopicAliasInbound(t *testing.T) {
 	t.Run("alias-zero", func(t *testing.T) {
 		z := newClient(t, b, v5, "zero")
 		z.send(&packet.Publish{Topic: topic, QoS: 1, PacketID: 1, Payload: []byte("zero"), Properties: packet.Properties{TopicAlias: 0, HasTopicAlias: true}})
-		z.expectClosedWithCode(packet.ReasonTopicAliasInvalid, packet.ReasonProtocolError)
+		z.expectClosedWithCode(packet.ReasonTopicAliasInvalid, packet.ReasonProtocolError, packet.ReasonMalformedPacket)
 	})
 	sub.expectNothing(quietPeriod)
 }
@@ -330,10 +330,10 @@ type problemCase struct {
 	provoke func(t *testing.T, b *broker, c *client)
 }
 
-// problemCases returns a way to provoke each acknowledgement that can carry
-// a failure or a note: SUBACK and UNSUBACK failures, PUBREL and PUBCOMP for
-// unknown packet identifiers, PUBACK and PUBREC refusals of a full retained
-// store, and a DISCONNECT after a protocol error.
+// problemCases returns a way to provoke each packet that can carry a Reason
+// String: SUBACK and UNSUBACK failures, PUBREL and PUBCOMP for unknown packet
+// identifiers, and PUBACK and PUBREC refusals of a full retained store. The
+// last case provokes a DISCONNECT after a protocol error.
 func problemCases() []problemCase {
 	fullRetained := withLimits(func(l *node.Limits) { l.MaxRetainedMessages = 1 })
 	return []problemCase{
@@ -380,11 +380,12 @@ func collectFrames(c *client) []frame {
 	}
 }
 
-// smallMaximum is a Maximum Packet Size that the minimal form of every
-// acknowledgement fits, but that a Reason String or User Property exceeds.
-const smallMaximum = 8
+// smallMaximum is a Maximum Packet Size that a successful CONNACK and the
+// minimal form of every acknowledgement fit, but that a Reason String of a
+// few words exceeds.
+const smallMaximum = 32
 
-// withSmallMaximum asks for smallMaximum as the client's Maximum Packet Size.
+// withSmallMaximum sets smallMaximum as the client's Maximum Packet Size.
 var withSmallMaximum = withProps(func(p *packet.Properties) {
 	p.MaximumPacketSize, p.HasMaximumPacketSize = smallMaximum, true
 })
@@ -412,6 +413,24 @@ func TestV5_ConnackFitsClientMaximum(t *testing.T) {
 	c.id = b.clientID("a")
 	c.send(c.connectPacket(withSmallMaximum, withProps(func(p *packet.Properties) { p.AuthMethod = "x-conformance-unknown" })))
 	expectFramesFit(tb, collectFrames(c))
+}
+
+// [MQTT-3.1.2-24] v5
+func TestV5_ConnackFitsTinyMaximum(t *testing.T) {
+	t.Parallel()
+	tb := knownGap(t, "the CONNACK ignores a client Maximum Packet Size smaller than itself")
+	b := startBroker(t)
+	c := dial(tb, b, v5)
+	c.id = b.clientID("a")
+	// A CONNACK without properties takes 5 bytes; with the properties a
+	// broker announces it rarely fits 8. The broker must then close
+	// without a CONNACK rather than send one that is too large.
+	c.send(c.connectPacket(withProps(func(p *packet.Properties) { p.MaximumPacketSize, p.HasMaximumPacketSize = 8, true })))
+	for _, f := range collectFrames(c) {
+		if len(f.raw) > 8 {
+			tb.Errorf("%d-byte packet % x to a client with Maximum Packet Size 8", len(f.raw), truncate(f.raw))
+		}
+	}
 }
 
 // [MQTT-3.14.2-3] [MQTT-3.14.2-4] v5
