@@ -51,3 +51,11 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# conformance runs the MQTT 3.1.1 and 5.0 conformance suite (test/conformance)
+# against an in-process node and ends with covered/total per version.
+# CONFORMANCE_ADDR=host:port runs it against another broker, and
+# CONFORMANCE_STRICT=1 makes the known gaps fail.
+.PHONY: conformance
+conformance:
+	$(GO) test -count=1 ./test/conformance/ -run . -v
