@@ -24,7 +24,7 @@ func TestConnect_UnsupportedLevel(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
 
-	// [MQTT-3.1.2-2] Level 6 is unknown: the server answers CONNACK 0x01
+	// [MQTT-3.1.2-2] Level 6 is unknown: the server replies CONNACK 0x01
 	// (3.1.1 layout) or 0x84 (5.0 layout) and closes. A level it does not
 	// know gives it no way to tell which layout the client reads, so both
 	// are accepted.
@@ -101,8 +101,8 @@ func TestConnect_EmptyClientIDWithCleanSession(t *testing.T) {
 		t.Fatalf("3.1.1 client with assigned id got %+v", m)
 	}
 
-	// [MQTT-3.2.2-16] A 5.0 client gets its id in Assigned Client Identifier,
-	// and each one is unique [MQTT-3.1.3-7].
+	// 5.0 [MQTT-3.1.3-7] [MQTT-3.2.2-16]: a 5.0 client gets its id in
+	// Assigned Client Identifier, and each id is unique [MQTT-3.1.3-6].
 	_, ack1 := connectRaw(t, b, "", v5("", true))
 	_, ack2 := connectRaw(t, b, "", v5("", true))
 	id1, ok1 := ack1.Props.str(propAssignedClientID)
@@ -147,8 +147,8 @@ func TestConnect_FirstPacketNotConnect(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
 
-	// [MQTT-3.1.0-1] The first packet must be CONNECT; the server closes the
-	// connection without answering anything else.
+	// [MQTT-3.1.0-1] The first packet must be CONNECT. The server closes the
+	// connection and sends nothing in reply to anything else.
 	cases := map[string][]byte{
 		"pingreq":   encodePingreq(),
 		"subscribe": encodeSubscribe(4, 1, []subscription{{Filter: "a", Options: 0}}),
@@ -214,7 +214,8 @@ func TestConnect_SessionPresent(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			// [MQTT-3.2.2-3] A new id with clean 0 has no stored session.
+			// [MQTT-3.2.2-3] (5.0: [MQTT-3.2.2-3]) A new id with clean 0 has
+			// no stored session.
 			c, ca := connectRaw(t, b, tc.persistent.ClientID, tc.persistent)
 			if ca.SessionPresent {
 				t.Fatal("first persistent connect: Session Present 1, expected 0")
@@ -222,21 +223,24 @@ func TestConnect_SessionPresent(t *testing.T) {
 			c.mustSubscribe("sp/t", 1)
 			c.disconnect()
 
-			// [MQTT-3.2.2-2] Resuming a stored session sets Session Present.
+			// [MQTT-3.2.2-2] (5.0: [MQTT-3.2.2-3]) Resuming a stored session
+			// sets Session Present.
 			c, ca = connectRaw(t, b, tc.persistent.ClientID, tc.persistent)
 			if !ca.SessionPresent {
 				t.Fatal("resumed persistent session: Session Present 0, expected 1")
 			}
 			c.disconnect()
 
-			// [MQTT-3.2.2-1] Clean session / clean start 1 always gets 0.
+			// [MQTT-3.2.2-1] (5.0: [MQTT-3.2.2-2]) Clean session or clean
+			// start 1 always gets 0.
 			c, ca = connectRaw(t, b, tc.clean.ClientID, tc.clean)
 			if ca.SessionPresent {
 				t.Fatal("clean connect: Session Present 1, expected 0")
 			}
 			c.disconnect()
 
-			// The clean connect discarded the session [MQTT-3.1.2-6].
+			// The clean connect discarded the session [MQTT-3.1.2-6]
+			// (5.0: [MQTT-3.1.2-4]).
 			c, ca = connectRaw(t, b, tc.persistent.ClientID, tc.persistent)
 			if ca.SessionPresent {
 				t.Fatal("persistent connect after a clean one: Session Present 1, expected 0")

@@ -28,12 +28,14 @@ func publishQoS0(addr, clientID string, count, rate int, build func(i int) publi
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(2 * time.Minute))
+
 	if _, err := conn.Write(v3(clientID, true).encode()); err != nil {
 		return 0, err
 	}
 	if p, err := readPacket(bufio.NewReader(conn)); err != nil || p.Type != typeConnack {
 		return 0, fmt.Errorf("CONNACK: %v %v", p, err)
 	}
+
 	w := bufio.NewWriter(conn)
 	start := time.Now()
 	for i := 0; i < count; i++ {
@@ -177,8 +179,8 @@ loop:
 	slices.Sort(lat)
 	p99 := lat[len(lat)*99/100]
 	t.Logf("fast subscriber: %d messages, p50 %v, p99 %v", len(lat), lat[len(lat)/2], p99)
-	// The scenario asks for p99 below 200 ms; on a shared 2-core machine that
-	// also runs every client, 1 s is the bound this test can hold to.
+	// The scenario targets a p99 below 200 ms. On a shared 2-core machine
+	// that also runs every client, 1 s is the bound this test can hold to.
 	if p99 > time.Second {
 		t.Errorf("fast subscriber p99 latency %v, expected below 1 s", p99)
 	}
@@ -280,7 +282,7 @@ func TestFieldBug_B30_RetainedBurst(t *testing.T) {
 			t.Errorf("%s delivered %d times, expected once", topic, n)
 		}
 	}
-	// The scenario asks for a PINGRESP within 1 s; allow 2 s on a loaded machine.
+	// The scenario targets a PINGRESP within 1 s. Allow 2 s on a loaded machine.
 	if worstPing > 2*time.Second {
 		t.Errorf("probe PINGRESP took %v during the burst", worstPing)
 	}

@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// Scenarios rebuilt from bug reports against other MQTT brokers. Each test
-// name carries the scenario id of the project's field-bug catalogue; the
-// comment at the top of each test states the failure it guards against.
+// Scenarios rebuilt from bug reports against other MQTT brokers. The B number
+// in a test name identifies the scenario, and the comment on each test
+// states the failure it guards against.
 
 // TestFieldBug_B01_ServerOnlyPackets: a broker crashed when a client sent a
 // packet only servers send (CONNACK, SUBACK, UNSUBACK, PINGRESP), or a
@@ -32,7 +32,7 @@ func TestFieldBug_B01_ServerOnlyPackets(t *testing.T) {
 	iterations := scaled(50, 1000)
 	for i := 0; i < iterations; i++ {
 		// A: [MQTT-2.1.3-1] [MQTT-4.13.1-1] the CONNACK type with reserved
-		// flags set is malformed; 5.0 may say so with DISCONNECT 0x81/0x82.
+		// flags set is malformed, and 5.0 may report it with DISCONNECT 0x81/0x82.
 		a := dialRaw(t, b, "A", 5)
 		a.send(reportedConnect, []byte{0x29, 0x02, 0x00, 0x01}, []byte{0xE0, 0x00})
 		expectOnlyConnackThenClose(t, a, malformed)
@@ -626,7 +626,7 @@ func TestFieldBug_B18_KeepaliveOneAndHalf(t *testing.T) {
 	t.Run("ka4-server-keep-alive", func(t *testing.T) {
 		t.Parallel()
 		// 5.0 [MQTT-3.2.2-21]: if CONNACK carries Server Keep Alive, the
-		// client uses it and the server enforces that value.
+		// client uses it, so the server must enforce that value.
 		spec := v5("ka4", true)
 		spec.Keepalive = 3
 		c, ca := connectRaw(t, b, "ka4", spec)
@@ -704,8 +704,8 @@ func TestFieldBug_B19_TakeoverRace(t *testing.T) {
 	}
 
 	// 4. Wait past 1.5 x the frozen sockets' keepalive of 3 s, publishing
-	// meanwhile; nothing the old connections' timers do may touch the
-	// sessions now owned by the new connections.
+	// meanwhile. Nothing the old connections' timers do may touch the
+	// sessions that the new connections now own.
 	for round := 0; round < 3; round++ {
 		time.Sleep(2 * time.Second)
 		for _, p := range pairs {

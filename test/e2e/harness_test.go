@@ -53,7 +53,7 @@ const (
 	ioTimeout = 10 * time.Second
 	// quietPeriod is how long a test waits to be confident that nothing arrives.
 	quietPeriod = 700 * time.Millisecond
-	// startTimeout bounds the wait for a freshly started broker to answer CONNECT.
+	// startTimeout bounds the wait for a freshly started broker to accept a CONNECT.
 	startTimeout = 30 * time.Second
 	// stopTimeout bounds a graceful shutdown before the harness sends SIGKILL.
 	stopTimeout = 20 * time.Second
@@ -176,7 +176,7 @@ func mosquittoPath() string {
 	return "/usr/sbin/mosquitto"
 }
 
-// fullRun reports whether E2E_FULL=1 asks for the large message counts.
+// fullRun reports whether E2E_FULL=1 selects the large message counts.
 func fullRun() bool { return os.Getenv("E2E_FULL") == "1" }
 
 // scaled returns normal, or full when E2E_FULL=1.
@@ -217,15 +217,6 @@ func knownMosquittoGap(t testing.TB, what string) bool {
 	return true
 }
 
-// skipOnMosquitto skips a test that checks a Starling-only feature or a rule
-// that mosquitto 2.0.11 is known to break.
-func skipOnMosquitto(t testing.TB, reason string) {
-	t.Helper()
-	if suiteKind == kindMosquitto {
-		t.Skipf("mosquitto: %s", reason)
-	}
-}
-
 // waitFor calls cond every 10 ms until it returns nil, and fails the test with
 // the last error if that does not happen within timeout.
 func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
@@ -247,11 +238,11 @@ func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
 // with its defaults.
 type brokerOptions struct {
 	Limits limits
-	// ConnectTimeout closes sockets that send no CONNECT; zero keeps the default.
+	// ConnectTimeout closes sockets that send no CONNECT. Zero keeps the default.
 	ConnectTimeout time.Duration
-	// Durability is "sync" or "relaxed"; empty keeps the default (sync).
+	// Durability is "sync" or "relaxed". Empty keeps the default (sync).
 	Durability string
-	// LogFormat is passed as --log-format; empty keeps the default.
+	// LogFormat is passed as --log-format. Empty keeps the default.
 	LogFormat string
 	// Env holds extra environment variables for the broker process.
 	Env []string
@@ -428,7 +419,7 @@ func (b *broker) Restart() {
 	b.Start()
 }
 
-// Stop sends SIGTERM and waits for the process to exit; it fails the test if
+// Stop sends SIGTERM and waits for the process to exit. It fails the test if
 // the broker does not exit with status 0 within stopTimeout.
 func (b *broker) Stop() {
 	b.t.Helper()
@@ -704,6 +695,7 @@ func (b *broker) starlingConfig() string {
 	writeInt("max_retained_messages", l.MaxRetainedMessages)
 	writeInt("max_retained_bytes", l.MaxRetainedBytes)
 	writeInt("max_disk_bytes", l.MaxDiskBytes)
+
 	if lim.Len() > 0 {
 		buf.WriteString("limits:\n")
 		buf.Write(lim.Bytes())
@@ -730,7 +722,7 @@ func (b *broker) checkMosquittoSupport(t testing.TB) {
 		t.Skip("mosquitto: no equivalent for a Starling limit this test sets")
 	case b.opts.ConnectTimeout != 0:
 		t.Skip("mosquitto: connect timeout is not configurable")
-	case b.opts.UseEnvForFlags || b.opts.LogFormat != "":
+	case b.opts.UseEnvForFlags || b.opts.LogFormat != "" || b.opts.Durability != "":
 		t.Skip("mosquitto: test checks Starling's command line")
 	}
 }
@@ -758,6 +750,7 @@ func (b *broker) mosquittoConfig() string {
 		"max_keepalive 65535",
 		"set_tcp_nodelay true",
 	}
+
 	l := b.opts.Limits
 	if l.MaxPacketSize != 0 {
 		lines = append(lines, fmt.Sprintf("max_packet_size %d", l.MaxPacketSize))

@@ -84,7 +84,7 @@ func TestConnect_IdleSocketClosedAfterConnectTimeout(t *testing.T) {
 
 	// A socket that never sends CONNECT holds resources for nothing: the
 	// server closes it after keepalive.connect_timeout. The specification
-	// only says a server "should" close such a connection within a
+	// only recommends that a server close such a connection within a
 	// reasonable time (3.1.1 section 3.1, 5.0 section 3.1).
 	c := dialRaw(t, b, "idle", 4)
 	start := time.Now()

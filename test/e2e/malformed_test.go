@@ -66,8 +66,8 @@ var (
 
 func malformedCases() []malformedCase {
 	return []malformedCase{
-		// [MQTT-1.5.3-1] (5.0: [MQTT-1.5.4-1]) A string whose length runs
-		// past the end of the packet.
+		// A string whose length runs past the end of the packet makes the
+		// packet malformed.
 		{name: "truncated-topic", data: fixed(0x30, 0x03, 0x00, 0x05, 'a'), reasons: malformed},
 		// A remaining length of five bytes is invalid (section 2.2.3).
 		{name: "remaining-length-5-bytes", data: fixed(0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F), reasons: malformed},
@@ -78,6 +78,8 @@ func malformedCases() []malformedCase {
 		{name: "nul-in-topic", data: publishWithTopic("a\x00b"), reasons: badTopic},
 		// [MQTT-3.3.2-2] Wildcards are not allowed in a topic name.
 		{name: "wildcard-topic", data: publishWithTopic("a/+"), reasons: badTopic},
+		// [MQTT-4.7.3-1] A topic name is never empty (5.0 allows it only
+		// with a Topic Alias).
 		{name: "empty-topic", versions: []byte{4}, data: publishWithTopic(""), reasons: badTopic},
 		// [MQTT-3.3.1-4] QoS bits 11.
 		{name: "publish-qos-3", data: func(v byte) []byte {
@@ -102,6 +104,7 @@ func malformedCases() []malformedCase {
 			return p
 		}, reasons: malformed},
 		{name: "pingreq-flags-0001", data: fixed(0xC1, 0x00), reasons: malformed, mosquittoIgnores: []byte{4, 5}},
+		// [MQTT-3.14.1-1] DISCONNECT reserved bits.
 		{name: "disconnect-flags-0001", data: fixed(0xE1, 0x00), reasons: malformed},
 		// [MQTT-3.8.3-3] (5.0: [MQTT-3.8.3-2]) A SUBSCRIBE with no filter.
 		{name: "subscribe-no-filters", data: func(v byte) []byte {
@@ -111,7 +114,7 @@ func malformedCases() []malformedCase {
 		{name: "subscribe-id-0", data: func(v byte) []byte {
 			return encodeSubscribe(v, 0, []subscription{{Filter: "a", Options: 0}})
 		}, reasons: malformed},
-		// [MQTT-3-8.3-4] (5.0: [MQTT-3.8.3-5]) Requested QoS 3 and reserved
+		// [MQTT-3.8.3-4] (5.0: [MQTT-3.8.3-5]) Requested QoS 3 and reserved
 		// option bits.
 		{name: "subscribe-qos-3", data: func(v byte) []byte {
 			return encodeSubscribe(v, 1, []subscription{{Filter: "a", Options: 3}})

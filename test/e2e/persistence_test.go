@@ -304,3 +304,31 @@ func TestShutdown_SigtermDisconnectsAndKeepsAcked(t *testing.T) {
 		}
 	}
 }
+
+func TestPersistence_RelaxedDurabilityGracefulRestart(t *testing.T) {
+	t.Parallel()
+	// durability: relaxed acknowledges before the write reaches the disk, so
+	// a kill may lose the last milliseconds. A graceful stop must still
+	// flush everything it acknowledged.
+	b := startBroker(t, brokerOptions{Durability: "relaxed"})
+	spec := v3("relaxed-sub", false)
+	sub, _ := connectRaw(t, b, "relaxed-sub", spec)
+	sub.mustSubscribe("relaxed/t", 1)
+	sub.disconnect()
+
+	res := publishPipelined(pipelineConfig{
+		Addr: b.Addr(), ClientID: "relaxed-pub", Count: 500, Window: 32, Timeout: time.Minute,
+		Build: func(i int) publishSpec { return publishSpec{Topic: "relaxed/t", Payload: []byte(strconv.Itoa(i))} },
+	})
+	if res.Err != nil {
+		t.Fatalf("publisher: %d of 500 acknowledged: %v", len(res.Acked), res.Err)
+	}
+	b.Restart()
+
+	sub, _ = connectRaw(t, b, "relaxed-sub", spec)
+	for i, m := range sub.receiveN(500, ioTimeout) {
+		if m.Payload != strconv.Itoa(i) {
+			t.Fatalf("message %d is %q", i, m.Payload)
+		}
+	}
+}

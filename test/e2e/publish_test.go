@@ -163,7 +163,7 @@ func TestPublish_QoS2ExactlyOnceInbound(t *testing.T) {
 	}
 	sub.expectNoPublish(quietPeriod)
 
-	// After PUBCOMP the same id starts a new message [MQTT-4.3.3-3].
+	// After PUBCOMP the same id starts a new message (5.0: [MQTT-4.3.3-12]).
 	send("twice", false)
 	pub.send(encodeAck(typePubrel, id))
 	pub.awaitAck(typePubcomp, id)
@@ -197,7 +197,7 @@ func TestPublish_DupFlagNotForwarded(t *testing.T) {
 	sub.mustSubscribe("dupfwd/t", 1)
 	pub, _ := connectRaw(t, b, "dupfwd-pub", v3("dupfwd-pub", true))
 
-	// [MQTT-3.3.1-3] DUP on an outgoing PUBLISH says only whether that
+	// [MQTT-3.3.1-3] DUP on an outgoing PUBLISH tells only whether that
 	// packet is a retransmission: the publisher's DUP is not copied.
 	pub.send(encodePublish(4, publishSpec{Topic: "dupfwd/t", QoS: 1, ID: 9, Dup: true, Payload: []byte("d")}))
 	pub.awaitAck(typePuback, 9)
@@ -218,11 +218,11 @@ func TestPublish_OrderAndPubackOrder(t *testing.T) {
 	for i := 1; i <= n; i++ {
 		pub.send(encodePublish(4, publishSpec{Topic: "order/t", QoS: 1, ID: uint16(i), Payload: []byte(strconv.Itoa(i))}))
 	}
-	// [MQTT-4.6.0-2] PUBACKs are sent in the order the PUBLISHes arrived.
+	// PUBACKs come back in the order the PUBLISHes arrived (section 4.6).
 	for i := 1; i <= n; i++ {
 		pub.awaitAck(typePuback, uint16(i))
 	}
-	// [MQTT-4.6.0-6] The subscriber sees them in publishing order.
+	// [MQTT-4.6.0-6] The subscriber receives them in publishing order.
 	for i, m := range sub.receiveN(n, ioTimeout) {
 		if m.Payload != strconv.Itoa(i+1) {
 			t.Fatalf("message %d is %q", i+1, m.Payload)
@@ -237,8 +237,8 @@ func TestPublish_PacketIDsUniqueWhileInflight(t *testing.T) {
 	sub.mustSubscribe("ids/t", 1)
 	pub, _ := connectRaw(t, b, "ids-pub", v3("ids-pub", true))
 
-	// [MQTT-2.3.1-2] The broker's packet ids are non-zero and not reused
-	// while unacknowledged. 15 stays below the default inflight windows of
+	// [MQTT-2.3.1-4] (5.0: [MQTT-2.2.1-4]) The broker's packet ids are
+	// non-zero and not reused while unacknowledged. 15 stays below the default inflight windows of
 	// mosquitto (20) and Starling.
 	const n = 15
 	for i := 0; i < n; i++ {
@@ -293,7 +293,7 @@ func TestPublish_V5PropertiesForwarded(t *testing.T) {
 	pub, _ := connectRaw(t, b, "props-pub", v5("props-pub", true))
 
 	// [MQTT-3.3.2-4] [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-17]
-	// [MQTT-3.3.2-18] The payload format indicator, response topic,
+	// [MQTT-3.3.2-18] [MQTT-3.3.2-20] The payload format indicator, response topic,
 	// correlation data, user properties (in order, duplicates kept) and
 	// content type reach the subscriber unchanged.
 	pub.publish("props/t", 1, false, "{}",
@@ -367,7 +367,7 @@ func TestPublish_V5TopicAliasInbound(t *testing.T) {
 	}
 
 	// A topic alias set by a publisher is resolved by the server and never
-	// forwarded [MQTT-3.3.2-7]: the subscriber sees the topic name twice.
+	// forwarded [MQTT-3.3.2-7]: the subscriber receives the topic name twice.
 	pub.publish("alias/t", 0, false, "first", propU16(propTopicAlias, 1))
 	pub.publish("", 0, false, "second", propU16(propTopicAlias, 1))
 	for _, payload := range []string{"first", "second"} {

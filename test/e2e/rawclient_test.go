@@ -264,7 +264,7 @@ func (c *rawClient) subscribeMany(subs ...subscription) []byte {
 		c.t.Fatalf("%s: SUBACK id %d, expected %d [MQTT-3.8.4-2]", c.name, a.ID, id)
 	}
 	if len(a.Codes) != len(subs) {
-		c.t.Fatalf("%s: SUBACK has %d codes for %d filters [MQTT-3.9.3-1]", c.name, len(a.Codes), len(subs))
+		c.t.Fatalf("%s: SUBACK has %d codes for %d filters [MQTT-3.8.4-5]", c.name, len(a.Codes), len(subs))
 	}
 	return a.Codes
 }
@@ -421,8 +421,8 @@ func (c *rawClient) expectRefused(codes ...byte) *connack {
 // expectProtocolClose reads until the broker closes the connection after a
 // malformed packet or protocol error. A 3.1.1 server never sends DISCONNECT,
 // so nothing may arrive. A 5.0 server should send DISCONNECT with one of the
-// given reason codes first [MQTT-4.13.1-1]; the specification only says
-// "should", but Starling promises it, so the DISCONNECT is required there.
+// given reason codes first [MQTT-4.13.1-1]. The specification only recommends
+// it, but Starling promises it, so the DISCONNECT is required there.
 func (c *rawClient) expectProtocolClose(reasons ...byte) {
 	c.t.Helper()
 	got := c.expectClosed(ioTimeout)

@@ -29,7 +29,7 @@ func TestSubscribe_WildcardMatching(t *testing.T) {
 		{"+/x", []string{"/x", "b/x"}},
 		{"#", []string{"/x", "A/b", "a", "a/", "a//b", "a/b", "a/b/c", "b/x"}},
 		{"+/#", []string{"/x", "A/b", "a", "a/", "a//b", "a/b", "a/b/c", "b/x"}},
-		// Matching is case sensitive and byte exact [MQTT-4.7.3-1].
+		// Matching is case sensitive and byte exact [MQTT-4.7.3-4].
 		{"A/b", []string{"A/b"}},
 		{"a/+/b", []string{"a//b"}},
 		// An explicit "$" level does match.

@@ -63,11 +63,11 @@ func TestWill_PublishedOnTakeover(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
 
-	// 5.0 [MQTT-3.1.4-3]: on takeover the old connection's will is handled
-	// as for any close without DISCONNECT. With clean start 1 and will delay
-	// 0 it is published at once. In 3.1.1 the old connection is closed by the
-	// server without a DISCONNECT from its client, which also publishes the
-	// will [MQTT-3.1.2-8].
+	// 5.0 (the sentence after [MQTT-3.1.4-3]): on takeover the old
+	// connection's will is handled as for any close without DISCONNECT, so
+	// with will delay 0 it is published at once. In 3.1.1 the server closes
+	// the old connection without a DISCONNECT from its client, which also
+	// publishes the will [MQTT-3.1.2-8].
 	for _, spec := range []connectSpec{v3("will-take-3c", true), v3("will-take-3p", false), v5("will-take-5", true)} {
 		if !spec.Clean && spec.Version == 4 && knownMosquittoGap(t, "no will when a clean-session-0 connection is taken over") {
 			continue
@@ -159,8 +159,8 @@ func TestWill_QoS(t *testing.T) {
 		c, _ := connectRaw(t, b, tc.name, withWillSpec(v3(tc.name, true), willSpec{Topic: topic, Payload: "q", QoS: tc.willQoS}))
 		c.close()
 
-		// The will is published at its Will QoS [MQTT-3.1.2-14], then
-		// downgraded to the subscription's QoS [MQTT-3.8.4-6].
+		// The will is published at its Will QoS, then downgraded to the
+		// subscription's QoS [MQTT-3.8.4-6].
 		m := watch.receive(ioTimeout)
 		if m.QoS != tc.expectedDelivery {
 			t.Fatalf("%s: will delivered at QoS %d, expected %d", tc.name, m.QoS, tc.expectedDelivery)
