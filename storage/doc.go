@@ -31,6 +31,7 @@
 //	0x14 clientID 0x00 packetID:2    inbound QoS 2 record (value is the version byte only)
 //	0x20 messageID:8                 Message body
 //	0x21 topic                       retained Message, stored whole
+//	0x30 namespace:1 name            security record (user, group, role), encoded by the auth layer
 //
 // Every value starts with a record version byte, currently 1, followed by
 // fixed bytes, varints and length-prefixed fields as documented on each

@@ -17,6 +17,7 @@ const (
 	kindInbound      byte = 0x14
 	kindMessage      byte = 0x20
 	kindRetained     byte = 0x21
+	kindAuthRecord   byte = 0x30
 )
 
 // clientSep ends the client id inside a key. MQTT forbids U+0000 in client
