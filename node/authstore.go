@@ -1,0 +1,249 @@
+package node
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/starling-mqtt/starling/node/auth"
+	"github.com/starling-mqtt/starling/storage"
+)
+
+// AuthStore keeps users, groups and roles in the node's Pebble store, so that
+// they survive restarts. It implements auth.Store. Records are JSON: they are
+// written by operators, rarely, and JSON keeps them readable in a dump. Every
+// write is synced. The credentials inside are hashes (PHC strings), never
+// passwords.
+//
+// It is safe for concurrent use; writes are serialized by a mutex so that the
+// user version counter grows strictly.
+type AuthStore struct {
+	store *storage.Store
+	mu    sync.Mutex // serializes writes and the version counter
+}
+
+var _ auth.Store = (*AuthStore)(nil)
+
+// NewAuthStore returns an auth.Store on the node's storage.
+func NewAuthStore(s *storage.Store) *AuthStore { return &AuthStore{store: s} }
+
+// userVersionKey names the counter of user versions in RecordMeta.
+const userVersionKey = "user-version"
+
+// userRecord is the stored form of auth.User.
+type userRecord struct {
+	Name        string      `json:"name"`
+	Groups      []string    `json:"groups,omitempty"`
+	Roles       []string    `json:"roles,omitempty"`
+	Rules       []auth.Rule `json:"rules,omitempty"`
+	Credentials string      `json:"credentials,omitempty"` // PHC string of the password hash
+	SCRAM       string      `json:"scram,omitempty"`
+	Version     uint64      `json:"version"`
+	Disabled    bool        `json:"disabled,omitempty"`
+}
+
+func (r *userRecord) user() (auth.User, error) {
+	u := auth.User{Name: r.Name, Groups: r.Groups, Roles: r.Roles, Rules: r.Rules, Version: r.Version, Disabled: r.Disabled}
+	if r.Credentials != "" {
+		c, err := auth.ParseCredentials(r.Credentials)
+		if err != nil {
+			return u, fmt.Errorf("user %q: %w", r.Name, err)
+		}
+		u.Credentials = c
+	}
+	if r.SCRAM != "" {
+		sc, err := auth.ParseScramCredential(r.SCRAM)
+		if err != nil {
+			return u, fmt.Errorf("user %q: %w", r.Name, err)
+		}
+		u.SCRAM = sc
+	}
+	return u, nil
+}
+
+func recordOfUser(u auth.User) userRecord {
+	r := userRecord{Name: u.Name, Groups: u.Groups, Roles: u.Roles, Rules: u.Rules, Version: u.Version, Disabled: u.Disabled}
+	if u.Credentials.Kind != "" {
+		r.Credentials = u.Credentials.Encode()
+	}
+	if u.SCRAM != nil {
+		r.SCRAM = u.SCRAM.Encode()
+	}
+	return r
+}
+
+func (a *AuthStore) get(ns byte, kind, name string, v any) error {
+	raw, err := a.store.Record(ns, name)
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("%s %q: %w", kind, name, auth.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("read %s %q: %w", kind, name, err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("decode %s %q: %w", kind, name, err)
+	}
+	return nil
+}
+
+func (a *AuthStore) put(ns byte, kind, name string, v any, extra func(*storage.Batch)) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s %q: %w", kind, name, err)
+	}
+	b := a.store.NewBatch()
+	defer b.Close()
+	b.PutRecord(ns, name, raw)
+	if extra != nil {
+		extra(b)
+	}
+	if err := b.Commit(); err != nil {
+		return fmt.Errorf("store %s %q: %w", kind, name, err)
+	}
+	return nil
+}
+
+func (a *AuthStore) remove(ns byte, kind, name string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b := a.store.NewBatch()
+	defer b.Close()
+	b.DeleteRecord(ns, name)
+	if err := b.Commit(); err != nil {
+		return fmt.Errorf("delete %s %q: %w", kind, name, err)
+	}
+	return nil
+}
+
+// list decodes every record of a namespace, sorted by name.
+func list[T any](a *AuthStore, ns byte, kind string, name func(T) string) ([]T, error) {
+	var out []T
+	err := a.store.Records(ns, func(key string, raw []byte) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("decode %s %q: %w", kind, key, err)
+		}
+		out = append(out, v)
+		return nil
+	})
+	slices.SortFunc(out, func(x, y T) int { return cmp.Compare(name(x), name(y)) })
+	return out, err
+}
+
+// User implements auth.Store.
+func (a *AuthStore) User(_ context.Context, name string) (auth.User, error) {
+	var r userRecord
+	if err := a.get(storage.RecordUser, "user", name, &r); err != nil {
+		return auth.User{}, err
+	}
+	return r.user()
+}
+
+// Users implements auth.Store.
+func (a *AuthStore) Users(_ context.Context) ([]auth.User, error) {
+	recs, err := list(a, storage.RecordUser, "user", func(r userRecord) string { return r.Name })
+	if err != nil {
+		return nil, err
+	}
+	out := make([]auth.User, 0, len(recs))
+	for _, r := range recs {
+		u, err := r.user()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// PutUser implements auth.Store. The version counter is stored in the same
+// batch as the user, so it grows strictly across restarts and re-creations.
+func (a *AuthStore) PutUser(_ context.Context, u auth.User) (auth.User, error) {
+	if err := auth.ValidateUser(u); err != nil {
+		return auth.User{}, fmt.Errorf("put user: %w", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var version uint64
+	raw, err := a.store.Record(storage.RecordMeta, userVersionKey)
+	switch {
+	case err == nil && len(raw) == 8:
+		version = binary.BigEndian.Uint64(raw)
+	case err != nil && !errors.Is(err, storage.ErrNotFound):
+		return auth.User{}, fmt.Errorf("read user version: %w", err)
+	}
+	version++
+	u.Version = version
+	rec := recordOfUser(u)
+	err = a.put(storage.RecordUser, "user", u.Name, rec, func(b *storage.Batch) {
+		b.PutRecord(storage.RecordMeta, userVersionKey, binary.BigEndian.AppendUint64(nil, version))
+	})
+	if err != nil {
+		return auth.User{}, err
+	}
+	return u, nil
+}
+
+// DeleteUser implements auth.Store.
+func (a *AuthStore) DeleteUser(_ context.Context, name string) error {
+	return a.remove(storage.RecordUser, "user", name)
+}
+
+// Group implements auth.Store.
+func (a *AuthStore) Group(_ context.Context, name string) (auth.Group, error) {
+	var g auth.Group
+	err := a.get(storage.RecordGroup, "group", name, &g)
+	return g, err
+}
+
+// Groups implements auth.Store.
+func (a *AuthStore) Groups(_ context.Context) ([]auth.Group, error) {
+	return list(a, storage.RecordGroup, "group", func(g auth.Group) string { return g.Name })
+}
+
+// PutGroup implements auth.Store.
+func (a *AuthStore) PutGroup(_ context.Context, g auth.Group) error {
+	if err := auth.ValidateGroup(g); err != nil {
+		return fmt.Errorf("put group: %w", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.put(storage.RecordGroup, "group", g.Name, g, nil)
+}
+
+// DeleteGroup implements auth.Store.
+func (a *AuthStore) DeleteGroup(_ context.Context, name string) error {
+	return a.remove(storage.RecordGroup, "group", name)
+}
+
+// Role implements auth.Store.
+func (a *AuthStore) Role(_ context.Context, name string) (auth.Role, error) {
+	var r auth.Role
+	err := a.get(storage.RecordRole, "role", name, &r)
+	return r, err
+}
+
+// Roles implements auth.Store.
+func (a *AuthStore) Roles(_ context.Context) ([]auth.Role, error) {
+	return list(a, storage.RecordRole, "role", func(r auth.Role) string { return r.Name })
+}
+
+// PutRole implements auth.Store.
+func (a *AuthStore) PutRole(_ context.Context, r auth.Role) error {
+	if err := auth.ValidateRole(r); err != nil {
+		return fmt.Errorf("put role: %w", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.put(storage.RecordRole, "role", r.Name, r, nil)
+}
+
+// DeleteRole implements auth.Store.
+func (a *AuthStore) DeleteRole(_ context.Context, name string) error {
+	return a.remove(storage.RecordRole, "role", name)
+}
