@@ -24,6 +24,9 @@ func (c *conn) handshake() bool {
 	cp := p.(*packet.Connect)
 	c.version = cp.ProtocolVersion
 	c.problemInfo = !cp.Properties.HasRequestProblemInfo || cp.Properties.RequestProblemInfo == 1
+	if cp.Properties.HasMaximumPacketSize {
+		c.maxOutPacket = cp.Properties.MaximumPacketSize
+	}
 
 	if code, why := c.validateConnect(cp); code != packet.ReasonSuccess {
 		c.srv.clientWarn.log(c.srv.log, "connection refused", keyClientID, cp.ClientID, keyRemote, c.remote,
@@ -41,10 +44,13 @@ func (c *conn) handshake() bool {
 	c.clientID = cp.ClientID
 	c.keepAlive, c.announceKeepAlive = c.srv.cfg.Features.negotiateKeepAlive(cp.KeepAlive)
 	c.will = cp.Will
-	if cp.Properties.HasMaximumPacketSize {
-		c.maxOutPacket = cp.Properties.MaximumPacketSize
-	}
 
+	if c.maxOutPacket != 0 && !c.fitClientMaximum(c.connackFor(cp, true, assigned)) {
+		// [MQTT-3.1.2-24] Even a CONNACK would exceed the client's maximum.
+		c.srv.clientWarn.log(c.srv.log, "connection closed: CONNACK exceeds the client's Maximum Packet Size",
+			keyClientID, c.clientID, keyRemote, c.remote, "maximum_packet_size", c.maxOutPacket)
+		return false
+	}
 	present, err := c.srv.attach(c, cp, assigned)
 	if err != nil {
 		c.srv.log.Error("attach session failed", keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
@@ -112,6 +118,11 @@ func (c *conn) validateConnect(cp *packet.Connect) (packet.ReasonCode, string) {
 	if cp.Will != nil {
 		if err := router.ValidateTopicName(cp.Will.Topic, lim.MaxTopicLength, lim.MaxTopicLevels); err != nil {
 			return packet.ReasonTopicNameInvalid, "invalid will topic: " + err.Error()
+		}
+		if rt := cp.Will.Properties.ResponseTopic; rt != "" {
+			if err := router.ValidateTopicName(rt, lim.MaxTopicLength, lim.MaxTopicLevels); err != nil {
+				return packet.ReasonProtocolError, "invalid will response topic: " + err.Error()
+			}
 		}
 		if isSysTopic(cp.Will.Topic) {
 			return packet.ReasonNotAuthorized, "a will may not use a $SYS topic"

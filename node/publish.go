@@ -39,6 +39,12 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		return packet.Errorf(packet.ReasonTopicNameInvalid, "invalid topic name: %v", err)
 	}
 
+	if rt := p.Properties.ResponseTopic; rt != "" {
+		// [MQTT-3.3.2-14] A Response Topic is a topic name: no wildcards.
+		if err := router.ValidateTopicName(rt, lim.MaxTopicLength, lim.MaxTopicLevels); err != nil {
+			return packet.Errorf(packet.ReasonProtocolError, "invalid response topic: %v", err)
+		}
+	}
 	if isSysTopic(p.Topic) {
 		// Topics under $SYS belong to the broker: a client may not publish
 		// there, so no client can forge broker statistics (MQTT 4.7.2).

@@ -36,6 +36,11 @@ func (c *conn) enqueueLocked(p packet.Packet) bool {
 	if c.out.closed || c.out.closeAfter {
 		return false
 	}
+	if c.maxOutPacket != 0 && p.Type() != packet.TypePublish && !c.fitClientMaximum(p) {
+		// [MQTT-3.1.2-24] Nothing larger than the client's Maximum Packet Size.
+		c.srv.stats.tooLarge.Add(1)
+		return false
+	}
 	c.out.queue = append(c.out.queue, p)
 	if pub, ok := p.(*packet.Publish); ok {
 		c.out.bytes += len(pub.Payload) + len(pub.Topic)
@@ -108,4 +113,47 @@ func (c *conn) writeLoop() {
 		}
 		c.srv.stats.bytesOut.Add(uint64(len(buf)))
 	}
+}
+
+// fitClientMaximum makes a non-PUBLISH packet fit the client's Maximum Packet
+// Size by removing its Reason String and User Properties, which the spec
+// allows [MQTT-3.1.2-25]. It returns false when the packet still does not fit;
+// the caller then does not send it.
+func (c *conn) fitClientMaximum(p packet.Packet) bool {
+	var scratch [64]byte
+	if b, err := p.Encode(scratch[:0], c.version); err == nil && uint32(len(b)) <= c.maxOutPacket {
+		return true
+	}
+	if props := diagnosticProperties(p); props != nil {
+		props.ReasonString = ""
+		props.UserProperties = nil
+	}
+	b, err := p.Encode(scratch[:0], c.version)
+	return err == nil && uint32(len(b)) <= c.maxOutPacket
+}
+
+// diagnosticProperties returns the properties of a server packet that may
+// carry a Reason String or User Properties, or nil.
+func diagnosticProperties(p packet.Packet) *packet.Properties {
+	switch p := p.(type) {
+	case *packet.Connack:
+		return &p.Properties
+	case *packet.Disconnect:
+		return &p.Properties
+	case *packet.Suback:
+		return &p.Properties
+	case *packet.Unsuback:
+		return &p.Properties
+	case *packet.Puback:
+		return &p.Properties
+	case *packet.Pubrec:
+		return &p.Properties
+	case *packet.Pubrel:
+		return &p.Properties
+	case *packet.Pubcomp:
+		return &p.Properties
+	case *packet.Auth:
+		return &p.Properties
+	}
+	return nil
 }
