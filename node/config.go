@@ -50,6 +50,9 @@ type Config struct {
 	// 5.0 CONNACK.
 	Features Features
 
+	// Auth configures authentication and authorization.
+	Auth AuthConfig
+
 	// Logger receives the node's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -59,10 +62,22 @@ type ListenerConfig struct {
 	// URL is "tcp://HOST:PORT". Port 0 picks a free port.
 	URL string
 
+	// Name identifies the listener in logs, metrics and authentication
+	// requests. Default: the URL.
+	Name string
+
 	// AllowAnonymous admits clients without credentials. Nil means true for a
 	// loopback-only address and false otherwise, so that a node reachable from
 	// the network never accepts anonymous clients unless told to.
 	AllowAnonymous *bool
+
+	// CertIdentity is the client certificate field that becomes the user
+	// name: "cn" (default), "san-dns", "san-email" or "san-uri".
+	CertIdentity string
+
+	// CertRequireClientID requires the client id to equal the certificate's
+	// identity, so one device cannot pose as another.
+	CertRequireClientID bool
 }
 
 // Limits bounds memory, disk and protocol sizes. Zero means the default.
@@ -156,6 +171,10 @@ func (c *Config) setDefaults() {
 	}
 	c.Limits.setDefaults()
 	c.Features.setDefaults()
+	c.Auth.Throttle.setDefaults()
+	for i := range c.Listeners {
+		setIfZero(&c.Listeners[i].Name, c.Listeners[i].URL)
+	}
 }
 
 func (l *Limits) setDefaults() {
@@ -189,6 +208,11 @@ func (c *Config) Validate() error {
 	for i := range c.Listeners {
 		if _, err := c.Listeners[i].parse(); err != nil {
 			return fmt.Errorf("listeners[%d]: %w", i, err)
+		}
+		switch c.Listeners[i].CertIdentity {
+		case "", "cn", "san-dns", "san-email", "san-uri":
+		default:
+			return fmt.Errorf("listeners[%d].cert_identity: %q is invalid: use cn, san-dns, san-email or san-uri", i, c.Listeners[i].CertIdentity)
 		}
 	}
 	l := &c.Limits

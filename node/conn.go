@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/starling-mqtt/starling/node/auth"
 	"github.com/starling-mqtt/starling/node/packet"
 	"github.com/starling-mqtt/starling/storage"
 )
@@ -24,12 +25,11 @@ const kickGrace = 2 * time.Second
 // connection and, while connected, the session's QoS flows; a writer goroutine
 // runs only while packets wait to be written.
 type conn struct {
-	srv       *Server
-	nc        net.Conn
-	br        *bufio.Reader
-	remote    string
-	listener  string
-	allowAnon bool
+	srv    *Server
+	nc     net.Conn
+	br     *bufio.Reader
+	remote string
+	ls     *listenerState
 
 	// Set during CONNECT by the reader, read-only afterwards.
 	version           byte
@@ -39,6 +39,8 @@ type conn struct {
 	maxOutPacket      uint32 // the client's Maximum Packet Size; 0: no limit
 	problemInfo       bool   // the client's Request Problem Information
 	sess              atomic.Pointer[session]
+	identity          auth.Identity // who the client authenticated as
+	access            *access       // what it may do; set at CONNECT
 
 	// Owned by the reader goroutine.
 	will             *packet.Will
@@ -61,15 +63,14 @@ type conn struct {
 	}
 }
 
-func newConn(srv *Server, nc net.Conn, listener string, allowAnon bool) *conn {
+func newConn(srv *Server, nc net.Conn, ls *listenerState) *conn {
 	return &conn{
-		srv:       srv,
-		nc:        nc,
-		br:        bufio.NewReaderSize(countingReader{nc, &srv.stats.bytesIn}, 4096),
-		remote:    nc.RemoteAddr().String(),
-		listener:  listener,
-		allowAnon: allowAnon,
-		done:      make(chan struct{}),
+		srv:    srv,
+		nc:     nc,
+		br:     bufio.NewReaderSize(countingReader{nc, &srv.stats.bytesIn}, 4096),
+		remote: nc.RemoteAddr().String(),
+		ls:     ls,
+		done:   make(chan struct{}),
 	}
 }
 

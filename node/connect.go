@@ -1,12 +1,15 @@
 package node
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
+	"github.com/starling-mqtt/starling/node/auth"
 	"github.com/starling-mqtt/starling/node/packet"
 	"github.com/starling-mqtt/starling/router"
 )
@@ -41,6 +44,26 @@ func (c *conn) handshake() bool {
 		cp.ClientID = generateClientID()
 		assigned = cp.ClientID
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
+	acc, err := c.authenticate(ctx, cp, peerCertificates(c.nc))
+	cancel()
+	if err != nil {
+		code := auth.ConnectReason(err)
+		c.srv.clientWarn.log(c.srv.log, "authentication failed", keyClientID, cp.ClientID, keyRemote, c.remote,
+			"username", cp.Username, keyListener, c.ls.name, keyReason, fmt.Sprintf("0x%02X", byte(code)), keyErr, err)
+		c.srv.stats.connectRefused.Add(1)
+		c.refuse(code, "authentication failed")
+		return false
+	}
+	c.access = acc
+	if cp.Will != nil && !acc.mayPublishWill(cp.Will.Topic) {
+		// A will is a publish on the client's behalf: refused at CONNECT when
+		// the rules forbid its topic.
+		c.srv.stats.denied[deniedWill].Add(1)
+		c.refuse(packet.ReasonNotAuthorized, "will topic not authorized")
+		return false
+	}
+
 	c.clientID = cp.ClientID
 	c.keepAlive, c.announceKeepAlive = c.srv.cfg.Features.negotiateKeepAlive(cp.KeepAlive)
 	c.will = cp.Will
@@ -139,9 +162,6 @@ func (c *conn) validateConnect(cp *packet.Connect) (packet.ReasonCode, string) {
 	}
 	if cp.Properties.AuthMethod != "" {
 		return packet.ReasonBadAuthenticationMethod, "enhanced authentication is not supported"
-	}
-	if !c.allowAnon {
-		return packet.ReasonNotAuthorized, "this listener does not admit anonymous clients and no authentication is configured"
 	}
 	return packet.ReasonSuccess, ""
 }

@@ -120,7 +120,7 @@ func (ss *session) bindLocked(c *conn, cp *packet.Connect) error {
 	case expiry > 0:
 		b := srv.store.NewBatch()
 		defer b.Close()
-		if err := ss.putRecordLocked(b, c.will); err != nil {
+		if err := ss.putRecordLocked(b, c.pendingWill()); err != nil {
 			return err
 		}
 		if err := b.Commit(); err != nil {
@@ -140,7 +140,7 @@ func (ss *session) bindLocked(c *conn, cp *packet.Connect) error {
 }
 
 // putRecordLocked adds the session record, with the will it would publish, to b.
-func (ss *session) putRecordLocked(b *storage.Batch, will *packet.Will) error {
+func (ss *session) putRecordLocked(b *storage.Batch, will *willMsg) error {
 	rec := &storage.Session{
 		ClientID:        ss.id,
 		ProtocolVersion: ss.mu.version,
@@ -193,7 +193,7 @@ func (c *conn) detach() {
 	ss.mu.disconnectedAt = time.Now()
 	c.srv.stats.disconnects.Add(1)
 	c.srv.stats.connected.Add(-1)
-	will := c.will
+	will := c.pendingWill()
 	if c.normalDisconnect {
 		will = nil
 	}
@@ -292,7 +292,7 @@ func (s *Server) expire(ss *session, gen uint64) {
 // returns a will that was still waiting for its delay and the shared
 // subscription messages that must go to another member; the caller publishes
 // and redelivers them after releasing the lock.
-func (ss *session) endSessionLocked(fromStorage bool) (*packet.Will, []*delivery) {
+func (ss *session) endSessionLocked(fromStorage bool) (*willMsg, []*delivery) {
 	srv := ss.srv
 	orphans := ss.takeSharedForRedeliveryLocked()
 	ss.mu.ended = true

@@ -127,11 +127,24 @@ func messageFromRecord(rec *storage.Message) (*message, error) {
 	return m, nil
 }
 
-// encodeWill stores a will as its Will Delay Interval followed by the PUBLISH
-// packet (MQTT 5.0 form) that carries it, so the codec that already checks every
-// field also reads it back.
-func encodeWill(w *packet.Will) ([]byte, error) {
-	buf := binary.BigEndian.AppendUint32(nil, w.Properties.WillDelay)
+// encodeWill stores a will for a session record: a flags byte (bit 0: the
+// client came through a loopback-only listener), the client's user name
+// (2-byte length and bytes), the Will Delay Interval (4 bytes), then the
+// PUBLISH packet (MQTT 5.0 form) that carries the will, so the codec that
+// already checks every field also reads it back. The user name lets the node
+// check the will against the rules when it fires after a restart.
+func encodeWill(w *willMsg) ([]byte, error) {
+	var flags byte
+	if w.loopback() {
+		flags |= 1
+	}
+	if len(w.username) > 65535 {
+		return nil, fmt.Errorf("encode will: user name of %d bytes is too long", len(w.username))
+	}
+	buf := []byte{flags}
+	buf = binary.BigEndian.AppendUint16(buf, uint16(len(w.username)))
+	buf = append(buf, w.username...)
+	buf = binary.BigEndian.AppendUint32(buf, w.Properties.WillDelay)
 	pub := &packet.Publish{
 		QoS:        w.QoS,
 		Retain:     w.Retain,
@@ -149,13 +162,20 @@ func encodeWill(w *packet.Will) ([]byte, error) {
 	return pub.Encode(buf, packet.Version5)
 }
 
-// decodeWill reverses encodeWill.
-func decodeWill(b []byte) (*packet.Will, error) {
-	if len(b) < 4 {
+// decodeWill reverses encodeWill. The will's access is resolved when it fires.
+func decodeWill(b []byte) (*willMsg, error) {
+	if len(b) < 3 {
 		return nil, fmt.Errorf("decode will: %d bytes is too short", len(b))
 	}
-	delay := binary.BigEndian.Uint32(b)
-	p, err := packet.Read(bufio.NewReader(bytes.NewReader(b[4:])), packet.Version5, packet.DefaultMaxPacketSize)
+	flags := b[0]
+	n := int(binary.BigEndian.Uint16(b[1:]))
+	b = b[3:]
+	if len(b) < n+4 {
+		return nil, fmt.Errorf("decode will: truncated after the flags")
+	}
+	username := string(b[:n])
+	delay := binary.BigEndian.Uint32(b[n:])
+	p, err := packet.Read(bufio.NewReader(bytes.NewReader(b[n+4:])), packet.Version5, packet.DefaultMaxPacketSize)
 	if err != nil {
 		return nil, fmt.Errorf("decode will: %w", err)
 	}
@@ -165,5 +185,5 @@ func decodeWill(b []byte) (*packet.Will, error) {
 	}
 	w := &packet.Will{Topic: pub.Topic, Payload: pub.Payload, QoS: pub.QoS, Retain: pub.Retain, Properties: pub.Properties}
 	w.Properties.WillDelay = delay
-	return w, nil
+	return &willMsg{Will: w, username: username, restoredLoopback: flags&1 != 0}, nil
 }

@@ -22,8 +22,10 @@ func (s *Server) Collector() prometheus.Collector {
 		switch name {
 		case "messages_received_total", "messages_sent_total":
 			labels = []string{"qos"}
-		case "messages_dropped_total":
+		case "messages_dropped_total", "auth_failures_total":
 			labels = []string{"reason"}
+		case "authorization_denied_total":
+			labels = []string{"action"}
 		}
 		c.descs[name] = prometheus.NewDesc("starling_"+name, help, labels, nil)
 	}
@@ -101,6 +103,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("retained_rejected_total", st.RetainedRejected)
 	counter("storage_errors_total", st.StorageErrors)
 	counter("shared_redelivered_total", st.SharedRedelivered)
+	for reason, n := range st.AuthFailures {
+		counter("auth_failures_total", n, reason)
+	}
+	for action, n := range st.Denied {
+		counter("authorization_denied_total", n, action)
+	}
 }
 
 // Ready reports whether the node accepts clients: its listeners are bound and

@@ -53,6 +53,13 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		return c.refusePublish(p, packet.ReasonNotAuthorized, "$SYS topics are reserved for the broker")
 	}
 
+	if !c.access.mayPublish(p.Topic) {
+		srv.stats.denied[deniedPublish].Add(1)
+		srv.clientWarn.log(srv.log, "publish not authorized", keyClientID, c.clientID, keyRemote, c.remote,
+			"username", c.identity.Username, keyTopic, p.Topic)
+		return c.refusePublish(p, packet.ReasonNotAuthorized, "not authorized to publish to this topic")
+	}
+
 	sess := c.session()
 	if p.QoS > 0 {
 		sess.mu.Lock()

@@ -25,6 +25,7 @@ type Server struct {
 	trie      *router.Trie
 	retained  *router.Tree[*message]
 	reg       *registry
+	sec       *security
 	shared    sharedPicker
 	stats     stats
 	persister persister
@@ -77,7 +78,12 @@ func New(cfg Config) (*Server, error) {
 	s.mu.conns = make(map[*conn]struct{})
 	s.stop = make(chan struct{})
 	s.persister.srv = s
+	if err := s.initSecurity(); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	if err := s.restore(); err != nil {
+		s.sec.verifier.Close()
 		store.Close()
 		return nil, fmt.Errorf("node: restore state from %s: %w", cfg.DataDir, err)
 	}
@@ -101,12 +107,16 @@ func (s *Server) Start() error {
 		if anon && !addr.loopback {
 			s.log.Warn("listener admits anonymous clients from the network", keyListener, ln.Addr().String())
 		}
+		ls := &listenerState{name: lc.Name, loopback: addr.loopback, anon: anon, chain: s.chainFor(&lc, anon)}
 		s.mu.Lock()
 		s.mu.listeners = append(s.mu.listeners, ln)
 		s.mu.Unlock()
 		s.log.Info("listening", keyListener, ln.Addr().String(), "scheme", addr.scheme, "anonymous", anon)
+		if !anon {
+			s.warnIfNoUsers(ln.Addr().String())
+		}
 		s.wg.Add(1)
-		go s.acceptLoop(ln, anon)
+		go s.acceptLoop(ln, ls)
 	}
 	if s.cfg.SysInterval > 0 {
 		s.wg.Add(1)
@@ -128,7 +138,7 @@ func (s *Server) Addrs() []net.Addr {
 
 // acceptLoop accepts connections until the listener closes. Temporary accept
 // errors (such as running out of file descriptors) back off up to one second.
-func (s *Server) acceptLoop(ln net.Listener, anon bool) {
+func (s *Server) acceptLoop(ln net.Listener, ls *listenerState) {
 	defer s.wg.Done()
 	backoff := time.Duration(0)
 	for {
@@ -143,7 +153,7 @@ func (s *Server) acceptLoop(ln net.Listener, anon bool) {
 			continue
 		}
 		backoff = 0
-		c := newConn(s, nc, ln.Addr().String(), anon)
+		c := newConn(s, nc, ls)
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
@@ -210,6 +220,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 	s.persister.wg.Wait()
 	s.stopTimers()
+	s.sec.verifier.Close()
 	if err := s.store.Close(); err != nil {
 		return fmt.Errorf("node: close store: %w", err)
 	}
@@ -229,9 +240,15 @@ func (s *Server) stopTimers() {
 	}
 }
 
-// publishWill publishes a will on behalf of its client, like a PUBLISH from it.
-func (s *Server) publishWill(clientID string, w *packet.Will) {
+// publishWill publishes a will on behalf of its client, like a PUBLISH from
+// it, if the rules allow the client to publish there at this moment.
+func (s *Server) publishWill(clientID string, w *willMsg) {
 	if w == nil {
+		return
+	}
+	if !s.willAccess(clientID, w).mayPublishWill(w.Topic) {
+		s.stats.denied[deniedWill].Add(1)
+		s.clientWarn.log(s.log, "will not published: topic not authorized", keyClientID, clientID, "username", w.username, keyTopic, w.Topic)
 		return
 	}
 	now := time.Now()

@@ -66,7 +66,7 @@ type session struct {
 		retainedQ      deliveryQueue // retained messages owed after SUBSCRIBE, paced like the queue
 		inboundQoS2    map[uint16]struct{}
 		nextPID        uint16
-		will           *packet.Will
+		will           *willMsg // waiting for its delay
 		willTimer      *time.Timer
 		expiryTimer    *time.Timer
 		sendQuota      int  // outbound window: min(client Receive Maximum, MaxInflight)
@@ -217,6 +217,14 @@ func (s *session) pumpLocked() {
 		if d.msg.expired(now) {
 			q.pop()
 			s.srv.stats.expired.Add(1)
+			s.releaseLocked(d)
+			continue
+		}
+		if !c.access.mayRead(d.msg.topic) {
+			// A wide subscription never delivers a topic the rules do not
+			// grant, retained and queued messages included.
+			q.pop()
+			s.srv.stats.denied[deniedDelivery].Add(1)
 			s.releaseLocked(d)
 			continue
 		}

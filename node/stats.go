@@ -20,6 +20,8 @@ type stats struct {
 	sharedRedelivered                                atomic.Uint64
 	subscriptions, retainedBytes, retainedCount      atomic.Int64
 	queued, inflight, connected                      atomic.Int64
+	authFailures                                     [authFailReasons]atomic.Uint64
+	denied                                           [deniedReasons]atomic.Uint64
 }
 
 // Stats is a snapshot of the node's counters.
@@ -35,6 +37,8 @@ type Stats struct {
 	Connected, Sessions, Subscriptions               int64
 	Retained, RetainedBytes, Queued, Inflight        int64
 	DiskBytes                                        int64
+	AuthFailures                                     map[string]uint64 // by reason
+	Denied                                           map[string]uint64 // authorization denials by action
 }
 
 // Dropped returns the messages dropped for any reason other than expiry.
@@ -60,6 +64,14 @@ func (s *Server) Stats() Stats {
 	for q := range 3 {
 		out.MessagesIn[q] = st.messagesIn[q].Load()
 		out.MessagesOut[q] = st.messagesOut[q].Load()
+	}
+	out.AuthFailures = make(map[string]uint64, authFailReasons)
+	for i, name := range authFailNames {
+		out.AuthFailures[name] = st.authFailures[i].Load()
+	}
+	out.Denied = make(map[string]uint64, deniedReasons)
+	for i, name := range deniedNames {
+		out.Denied[name] = st.denied[i].Load()
 	}
 	return out
 }
@@ -90,3 +102,14 @@ func (r *rateLimitedLog) log(l *slog.Logger, msg string, args ...any) {
 	}
 	l.Warn(msg, args...)
 }
+
+// Actions refused by authorization, for metrics.
+const (
+	deniedPublish = iota
+	deniedSubscribe
+	deniedDelivery
+	deniedWill
+	deniedReasons
+)
+
+var deniedNames = [deniedReasons]string{"publish", "subscribe", "delivery", "will"}

@@ -86,6 +86,12 @@ func (ss *session) subscribeLocked(c *conn, req packet.Subscription, subID uint3
 	if feat.DisableWildcardSubscriptions && strings.ContainsAny(topic, "+#") {
 		return packet.ReasonWildcardSubsNotSupported, false, nil
 	}
+	if !c.access.maySubscribe(req.Filter) {
+		srv.stats.denied[deniedSubscribe].Add(1)
+		srv.clientWarn.log(srv.log, "subscribe not authorized", keyClientID, c.clientID, keyRemote, c.remote,
+			"username", c.identity.Username, "filter", req.Filter)
+		return packet.ReasonNotAuthorized, false, nil
+	}
 	if shared && req.NoLocal {
 		// [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
 		return 0, false, packet.Errorf(packet.ReasonProtocolError, "No Local set on shared subscription %q", req.Filter)

@@ -1,0 +1,247 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/starling-mqtt/starling/node/auth"
+	"github.com/starling-mqtt/starling/node/packet"
+)
+
+// AuthConfig configures authentication and authorization.
+type AuthConfig struct {
+	// Store keeps users, groups and roles. Nil means an AuthStore on the
+	// node's own Pebble store.
+	Store auth.Store
+
+	// DefaultAllow is the decision when no rule matches. Default: false,
+	// deny. The loopback-only listeners of a node that has no rules at all
+	// allow everything, so that a first local run works out of the box.
+	DefaultAllow bool
+
+	// Verifier bounds the password hashing pool and its cache. Zero fields
+	// take auth.DefaultVerifierConfig's values.
+	Verifier auth.VerifierConfig
+
+	// Throttle slows and then bans repeated failed logins.
+	Throttle ThrottleConfig
+}
+
+// security is the node's authentication and authorization state.
+type security struct {
+	store      auth.Store
+	verifier   *auth.Verifier
+	authorizer *auth.Authorizer
+	throttle   *throttle
+
+	// open is set while no user, group or role has any rule: loopback-only
+	// listeners then allow everything. Recomputed by reloadRules.
+	open atomic.Bool
+}
+
+func (s *Server) initSecurity() error {
+	cfg := &s.cfg.Auth
+	store := cfg.Store
+	if store == nil {
+		store = NewAuthStore(s.store)
+	}
+	vcfg := cfg.Verifier
+	def := auth.DefaultVerifierConfig()
+	setIfZero(&vcfg.Workers, def.Workers)
+	setIfZero(&vcfg.QueueLen, def.QueueLen)
+	setIfZero(&vcfg.CacheTTL, def.CacheTTL)
+	setIfZero(&vcfg.CacheEntries, def.CacheEntries)
+	verifier, err := auth.NewVerifier(vcfg)
+	if err != nil {
+		return fmt.Errorf("auth.verifier: %w", err)
+	}
+	authorizer, err := auth.NewAuthorizer(context.Background(), store, auth.AuthorizerConfig{DefaultAllow: cfg.DefaultAllow})
+	if err != nil {
+		verifier.Close()
+		return fmt.Errorf("load ACL rules: %w", err)
+	}
+	s.sec = &security{store: store, verifier: verifier, authorizer: authorizer, throttle: newThrottle(cfg.Throttle)}
+	return s.ReloadAuth(context.Background())
+}
+
+// AuthStore returns the store of users, groups and roles. After changing it,
+// call ReloadAuth so that connected clients see the change.
+func (s *Server) AuthStore() auth.Store { return s.sec.store }
+
+// ReloadAuth makes changes to groups, roles and rules apply to connected
+// clients at once. A user's own rules and group list apply from its next
+// connection.
+func (s *Server) ReloadAuth(ctx context.Context) error {
+	if err := s.sec.authorizer.Reload(ctx); err != nil {
+		return fmt.Errorf("reload ACL rules: %w", err)
+	}
+	open, err := s.noRulesConfigured(ctx)
+	if err != nil {
+		return err
+	}
+	s.sec.open.Store(open)
+	return nil
+}
+
+// noRulesConfigured reports whether no user, group or role carries a rule.
+func (s *Server) noRulesConfigured(ctx context.Context) (bool, error) {
+	roles, err := s.sec.store.Roles(ctx)
+	if err != nil {
+		return false, fmt.Errorf("list roles: %w", err)
+	}
+	for _, r := range roles {
+		if len(r.Rules) > 0 {
+			return false, nil
+		}
+	}
+	users, err := s.sec.store.Users(ctx)
+	if err != nil {
+		return false, fmt.Errorf("list users: %w", err)
+	}
+	for _, u := range users {
+		if len(u.Rules) > 0 || len(u.Roles) > 0 || len(u.Groups) > 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// chainFor builds the authenticator chain of a listener: certificate (when
+// the client presented one), password, and anonymous when the listener
+// allows it.
+func (s *Server) chainFor(lc *ListenerConfig, anon bool) auth.Chain {
+	chain := auth.Chain{
+		&auth.CertAuthenticator{Source: auth.CertSource(lc.CertIdentity), RequireClientID: lc.CertRequireClientID, Store: s.sec.store},
+		&auth.PasswordAuthenticator{Store: s.sec.store, Verifier: s.sec.verifier},
+	}
+	if anon {
+		chain = append(chain, auth.Anonymous{})
+	}
+	return chain
+}
+
+// access is what one connection may do: its policy, and whether the open
+// rule applies (a loopback-only listener while no rules exist).
+type access struct {
+	sec      *security
+	policy   *auth.Policy
+	loopback bool
+}
+
+func (a *access) open() bool { return a.loopback && a.sec.open.Load() }
+
+func (a *access) mayPublish(topic string) bool {
+	return a.open() || a.policy.CanPublish(topic)
+}
+
+func (a *access) mayPublishWill(topic string) bool {
+	return a.open() || a.policy.CanPublishWill(topic)
+}
+
+func (a *access) maySubscribe(filter string) bool {
+	return a.open() || a.policy.CanSubscribe(filter)
+}
+
+// mayRead reports whether the client may receive a message on topic: the
+// same rule as a subscription to exactly that topic, so that a wide
+// subscription never delivers a topic the rules do not grant.
+func (a *access) mayRead(topic string) bool {
+	return a.open() || a.policy.CanSubscribe(topic)
+}
+
+// authenticate checks the credentials of a CONNECT and returns the access of
+// the connection. A failed attempt is counted for throttling; an address or
+// address and user name pair with many failures waits, then is banned.
+func (c *conn) authenticate(ctx context.Context, cp *packet.Connect, certs []*x509.Certificate) (*access, error) {
+	srv := c.srv
+	host := hostOf(c.remote)
+	if wait, banned := srv.sec.throttle.check(host, cp.Username); banned {
+		srv.stats.authFailures[authFailBanned].Add(1)
+		return nil, fmt.Errorf("%w: too many failed logins from %s, retry in %v", auth.ErrNotAuthorized, host, wait.Round(time.Second))
+	} else if wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+
+	id, err := c.ls.chain.Authenticate(ctx, auth.Request{
+		ClientID: cp.ClientID, Username: cp.Username, Password: cp.Password, CertChain: certs, Listener: c.ls.name,
+	})
+	clear(cp.Password)
+	if err != nil {
+		if errors.Is(err, auth.ErrBadCredentials) || errors.Is(err, auth.ErrNotAuthorized) {
+			srv.sec.throttle.fail(host, cp.Username)
+		}
+		srv.stats.authFailures[authFailureReason(err)].Add(1)
+		return nil, err
+	}
+	srv.sec.throttle.succeed(host, cp.Username)
+	c.identity = id
+	return &access{sec: srv.sec, policy: srv.sec.authorizer.Policy(id, cp.ClientID), loopback: c.ls.loopback}, nil
+}
+
+// Reasons of authentication failures, for metrics.
+const (
+	authFailBadCredentials = iota
+	authFailNotAuthorized
+	authFailBanned
+	authFailBusy
+	authFailOther
+	authFailReasons
+)
+
+var authFailNames = [authFailReasons]string{"bad_credentials", "not_authorized", "banned", "busy", "error"}
+
+func authFailureReason(err error) int {
+	switch {
+	case errors.Is(err, auth.ErrBadCredentials):
+		return authFailBadCredentials
+	case errors.Is(err, auth.ErrNotAuthorized):
+		return authFailNotAuthorized
+	case errors.Is(err, auth.ErrBusy):
+		return authFailBusy
+	}
+	return authFailOther
+}
+
+// peerCertificates returns the verified client certificate chain of a TLS
+// connection, or nil.
+func peerCertificates(nc net.Conn) []*x509.Certificate {
+	if pc, ok := nc.(interface{ PeerCertificates() []*x509.Certificate }); ok {
+		return pc.PeerCertificates()
+	}
+	if tc, ok := nc.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		if len(st.VerifiedChains) > 0 {
+			return st.VerifiedChains[0]
+		}
+	}
+	return nil
+}
+
+// listenerState is what connections of one listener share.
+type listenerState struct {
+	name     string
+	loopback bool
+	anon     bool
+	chain    auth.Chain
+}
+
+// warnIfNoUsers logs how to add a user when a listener that refuses anonymous
+// clients starts with no users, since every client would then be refused.
+func (s *Server) warnIfNoUsers(listener string) {
+	users, err := s.sec.store.Users(context.Background())
+	if err != nil || len(users) > 0 {
+		return
+	}
+	s.log.Warn("listener refuses anonymous clients and no users exist, so every client will be refused; "+
+		"add one with `starling user add NAME` or set allow_anonymous: true on the listener", keyListener, listener)
+}
