@@ -208,13 +208,15 @@ func TestPublish_DupFlagNotForwarded(t *testing.T) {
 
 func TestPublish_OrderAndPubackOrder(t *testing.T) {
 	t.Parallel()
-	b := startBroker(t, brokerOptions{})
+	n := scaled(200, 2000)
+	// The subscriber reads only after the last PUBACK, so its queue must
+	// hold every message or the overflow policy would drop some.
+	b := startBroker(t, brokerOptions{Limits: limits{MaxQueuedMessages: n + 100}})
 	sub, _ := connectRaw(t, b, "order-sub", v3("order-sub", true))
 	sub.mustSubscribe("order/t", 1)
 	pub, _ := connectRaw(t, b, "order-pub", v3("order-pub", true))
 
 	// Send all messages before reading any PUBACK.
-	n := scaled(200, 2000)
 	for i := 1; i <= n; i++ {
 		pub.send(encodePublish(4, publishSpec{Topic: "order/t", QoS: 1, ID: uint16(i), Payload: []byte(strconv.Itoa(i))}))
 	}
