@@ -89,7 +89,8 @@ func (s *Server) ReloadAuth(ctx context.Context) error {
 	return nil
 }
 
-// noRulesConfigured reports whether no user, group or role carries a rule.
+// noRulesConfigured reports whether no user or role carries a rule. Group and
+// role memberships alone grant nothing, so they do not count.
 func (s *Server) noRulesConfigured(ctx context.Context) (bool, error) {
 	roles, err := s.sec.store.Roles(ctx)
 	if err != nil {
@@ -105,7 +106,7 @@ func (s *Server) noRulesConfigured(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("list users: %w", err)
 	}
 	for _, u := range users {
-		if len(u.Rules) > 0 || len(u.Roles) > 0 || len(u.Groups) > 0 {
+		if len(u.Rules) > 0 {
 			return false, nil
 		}
 	}

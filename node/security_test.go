@@ -147,7 +147,8 @@ func TestAuth_RevokedRuleStopsDeliveryAtOnce(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	if err := srv.AuthStore().PutRole(ctx, auth.Role{Name: "device"}); err != nil {
+	narrower := auth.Role{Name: "device", Rules: []auth.Rule{{Action: auth.ActionSubscribe, Permission: auth.Allow, Topic: "other/#"}}}
+	if err := srv.AuthStore().PutRole(ctx, narrower); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.ReloadAuth(ctx); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/starling-mqtt/starling/node"
+	"github.com/starling-mqtt/starling/node/auth"
 )
 
 // httpServer serves the node's operational endpoints: /metrics (Prometheus),
@@ -28,7 +29,7 @@ type httpServer struct {
 
 // startHTTP binds addr and serves in a goroutine owned by the returned server;
 // stop it with shutdown.
-func startHTTP(addr string, n *node.Server, enablePprof bool, log *slog.Logger) (*httpServer, error) {
+func startHTTP(addr string, n *node.Server, enablePprof bool, adminToken string, log *slog.Logger) (*httpServer, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(n.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -49,9 +50,19 @@ func startHTTP(addr string, n *node.Server, enablePprof bool, log *slog.Logger) 
 	if err != nil {
 		return nil, fmt.Errorf("listen for HTTP on %s: %w", addr, err)
 	}
+	host, _, _ := net.SplitHostPort(addr)
+	loopback := host == "localhost"
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		loopback = true
+	}
+	if loopback || adminToken != "" {
+		admin := &userAdmin{store: n.AuthStore(), reload: n.ReloadAuth, params: auth.DefaultParams(), token: adminToken}
+		admin.register(mux)
+	} else {
+		log.Warn("admin API disabled: --http is not loopback-only and no admin token is set (STARLING_ADMIN_TOKEN_FILE)", "addr", addr)
+	}
 	if enablePprof {
-		host, _, _ := net.SplitHostPort(addr)
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		if !loopback {
 			ln.Close()
 			return nil, fmt.Errorf("--pprof needs a loopback --http address, not %s: profiles expose the process's memory", addr)
 		}

@@ -24,6 +24,7 @@ Usage:
   starling serve [flags]    run a broker node (starling serve -h lists the flags)
   starling bench [flags]    generate MQTT load against a broker (starling bench -h)
   starling certs init DIR   write a development CA, server, peer and client certificates
+  starling user ...         add, remove, list users and change passwords (starling user -h)
   starling version          print the version
 `
 
@@ -39,6 +40,8 @@ func main() {
 		os.Exit(runBench(os.Args[2:]))
 	case "certs":
 		os.Exit(runCerts(os.Args[2:]))
+	case "user":
+		os.Exit(runUser(os.Args[2:]))
 	case "version", "--version", "-v":
 		fmt.Println("starling", version)
 	case "help", "-h", "--help":
@@ -111,7 +114,13 @@ func serve(args []string) int {
 	}
 	var web *httpServer
 	if *httpAddr != "" {
-		if web, err = startHTTP(*httpAddr, srv, *enablePprof, logger); err != nil {
+		token, terr := readAdminToken()
+		if terr != nil {
+			logger.Error("start failed", "err", terr)
+			srv.Shutdown(context.Background())
+			return 1
+		}
+		if web, err = startHTTP(*httpAddr, srv, *enablePprof, token, logger); err != nil {
 			logger.Error("start failed", "err", err)
 			srv.Shutdown(context.Background())
 			return 1
@@ -136,4 +145,22 @@ func serve(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// readAdminToken reads the admin API bearer token from the file named by
+// STARLING_ADMIN_TOKEN_FILE, if set.
+func readAdminToken() (string, error) {
+	path := os.Getenv("STARLING_ADMIN_TOKEN_FILE")
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read admin token file: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if len(token) < 16 {
+		return "", fmt.Errorf("admin token in %s is shorter than 16 characters: use a long random token", path)
+	}
+	return token, nil
 }

@@ -24,8 +24,8 @@ const (
 // Defaults for the zero values of Config.
 const (
 	// DefaultMaxConnections bounds the open connections of one listener. At
-	// a few kilobytes per idle MQTT connection it allows some hundreds of
-	// megabytes, which a node can afford; raise it for large fleets.
+	// a few kilobytes per idle MQTT connection, this is an estimated few
+	// hundred megabytes. Raise it for large fleets.
 	DefaultMaxConnections = 100_000
 
 	// DefaultMaxConnRate is the sustained rate of new connections per
@@ -55,17 +55,17 @@ const (
 )
 
 // Config configures one client listener. The zero value of each field
-// except URL means its default; Validate fills the defaults in. No field is
-// reloadable: close the Listener and listen again to change one (the TLS
-// files are reloaded by tlsutil on their own).
+// except URL means its default, and Validate fills the defaults in. No
+// field is reloadable: close the Listener and listen again to change one.
+// The TLS files are reloaded by tlsutil on their own.
 type Config struct {
-	// Name labels the listener in logs, in Stats consumers and in
+	// Name labels the listener in logs and metrics, and is returned by
 	// Conn.Listener. Default: the URL.
 	Name string
 
 	// URL is the bind address and transport: tcp://HOST:PORT,
 	// tls://HOST:PORT, ws://HOST:PORT/PATH or wss://HOST:PORT/PATH. The path
-	// of ws and wss defaults to DefaultWSPath; tcp and tls take no path. An
+	// of ws and wss defaults to DefaultWSPath, and tcp and tls take none. An
 	// empty HOST binds every interface, and port 0 picks a free port.
 	// Required.
 	URL string
@@ -75,9 +75,9 @@ type Config struct {
 	// wss, an empty NextProtos offers ALPN "http/1.1".
 	TLS *tlsutil.ServerOptions
 
-	// Allow and Deny are CIDR ranges ("10.0.0.0/8", "2001:db8::/32") or
-	// single addresses of client addresses. A client in Deny is rejected; so
-	// is a client outside Allow when Allow is not empty. Behind a PROXY
+	// Allow and Deny list client addresses as CIDR ranges ("10.0.0.0/8",
+	// "2001:db8::/32") or single addresses. A client in Deny is rejected, and
+	// so is a client outside Allow when Allow is not empty. Behind a PROXY
 	// protocol proxy they apply to the client address from the header.
 	Allow []string
 	Deny  []string
@@ -87,8 +87,8 @@ type Config struct {
 	// and reject such a connection without one. A connection from any other
 	// address is a direct client, and it is rejected if it starts with a
 	// header. A direct client must send its first bytes within
-	// ProxyHeaderTimeout, because that is how the listener tells a header
-	// from MQTT, TLS or HTTP data.
+	// ProxyHeaderTimeout, because the listener reads them to distinguish a
+	// header from MQTT, TLS or HTTP data.
 	ProxyProtocol bool
 
 	// TrustedProxies are the CIDR ranges or addresses of the proxies whose
@@ -117,8 +117,8 @@ type Config struct {
 	TLSHandshakeTimeout time.Duration
 	WSHandshakeTimeout  time.Duration
 
-	// WSMaxMessageSize is the largest WebSocket message accepted, in bytes;
-	// a larger one closes the connection (WebSocket close code 1009). It
+	// WSMaxMessageSize is the largest WebSocket message accepted, in bytes.
+	// A larger one closes the connection (WebSocket close code 1009). It
 	// should be at least the node's maximum packet size plus 5 bytes of
 	// fixed header. Default: DefaultWSMaxMessageSize.
 	WSMaxMessageSize int64
@@ -241,7 +241,7 @@ func (c *Config) Validate() error {
 type endpoint struct {
 	transport string
 	address   string // HOST:PORT for net.Listen
-	path      string // HTTP path of ws and wss; empty otherwise
+	path      string // HTTP path of ws and wss, empty for tcp and tls
 }
 
 // parseURL parses and checks a listener URL.

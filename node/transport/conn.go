@@ -19,7 +19,7 @@ import (
 type Conn struct {
 	conn      net.Conn // the stream: TCP, TLS, or the WebSocket adapter
 	remote    net.Addr // the client, from the PROXY header when there is one
-	proxy     net.Addr // the TCP peer when a PROXY header named the client; else nil
+	proxy     net.Addr // the TCP peer when a PROXY header named the client, else nil
 	peerCerts []*x509.Certificate
 	listener  string
 	transport string
@@ -48,8 +48,8 @@ func (c *Conn) Close() error {
 	return c.closeErr
 }
 
-// LocalAddr returns the listener's address that the client connected to,
-// as the socket sees it.
+// LocalAddr returns the socket's local address: the listener address that
+// the client connected to.
 func (c *Conn) LocalAddr() net.Addr { return c.conn.LocalAddr() }
 
 // RemoteAddr returns the client's address: the source address of a PROXY

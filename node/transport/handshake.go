@@ -86,9 +86,9 @@ func (l *Listener) prepare(nc net.Conn) (*Conn, Reason, error) {
 }
 
 // readProxy applies the PROXY protocol rules to a socket. From a trusted
-// proxy it requires a header and returns the client it names; from any
-// other address it requires that the first bytes are not a header. The
-// returned stream replays the bytes read past the header.
+// proxy it requires a header and returns the client that the header names.
+// From any other address it requires that the first bytes are not a
+// header. The returned stream replays the bytes read past the header.
 func (l *Listener) readProxy(nc net.Conn) (stream net.Conn, remote, proxy net.Addr, err error) {
 	deadline := time.Now().Add(l.cfg.ProxyHeaderTimeout)
 	if !l.trusted.contains(addrOf(nc.RemoteAddr())) {

@@ -31,10 +31,10 @@ const warnInterval = 10 * time.Second
 // connections through Accept. It implements net.Listener.
 //
 // Goroutines: the accept goroutine takes sockets and applies the checks
-// that need no I/O; each socket that needs a PROXY header, a TLS handshake
-// or an upgrade gets a handshake goroutine of its own, bounded in time by
-// the timeouts of Config and in number by MaxConnections. The Listener
-// owns all of them, and Close stops them and waits.
+// that need no I/O. Each socket that needs a PROXY header, a TLS handshake
+// or an upgrade gets a handshake goroutine of its own. The timeouts of
+// Config bound these in time, and MaxConnections bounds their number. The
+// Listener owns all of them, and Close stops them and waits.
 //
 // Lock order: mu only. The connections it tracks are closed outside it.
 type Listener struct {
@@ -53,7 +53,7 @@ type Listener struct {
 	counters counters
 	warn     warnLimiter
 
-	ready     chan *Conn    // prepared connections; bounded by acceptQueueSize
+	ready     chan *Conn    // prepared connections, at most acceptQueueSize
 	closed    chan struct{} // closed when Close starts
 	closeDone chan struct{} // closed when Close has finished
 	closeOnce sync.Once
@@ -144,8 +144,8 @@ func (l *Listener) AcceptConn() (*Conn, error) {
 	select {
 	case c := <-l.ready:
 		if l.isClosed() {
-			// Close may have started while c was queued; it is not
-			// handed out after that.
+			// Close started while c was queued, and no connection is
+			// handed out after Close.
 			c.Close()
 			return nil, net.ErrClosed
 		}
@@ -223,7 +223,7 @@ func (l *Listener) Close() error {
 		l.wg.Wait()
 
 		// The goroutines that send to ready have returned, so this drain
-		// sees every connection left.
+		// closes every connection left.
 		for drained := false; !drained; {
 			select {
 			case c := <-l.ready:

@@ -168,7 +168,7 @@ func (p *testPKI) write(t *testing.T, name string, data []byte) {
 
 // serverOptions requires client certificates from the CA and revokes
 // p.revoked. Polling is off so that no reloader goroutine outlives a test
-// that forgets to close its listener.
+// that does not close its listener.
 func (p *testPKI) serverOptions(auth tlsutil.ClientAuth) *tlsutil.ServerOptions {
 	opts := &tlsutil.ServerOptions{
 		CertFile:       filepath.Join(p.dir, "server.pem"),

@@ -72,7 +72,7 @@ func parseProxyHeader(b []byte) (proxyHeader, int, error) {
 // startsLikeProxyHeader reports whether a connection whose first bytes are
 // b could be sending a PROXY header. MQTT (first packet CONNECT, 0x10), TLS
 // (handshake record, 0x16) and HTTP ("GET") never start with 'P' or CR, so
-// one byte tells them apart.
+// the first byte is enough to distinguish them.
 func startsLikeProxyHeader(b []byte) bool {
 	return len(b) > 0 && (b[0] == 'P' || b[0] == '\r')
 }
@@ -243,7 +243,7 @@ func readProxyHeader(c net.Conn, deadline time.Time) (proxyHeader, []byte, error
 			return proxyHeader{}, nil, fmt.Errorf("transport: read PROXY header: %w", err)
 		case len(buf) >= proxyMaxLen:
 			// Unreachable while parseProxyHeader bounds both versions
-			// below proxyMaxLen; kept so the loop cannot spin.
+			// below proxyMaxLen. It is kept so the loop cannot spin.
 			return proxyHeader{}, nil, fmt.Errorf("%w: longer than %d bytes", errProxyInvalid, proxyMaxLen)
 		}
 	}
@@ -267,7 +267,7 @@ func readFirstBytes(c net.Conn, deadline time.Time) ([]byte, error) {
 // example the client data that arrived with a PROXY header.
 type prefixConn struct {
 	net.Conn
-	prefix []byte // unread bytes; nil once consumed, so the buffer can be freed
+	prefix []byte // unread bytes, nil once consumed so the buffer can be freed
 }
 
 func (c *prefixConn) Read(p []byte) (int, error) {

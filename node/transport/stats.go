@@ -68,8 +68,8 @@ func Reasons() []Reason {
 type Stats struct {
 	// Accepted counts connections that Accept returned.
 	Accepted uint64
-	// Rejected counts rejected connections by reason; index it with a
-	// Reason. Rejected[0] is unused.
+	// Rejected counts rejected connections by reason. Index it with a
+	// Reason, and ignore Rejected[0], which is unused.
 	Rejected [reasonCount]uint64
 	// Current is the number of connections that hold a slot: in a
 	// handshake, waiting for Accept, or returned and not yet closed.

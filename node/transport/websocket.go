@@ -15,7 +15,7 @@ import (
 )
 
 // Subprotocols a WebSocket client must offer. MQTT 3.1.1 and 5.0 name
-// "mqtt" [MQTT-6.0.0-3] [MQTT-6.0.0-4]; clients of MQTT 3.1 offer
+// "mqtt" [MQTT-6.0.0-3] [MQTT-6.0.0-4], and clients of MQTT 3.1 offer
 // "mqttv3.1". The listener selects the first of these the client offers.
 var wsSubprotocols = []string{"mqtt", "mqttv3.1"}
 
@@ -24,8 +24,8 @@ const (
 	// requests with cookies fit in a few kilobytes.
 	wsMaxRequestBytes = 16 << 10
 
-	// wsReadBufferSize is the buffered reader that parses the upgrade
-	// request; the WebSocket connection keeps it for reading frames.
+	// wsReadBufferSize is the size of the buffered reader that parses the
+	// upgrade request. The WebSocket connection keeps it for reading frames.
 	wsReadBufferSize = 4096
 
 	// wsWriteBufferSize is the size of the frame buffers shared through
@@ -60,7 +60,7 @@ func newUpgrader(handshakeTimeout time.Duration) *websocket.Upgrader {
 }
 
 // upgradeWebSocket reads an HTTP upgrade request from c before deadline
-// and answers it: 101 Switching Protocols for a valid WebSocket request on
+// and responds with 101 Switching Protocols for a valid WebSocket request on
 // path that offers an MQTT subprotocol, an HTTP error otherwise.
 func upgradeWebSocket(c net.Conn, u *websocket.Upgrader, path string, readLimit int64, deadline time.Time) (*wsConn, error) {
 	if err := c.SetDeadline(deadline); err != nil {
@@ -98,7 +98,7 @@ func upgradeWebSocket(c net.Conn, u *websocket.Upgrader, path string, readLimit 
 	return newWSConn(ws), nil
 }
 
-// writeHTTPError answers a failed upgrade. The connection closes after it,
+// writeHTTPError sends the HTTP error response of a failed upgrade. The connection closes after it,
 // so errors are of no use and ignored.
 func writeHTTPError(c net.Conn, status int) {
 	if status == 0 {
@@ -127,10 +127,9 @@ func (w *upgradeResponse) WriteHeader(status int) { w.status = status }
 func (w *upgradeResponse) Write(p []byte) (int, error) { return len(p), nil }
 
 // Hijack returns the connection with the reader that parsed the request.
-// The upgrader checks that the reader holds no unread bytes, so a client
-// that sends frames before the 101 response is rejected rather than losing
-// them, and it then resets the reader onto the connection, which also ends
-// the request size limit.
+// The upgrader rejects a client whose frames arrived before the 101
+// response, because the reader would otherwise drop them. It then resets the
+// reader onto the connection, which also ends the request size limit.
 func (w *upgradeResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.hijacked = true
 	return w.conn, bufio.NewReadWriter(w.reader, bufio.NewWriterSize(w.conn, 16)), nil

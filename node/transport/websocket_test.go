@@ -230,7 +230,7 @@ func TestWSConn_ClientCloseIsEOF(t *testing.T) {
 	if _, err := c.Read(make([]byte, 8)); !errors.Is(err, io.EOF) {
 		t.Fatalf("server read after close = %v, want io.EOF", err)
 	}
-	// The server answers the close frame.
+	// The server replies to the close frame.
 	if code := readClose(t, ws); code != websocket.CloseNormalClosure {
 		t.Fatalf("close code = %d, want %d", code, websocket.CloseNormalClosure)
 	}

@@ -94,7 +94,8 @@ func (c *wsConn) Read(p []byte) (int, error) {
 	}
 }
 
-// rejectText tells the client why the connection ends and fails the reads.
+// rejectText sends the client a close frame that gives the reason, and
+// fails the reads.
 // readMu must be held.
 func (c *wsConn) rejectText() {
 	msg := websocket.FormatCloseMessage(websocket.CloseUnsupportedData, "MQTT requires binary messages")
@@ -125,13 +126,14 @@ func (c *wsConn) Write(p []byte) (int, error) {
 }
 
 // Close sends a close frame with status 1000 and closes the socket. It does
-// not wait for the client's close frame, so that Close never blocks for
-// longer than closeFrameTimeout. Close is idempotent.
+// not wait for the client's close frame, so the close frame's write
+// deadline, closeFrameTimeout, bounds how long Close blocks. Close is
+// idempotent.
 func (c *wsConn) Close() error {
 	c.closeOnce.Do(func() {
 		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
 		// The write fails when the client closed first and the close
-		// handler already answered, which needs no other action.
+		// handler already replied, which needs no other action.
 		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeFrameTimeout))
 		c.closeErr = c.ws.Close()
 	})
