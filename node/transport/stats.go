@@ -64,7 +64,8 @@ func Reasons() []Reason {
 	return out
 }
 
-// Stats are a listener's counters, for metrics. Counters only grow.
+// Stats are a listener's counters, for metrics. Accepted and Rejected only
+// grow.
 type Stats struct {
 	// Accepted counts connections that Accept returned.
 	Accepted uint64
