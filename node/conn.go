@@ -41,6 +41,7 @@ type conn struct {
 	sess              atomic.Pointer[session]
 	identity          auth.Identity // who the client authenticated as
 	access            *access       // what it may do; set at CONNECT
+	authFinal         []byte        // SCRAM server-final-message for the CONNACK
 
 	// Owned by the reader goroutine.
 	will             *packet.Will
@@ -251,8 +252,9 @@ func (c *conn) handle(p packet.Packet) error {
 		// [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
 		return packet.Errorf(packet.ReasonProtocolError, "second CONNECT on one connection")
 	case *packet.Auth:
-		// Enhanced authentication was not negotiated in CONNECT, so AUTH is a protocol error.
-		return packet.Errorf(packet.ReasonProtocolError, "AUTH without an authentication method")
+		// NOTE: re-authentication (AUTH 0x19 after CONNACK) is not supported;
+		// without a method in CONNECT any AUTH is a protocol error [MQTT-4.12.0-7].
+		return packet.Errorf(packet.ReasonProtocolError, "AUTH after CONNACK is not supported")
 	default:
 		// CONNACK, SUBACK, UNSUBACK and PINGRESP travel only from server to client.
 		return packet.Errorf(packet.ReasonProtocolError, "packet type %d is sent only by servers", p.Type())

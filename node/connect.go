@@ -45,8 +45,19 @@ func (c *conn) handshake() bool {
 		assigned = cp.ClientID
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
-	acc, err := c.authenticate(ctx, cp, peerCertificates(c.nc))
+	var acc *access
+	var authFinal []byte
+	if cp.Properties.AuthMethod == scramMethod {
+		acc, authFinal, err = c.enhancedAuth(ctx, cp)
+	} else {
+		acc, err = c.authenticate(ctx, cp, peerCertificates(c.nc))
+	}
 	cancel()
+	var perr *packet.Error
+	if errors.As(err, &perr) {
+		c.reportClose(err)
+		return false
+	}
 	if err != nil {
 		code := auth.ConnectReason(err)
 		c.srv.clientWarn.log(c.srv.log, "authentication failed", keyClientID, cp.ClientID, keyRemote, c.remote,
@@ -56,6 +67,7 @@ func (c *conn) handshake() bool {
 		return false
 	}
 	c.access = acc
+	c.authFinal = authFinal
 	if cp.Will != nil && !acc.mayPublishWill(cp.Will.Topic) {
 		// A will is a publish on the client's behalf: refused at CONNECT when
 		// the rules forbid its topic.
@@ -160,8 +172,8 @@ func (c *conn) validateConnect(cp *packet.Connect) (packet.ReasonCode, string) {
 	if cp.Will != nil && cp.Will.Retain && c.srv.cfg.Features.DisableRetain {
 		return packet.ReasonRetainNotSupported, "retained wills are disabled"
 	}
-	if cp.Properties.AuthMethod != "" {
-		return packet.ReasonBadAuthenticationMethod, "enhanced authentication is not supported"
+	if m := cp.Properties.AuthMethod; m != "" && m != scramMethod {
+		return packet.ReasonBadAuthenticationMethod, "unsupported authentication method: use " + scramMethod
 	}
 	return packet.ReasonSuccess, ""
 }
@@ -175,6 +187,10 @@ func (c *conn) connackFor(cp *packet.Connect, present bool, assigned string) *pa
 	lim := &c.srv.cfg.Limits
 	feat := &c.srv.cfg.Features
 	ack.Properties.AssignedClientID = assigned
+	if cp.Properties.AuthMethod != "" {
+		// [MQTT-4.12.0-5] The CONNACK carries the method and the final data.
+		ack.Properties.AuthMethod, ack.Properties.AuthData = cp.Properties.AuthMethod, c.authFinal
+	}
 	ack.Properties.ReceiveMaximum = lim.ReceiveMaximum
 	ack.Properties.HasReceiveMaximum = true
 	ack.Properties.MaximumPacketSize = lim.MaxPacketSize

@@ -40,6 +40,9 @@ type security struct {
 	authorizer *auth.Authorizer
 	throttle   *throttle
 
+	// scramSecret keys the salts made up for unknown users in SCRAM.
+	scramSecret []byte
+
 	// open is set while no user, group or role has any rule: loopback-only
 	// listeners then allow everything. Recomputed by reloadRules.
 	open atomic.Bool
@@ -66,7 +69,12 @@ func (s *Server) initSecurity() error {
 		verifier.Close()
 		return fmt.Errorf("load ACL rules: %w", err)
 	}
-	s.sec = &security{store: store, verifier: verifier, authorizer: authorizer, throttle: newThrottle(cfg.Throttle)}
+	secret, err := loadScramSecret(s.store)
+	if err != nil {
+		verifier.Close()
+		return err
+	}
+	s.sec = &security{store: store, verifier: verifier, authorizer: authorizer, throttle: newThrottle(cfg.Throttle), scramSecret: secret}
 	return s.ReloadAuth(context.Background())
 }
 
