@@ -68,10 +68,10 @@ func TestConfig_PasswordWithoutUsernameV5(t *testing.T) {
 
 func TestTopology_Sources(t *testing.T) {
 	tests := []struct {
-		scenario         Scenario
-		pubs, subs       int
-		filter           string
-		first, n, sub    int
+		scenario      Scenario
+		pubs, subs    int
+		filter        string
+		first, n, sub int
 	}{
 		{ScenarioPairs, 4, 4, "bench/2", 2, 1, 2},
 		{ScenarioFanIn, 4, 1, "bench/+", 0, 4, 0},

@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -207,15 +206,15 @@ func (c *conn) write(b []byte) error {
 	return err
 }
 
-// write2 appends a and then b with one lock, used for a PUBLISH header and
-// its payload so that no other packet can come between them.
-func (c *conn) write2(a, b []byte) error {
+// writePacket appends a packet given in two parts, such as a PUBLISH header
+// and its payload, under one lock so that no other packet can come between.
+func (c *conn) writePacket(header, body []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, err := c.mu.w.Write(a); err != nil {
+	if _, err := c.mu.w.Write(header); err != nil {
 		return err
 	}
-	_, err := c.mu.w.Write(b)
+	_, err := c.mu.w.Write(body)
 	return err
 }
 
@@ -234,10 +233,4 @@ func (c *conn) disconnect() {
 	_ = c.write([]byte{typeDisconnect << 4, 0})
 	_ = c.flush()
 	_ = c.nc.Close()
-}
-
-// isClosedError reports whether err comes from reading or writing a socket
-// that this process closed or that the broker closed.
-func isClosedError(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)
 }

@@ -13,8 +13,8 @@
 // The clients speak MQTT through their own small codec instead of
 // paho.mqtt.golang or the broker's node/packet. On a 2-core machine, ten
 // paho pairs at QoS 1 reached about half the throughput of these clients at
-// about 1.5 times the CPU per message (measured against Mosquitto 2.0 on
-// loopback), and node/packet allocates a buffer per packet read. An
+// about 1.5 times the CPU per message (measured against Mosquitto 2.0.11
+// on loopback, see docs/benchmarks.md), and node/packet allocates a buffer per packet read. An
 // independent codec also keeps a codec bug shared by broker and tool from
 // hiding itself. The hot path allocates nothing: payload and header buffers
 // are reused, reads peek into a bufio.Reader, and statistics are arrays.
@@ -37,9 +37,9 @@
 //
 // # Limits
 //
-//   - Publishers and subscribers run in one process, which shares the
-//     machine with the broker when the broker is local; the report includes
-//     the tool's own CPU time so that readers can tell.
+//   - Publishers and subscribers run in one process. When the broker is
+//     local, that process competes with it for the cores, so the report
+//     includes the tool's own CPU time.
 //   - No reconnects: a client whose connection fails ends the publishing
 //     phase, and the result lists the error.
 //   - No TLS, WebSocket, retained messages, shared subscriptions or topic

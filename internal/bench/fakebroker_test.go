@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-// startSilentBroker starts a TCP server that answers CONNECT with CONNACK
-// and SUBSCRIBE with SUBACK (QoS 2 granted), and ignores every other packet:
-// it acknowledges no PUBLISH and delivers nothing. It stops when the test
-// ends.
+// startSilentBroker starts a TCP server that replies to CONNECT with CONNACK
+// and to SUBSCRIBE with SUBACK (QoS 2 granted) and ignores every other
+// packet, so it acknowledges no PUBLISH and delivers nothing. It stops when
+// the test ends.
 func startSilentBroker(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

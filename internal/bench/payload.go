@@ -6,7 +6,7 @@ import "encoding/binary"
 // smallest payload size a run accepts.
 const HeaderSize = 20
 
-// stamp is what a publisher writes at the start of every payload, big endian:
+// stamp is the header at the start of every payload, big endian:
 //
 //	bytes 0-7    send time, nanoseconds since the run's epoch (monotonic clock)
 //	bytes 8-11   sequence number, from 0 per publisher

@@ -27,9 +27,9 @@ type publisher struct {
 	// takes tokens out on PUBACK, PUBCOMP or, for QoS 0, PINGRESP.
 	slots chan struct{}
 
-	// pings holds, for each PINGREQ in flight, the number of QoS 0 messages
-	// its PINGRESP confirms: 0 for a keep alive ping. The broker answers
-	// PINGREQs in order, so a FIFO is enough.
+	// pings contains, for each PINGREQ in flight, the number of QoS 0
+	// messages its PINGRESP confirms, 0 for a keep alive ping. The broker
+	// sends PINGRESPs in the order of the PINGREQs, so a FIFO is enough.
 	pings chan int
 
 	// packetIDs has bit id set while packet id is in flight. The sender sets
@@ -189,7 +189,7 @@ func (p *publisher) publish(plan sendPlan, seq uint32) error {
 		runTag:    plan.runTag,
 	})
 	p.header = appendPublishHeader(p.header[:0], p.conn.version, p.qos, p.topic, packetID, len(p.payload))
-	if err := p.conn.write2(p.header, p.payload); err != nil {
+	if err := p.conn.writePacket(p.header, p.payload); err != nil {
 		return err
 	}
 	p.sent.Add(1)
@@ -252,8 +252,15 @@ func (p *publisher) waitUntil(ctx context.Context, timer *time.Timer, due time.T
 func (p *publisher) ping(ctx context.Context, n int) error {
 	select {
 	case p.pings <- n:
-	case <-ctx.Done():
-		return ctx.Err()
+	default:
+		if err := p.conn.flush(); err != nil {
+			return fmt.Errorf("ping from %s: %w", p.conn.clientID, err)
+		}
+		select {
+		case p.pings <- n:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	if err := p.conn.write(pingreqPacket); err != nil {
 		return fmt.Errorf("ping from %s: %w", p.conn.clientID, err)
@@ -310,8 +317,8 @@ func (p *publisher) isInFlight(id uint16) bool {
 // unconfirmed returns the number of messages sent and not yet confirmed.
 func (p *publisher) unconfirmed() int { return len(p.slots) }
 
-// ignoreDone returns nil for the error of an ended context, which is how a
-// sender is told to stop.
+// ignoreDone returns nil for the error of an ended context, because an ended
+// context is the normal way to stop a sender.
 func ignoreDone(ctx context.Context, err error) error {
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return nil
@@ -320,8 +327,8 @@ func ignoreDone(ctx context.Context, err error) error {
 }
 
 // readAcks reads the broker's packets to this publisher until the connection
-// closes, and returns the error that ended it. For QoS 2 it answers each
-// PUBREC with a PUBREL.
+// closes, and returns the error that ended it. For QoS 2 it sends a PUBREL
+// for each PUBREC.
 func (p *publisher) readAcks() error {
 	for {
 		f, err := p.conn.readFrame()

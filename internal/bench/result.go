@@ -16,13 +16,13 @@ type Result struct {
 	Publishers   int      `json:"publishers"`
 	Subscribers  int      `json:"subscribers"`
 	PayloadBytes int      `json:"payload_bytes"`
-	Inflight     int      `json:"inflight"`          // per publisher, after the broker's Receive Maximum
-	TargetRate   float64  `json:"target_rate"`       // messages per second, 0 when saturating
-	CleanSession bool     `json:"clean_session"`     // subscribers; publishers always use clean sessions
-	StoppedBy    string   `json:"stopped_by"`        // duration, count, interrupted or error
-	PublishSecs  float64  `json:"publish_seconds"`   // length of the publishing phase
-	MaxLagMillis float64  `json:"max_lag_ms"`        // largest delay of a send behind the --rate schedule
-	DrainSecs    float64  `json:"drain_seconds"`     // time spent waiting for the last deliveries
+	Inflight     int      `json:"inflight"`        // per publisher, after the broker's Receive Maximum
+	TargetRate   float64  `json:"target_rate"`     // messages per second, 0 when saturating
+	CleanSession bool     `json:"clean_session"`   // subscribers; publishers always use clean sessions
+	StoppedBy    string   `json:"stopped_by"`      // duration, count, interrupted or error
+	PublishSecs  float64  `json:"publish_seconds"` // length of the publishing phase
+	MaxLagMillis float64  `json:"max_lag_ms"`      // largest delay of a send behind the --rate schedule
+	DrainSecs    float64  `json:"drain_seconds"`   // time spent waiting for the last deliveries
 
 	Sent       uint64 `json:"sent"`
 	Confirmed  uint64 `json:"confirmed"`  // PUBACK, PUBCOMP or, for QoS 0, PINGRESP

@@ -63,8 +63,8 @@ type run struct {
 	subs []*subscriber
 
 	// readers tracks the reader goroutines, which stop when closeAll closes
-	// their connections. closing tells them that the error they see then is
-	// expected.
+	// their connections. Once closing is set, a reader's error is expected
+	// and not recorded.
 	readers sync.WaitGroup
 	closing atomic.Bool
 
