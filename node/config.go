@@ -4,11 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/url"
-	"strings"
 	"time"
 
+	"github.com/starling-mqtt/starling/internal/tlsutil"
+	"github.com/starling-mqtt/starling/node/transport"
 	"github.com/starling-mqtt/starling/storage"
 )
 
@@ -59,7 +58,8 @@ type Config struct {
 
 // ListenerConfig is one client listener.
 type ListenerConfig struct {
-	// URL is "tcp://HOST:PORT". Port 0 picks a free port.
+	// URL is tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT/PATH or
+	// wss://HOST:PORT/PATH (path default /mqtt). Port 0 picks a free port.
 	URL string
 
 	// Name identifies the listener in logs, metrics and authentication
@@ -78,6 +78,24 @@ type ListenerConfig struct {
 	// CertRequireClientID requires the client id to equal the certificate's
 	// identity, so one device cannot pose as another.
 	CertRequireClientID bool
+
+	// TLS is required for tls:// and wss:// listeners.
+	TLS *TLSConfig
+
+	// Allow and Deny are CIDR ranges of client addresses; Deny wins, and an
+	// empty Allow admits every address Deny does not name.
+	Allow, Deny []string
+
+	// ProxyProtocol accepts PROXY protocol v1 and v2 headers, only from
+	// TrustedProxies, so that rules, bans and logs see the real client.
+	ProxyProtocol  bool
+	TrustedProxies []string
+
+	// MaxConnections bounds the listener's open connections and MaxConnRate
+	// its new connections per second. Zero means transport's defaults
+	// (100,000 and 1,000/s).
+	MaxConnections int
+	MaxConnRate    float64
 }
 
 // Limits bounds memory, disk and protocol sizes. Zero means the default.
@@ -206,7 +224,11 @@ func setIfZero[T comparable](field *T, value T) {
 func (c *Config) Validate() error {
 	c.setDefaults()
 	for i := range c.Listeners {
-		if _, err := c.Listeners[i].parse(); err != nil {
+		tc, err := c.Listeners[i].transportConfig(nil, c.Limits.MaxPacketSize)
+		if err == nil {
+			err = tc.Validate()
+		}
+		if err != nil {
 			return fmt.Errorf("listeners[%d]: %w", i, err)
 		}
 		switch c.Listeners[i].CertIdentity {
@@ -241,42 +263,45 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// listenAddr is a parsed ListenerConfig.
-type listenAddr struct {
-	scheme   string
-	address  string
-	loopback bool
+// TLSConfig is the TLS setting of a tls:// or wss:// listener. Certificate,
+// key, CA and CRL files are reloaded when they change.
+type TLSConfig struct {
+	CertFile     string
+	KeyFile      string
+	ClientAuth   string        // "none" (default), "optional" or "required"
+	ClientCAFile string        // CA bundle that client certificates must chain to
+	CRLFiles     []string      // revocation lists, PEM or DER
+	ReloadEvery  time.Duration // how often files are checked for changes; default 5 s
 }
 
-func (l ListenerConfig) parse() (listenAddr, error) {
-	u, err := url.Parse(l.URL)
-	if err != nil {
-		return listenAddr{}, fmt.Errorf("invalid listener URL %q: %w", l.URL, err)
+// transportConfig converts a listener's settings for package transport.
+func (l ListenerConfig) transportConfig(log *slog.Logger, maxPacket uint32) (transport.Config, error) {
+	tc := transport.Config{
+		Name:             l.Name,
+		URL:              l.URL,
+		Allow:            l.Allow,
+		Deny:             l.Deny,
+		ProxyProtocol:    l.ProxyProtocol,
+		TrustedProxies:   l.TrustedProxies,
+		MaxConnections:   l.MaxConnections,
+		MaxConnRate:      l.MaxConnRate,
+		WSMaxMessageSize: int64(maxPacket) + 5,
+		Logger:           log,
 	}
-	if u.Scheme != "tcp" {
-		return listenAddr{}, fmt.Errorf("listener URL %q: scheme %q is not supported yet: use tcp://HOST:PORT", l.URL, u.Scheme)
+	if l.TLS != nil {
+		auth, err := tlsutil.ParseClientAuth(l.TLS.ClientAuth)
+		if err != nil {
+			return tc, fmt.Errorf("tls.client_auth: %w", err)
+		}
+		tc.TLS = &tlsutil.ServerOptions{
+			CertFile:       l.TLS.CertFile,
+			KeyFile:        l.TLS.KeyFile,
+			ClientAuth:     auth,
+			ClientCAFile:   l.TLS.ClientCAFile,
+			CRLFiles:       l.TLS.CRLFiles,
+			ReloadInterval: l.TLS.ReloadEvery,
+			Logger:         log,
+		}
 	}
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil || port == "" {
-		return listenAddr{}, fmt.Errorf("listener URL %q: expected tcp://HOST:PORT", l.URL)
-	}
-	return listenAddr{scheme: u.Scheme, address: u.Host, loopback: isLoopbackHost(host)}, nil
-}
-
-// isLoopbackHost reports whether host names only loopback addresses.
-// "localhost" counts; an empty host or 0.0.0.0 binds every interface and does not.
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// allowAnonymous applies the secure default: anonymous only on loopback.
-func (l ListenerConfig) allowAnonymous(addr listenAddr) bool {
-	if l.AllowAnonymous != nil {
-		return *l.AllowAnonymous
-	}
-	return addr.loopback
+	return tc, nil
 }

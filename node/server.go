@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/starling-mqtt/starling/node/packet"
+	"github.com/starling-mqtt/starling/node/transport"
 	"github.com/starling-mqtt/starling/router"
 	"github.com/starling-mqtt/starling/storage"
 )
@@ -40,7 +41,7 @@ type Server struct {
 
 	mu struct {
 		sync.Mutex
-		listeners []net.Listener
+		listeners []*transport.Listener
 		conns     map[*conn]struct{}
 	}
 }
@@ -94,26 +95,32 @@ func New(cfg Config) (*Server, error) {
 // fails to bind, the ones already bound are closed and the error returned.
 func (s *Server) Start() error {
 	for _, lc := range s.cfg.Listeners {
-		addr, err := lc.parse()
+		tc, err := lc.transportConfig(s.cfg.Logger.With("component", "transport"), s.cfg.Limits.MaxPacketSize)
 		if err != nil {
-			return err
+			s.closeListeners()
+			return fmt.Errorf("node: listener %s: %w", lc.Name, err)
 		}
-		ln, err := net.Listen("tcp", addr.address)
+		ln, err := transport.Listen(tc)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("node: listen on %s: %w", lc.URL, err)
 		}
-		anon := lc.allowAnonymous(addr)
-		if anon && !addr.loopback {
-			s.log.Warn("listener admits anonymous clients from the network", keyListener, ln.Addr().String())
+		// Behind a PROXY protocol proxy the clients are wherever the proxy's
+		// are, so transport reports such a listener as not loopback-only.
+		anon := ln.Loopback()
+		if lc.AllowAnonymous != nil {
+			anon = *lc.AllowAnonymous
 		}
-		ls := &listenerState{name: lc.Name, loopback: addr.loopback, anon: anon, chain: s.chainFor(&lc, anon)}
+		if anon && !ln.Loopback() {
+			s.log.Warn("listener admits anonymous clients from the network", keyListener, lc.Name)
+		}
+		ls := &listenerState{name: lc.Name, loopback: ln.Loopback(), anon: anon, chain: s.chainFor(&lc, anon)}
 		s.mu.Lock()
 		s.mu.listeners = append(s.mu.listeners, ln)
 		s.mu.Unlock()
-		s.log.Info("listening", keyListener, ln.Addr().String(), "scheme", addr.scheme, "anonymous", anon)
+		s.log.Info("listening", keyListener, lc.Name, "addr", ln.Addr().String(), "transport", ln.Transport(), "anonymous", anon)
 		if !anon {
-			s.warnIfNoUsers(ln.Addr().String())
+			s.warnIfNoUsers(lc.Name)
 		}
 		s.wg.Add(1)
 		go s.acceptLoop(ln, ls)
@@ -138,7 +145,7 @@ func (s *Server) Addrs() []net.Addr {
 
 // acceptLoop accepts connections until the listener closes. Temporary accept
 // errors (such as running out of file descriptors) back off up to one second.
-func (s *Server) acceptLoop(ln net.Listener, ls *listenerState) {
+func (s *Server) acceptLoop(ln *transport.Listener, ls *listenerState) {
 	defer s.wg.Done()
 	backoff := time.Duration(0)
 	for {
