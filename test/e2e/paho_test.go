@@ -77,14 +77,6 @@ func withClean(clean bool) pahoOption {
 	return func(o *mqtt.ClientOptions) { o.SetCleanSession(clean) }
 }
 
-func withWill(topic, payload string, qos byte, retain bool) pahoOption {
-	return func(o *mqtt.ClientOptions) { o.SetWill(topic, payload, qos, retain) }
-}
-
-func withKeepAlive(d time.Duration) pahoOption {
-	return func(o *mqtt.ClientOptions) { o.SetKeepAlive(d) }
-}
-
 // newPaho connects an MQTT 3.1.1 paho client with a clean session, no
 // automatic reconnect, and every message landing in the returned inbox. The
 // client disconnects in t.Cleanup.

@@ -332,3 +332,32 @@ func TestPersistence_RelaxedDurabilityGracefulRestart(t *testing.T) {
 		}
 	}
 }
+
+func TestPersistence_PahoSessionAcrossRestart(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{})
+
+	// A paho 3.1.1 client with clean session 0 subscribes at QoS 2 and
+	// goes away; QoS 1 and 2 messages published meanwhile survive a broker
+	// restart and arrive in order when paho reconnects without subscribing.
+	sub, _ := newPaho(t, b, "paho-sub", withClean(false))
+	pahoSubscribe(t, sub, "paho/#", 2)
+	sub.Disconnect(250)
+
+	pub, _ := newPaho(t, b, "paho-pub")
+	const n = 10
+	for i := 0; i < n; i++ {
+		pahoPublish(t, pub, "paho/t", byte(1+i%2), false, strconv.Itoa(i))
+	}
+	pub.Disconnect(250)
+	b.Restart()
+
+	_, in := newPaho(t, b, "paho-sub", withClean(false))
+	got := in.waitCount(t, n, ioTimeout)
+	for i, m := range got {
+		if m.Payload != strconv.Itoa(i) || m.QoS != byte(1+i%2) {
+			t.Fatalf("message %d: %q at QoS %d, expected %q at QoS %d", i, m.Payload, m.QoS, strconv.Itoa(i), 1+i%2)
+		}
+	}
+	in.expectCountStays(t, n, quietPeriod)
+}
