@@ -31,6 +31,38 @@ type AuthConfig struct {
 
 	// Throttle slows and then bans repeated failed logins.
 	Throttle ThrottleConfig
+
+	// Seed is written to the store at start, replacing records of the same
+	// names, so that users, groups and roles can live in the configuration.
+	Seed AuthSeed
+}
+
+// AuthSeed is a set of records that the configuration file defines.
+type AuthSeed struct {
+	Users  []auth.User
+	Groups []auth.Group
+	Roles  []auth.Role
+}
+
+// applySeed writes the configured records to the store.
+func (s *Server) applySeed(ctx context.Context, seed AuthSeed) error {
+	st := s.sec.store
+	for _, g := range seed.Groups {
+		if err := st.PutGroup(ctx, g); err != nil {
+			return fmt.Errorf("auth.groups: %w", err)
+		}
+	}
+	for _, r := range seed.Roles {
+		if err := st.PutRole(ctx, r); err != nil {
+			return fmt.Errorf("auth.roles: %w", err)
+		}
+	}
+	for _, u := range seed.Users {
+		if _, err := st.PutUser(ctx, u); err != nil {
+			return fmt.Errorf("auth.users: %w", err)
+		}
+	}
+	return nil
 }
 
 // security is the node's authentication and authorization state.
@@ -75,6 +107,10 @@ func (s *Server) initSecurity() error {
 		return err
 	}
 	s.sec = &security{store: store, verifier: verifier, authorizer: authorizer, throttle: newThrottle(cfg.Throttle), scramSecret: secret}
+	if err := s.applySeed(context.Background(), cfg.Seed); err != nil {
+		verifier.Close()
+		return err
+	}
 	return s.ReloadAuth(context.Background())
 }
 

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/starling-mqtt/starling/node"
+	"github.com/starling-mqtt/starling/node/auth"
 	"github.com/starling-mqtt/starling/storage"
 )
 
@@ -29,11 +30,68 @@ type fileConfig struct {
 	Limits      fileLimits     `yaml:"limits"`
 	Features    fileFeatures   `yaml:"features"`
 	SysInterval duration       `yaml:"sys_interval"`
+	Auth        fileAuth       `yaml:"auth"`
 }
 
 type fileListener struct {
-	URL            string `yaml:"url"`
-	AllowAnonymous *bool  `yaml:"allow_anonymous"`
+	Name                string   `yaml:"name"`
+	URL                 string   `yaml:"url"`
+	AllowAnonymous      *bool    `yaml:"allow_anonymous"`
+	CertIdentity        string   `yaml:"cert_identity"`
+	CertRequireClientID bool     `yaml:"cert_require_client_id"`
+	TLS                 *fileTLS `yaml:"tls"`
+	Allow               []string `yaml:"allow"`
+	Deny                []string `yaml:"deny"`
+	ProxyProtocol       bool     `yaml:"proxy_protocol"`
+	TrustedProxies      []string `yaml:"trusted_proxies"`
+	MaxConnections      int      `yaml:"max_connections"`
+	MaxConnRate         float64  `yaml:"max_conn_rate"`
+}
+
+type fileTLS struct {
+	CertFile     string   `yaml:"cert_file"`
+	KeyFile      string   `yaml:"key_file"`
+	ClientAuth   string   `yaml:"client_auth"`
+	ClientCAFile string   `yaml:"client_ca_file"`
+	CRLFiles     []string `yaml:"crl_files"`
+	ReloadEvery  duration `yaml:"reload_every"`
+}
+
+type fileAuth struct {
+	DefaultAllow bool         `yaml:"default_allow"`
+	Throttle     fileThrottle `yaml:"throttle"`
+	Groups       []auth.Group `yaml:"groups"`
+	Roles        []fileRole   `yaml:"roles"`
+	Users        []fileUser   `yaml:"users"`
+}
+
+type fileThrottle struct {
+	FreeFailures int      `yaml:"free_failures"`
+	MaxDelay     duration `yaml:"max_delay"`
+	BanAfter     int      `yaml:"ban_after"`
+	BanFor       duration `yaml:"ban_for"`
+}
+
+type fileRole struct {
+	Name  string     `yaml:"name"`
+	Rules []fileRule `yaml:"rules"`
+}
+
+type fileRule struct {
+	Action     string `yaml:"action"`
+	Permission string `yaml:"permission"`
+	Topic      string `yaml:"topic"`
+}
+
+// fileUser is a user defined in the configuration file. Only a password hash
+// is accepted (make one with `starling user add` on a scratch data directory,
+// or with any PHC-format tool): a plain password must never sit in a file.
+type fileUser struct {
+	Name         string     `yaml:"name"`
+	PasswordHash string     `yaml:"password_hash"`
+	Groups       []string   `yaml:"groups"`
+	Roles        []string   `yaml:"roles"`
+	Rules        []fileRule `yaml:"rules"`
 }
 
 type fileLog struct {
@@ -145,7 +203,31 @@ func buildConfig(fc fileConfig, st settings) (node.Config, logSettings, error) {
 		SysInterval:    time.Duration(fc.SysInterval),
 	}
 	for _, l := range fc.Listeners {
-		cfg.Listeners = append(cfg.Listeners, node.ListenerConfig{URL: l.URL, AllowAnonymous: l.AllowAnonymous})
+		lc := node.ListenerConfig{
+			Name: l.Name, URL: l.URL, AllowAnonymous: l.AllowAnonymous,
+			CertIdentity: l.CertIdentity, CertRequireClientID: l.CertRequireClientID,
+			Allow: l.Allow, Deny: l.Deny, ProxyProtocol: l.ProxyProtocol, TrustedProxies: l.TrustedProxies,
+			MaxConnections: l.MaxConnections, MaxConnRate: l.MaxConnRate,
+		}
+		if l.TLS != nil {
+			lc.TLS = &node.TLSConfig{
+				CertFile: l.TLS.CertFile, KeyFile: l.TLS.KeyFile, ClientAuth: l.TLS.ClientAuth,
+				ClientCAFile: l.TLS.ClientCAFile, CRLFiles: l.TLS.CRLFiles, ReloadEvery: time.Duration(l.TLS.ReloadEvery),
+			}
+		}
+		cfg.Listeners = append(cfg.Listeners, lc)
+	}
+	seed, err := fc.Auth.seed()
+	if err != nil {
+		return cfg, logSettings{}, err
+	}
+	cfg.Auth = node.AuthConfig{
+		DefaultAllow: fc.Auth.DefaultAllow,
+		Throttle: node.ThrottleConfig{
+			FreeFailures: fc.Auth.Throttle.FreeFailures, MaxDelay: time.Duration(fc.Auth.Throttle.MaxDelay),
+			BanAfter: fc.Auth.Throttle.BanAfter, BanFor: time.Duration(fc.Auth.Throttle.BanFor),
+		},
+		Seed: seed,
 	}
 	logs := logSettings{level: fc.Log.Level, format: fc.Log.Format}
 	durability := fc.Durability
@@ -196,4 +278,47 @@ type fileFeatures struct {
 	ResponseInformation          string `yaml:"response_information"`
 	SharedStrategy               string `yaml:"shared_strategy"`
 	SharedRedelivery             string `yaml:"shared_redelivery"`
+}
+
+func (r fileRule) rule() auth.Rule {
+	return auth.Rule{Action: auth.Action(r.Action), Permission: auth.Permission(r.Permission), Topic: r.Topic}
+}
+
+func rulesOf(in []fileRule) []auth.Rule {
+	var out []auth.Rule
+	for _, r := range in {
+		out = append(out, r.rule())
+	}
+	return out
+}
+
+// seed converts the users, groups and roles of the file, checking each.
+func (a fileAuth) seed() (node.AuthSeed, error) {
+	var seed node.AuthSeed
+	for i, g := range a.Groups {
+		if err := auth.ValidateGroup(g); err != nil {
+			return seed, fmt.Errorf("auth.groups[%d]: %w", i, err)
+		}
+		seed.Groups = append(seed.Groups, g)
+	}
+	for i, r := range a.Roles {
+		role := auth.Role{Name: r.Name, Rules: rulesOf(r.Rules)}
+		if err := auth.ValidateRole(role); err != nil {
+			return seed, fmt.Errorf("auth.roles[%d]: %w", i, err)
+		}
+		seed.Roles = append(seed.Roles, role)
+	}
+	for i, u := range a.Users {
+		user := auth.User{Name: u.Name, Groups: u.Groups, Roles: u.Roles, Rules: rulesOf(u.Rules)}
+		if u.PasswordHash != "" {
+			if err := user.ImportHash(u.PasswordHash); err != nil {
+				return seed, fmt.Errorf("auth.users[%d].password_hash: %w", i, err)
+			}
+		}
+		if err := auth.ValidateUser(user); err != nil {
+			return seed, fmt.Errorf("auth.users[%d]: %w", i, err)
+		}
+		seed.Users = append(seed.Users, user)
+	}
+	return seed, nil
 }

@@ -115,3 +115,58 @@ func TestSettings_FlagsOverrideEnvOverrideFile(t *testing.T) {
 		t.Errorf("listeners %+v", cfg.Listeners)
 	}
 }
+
+func TestLoadFile_ListenersAndAuth(t *testing.T) {
+	path := writeConfig(t, `
+listeners:
+  - name: devices
+    url: tls://127.0.0.1:8883
+    cert_identity: san-dns
+    tls:
+      cert_file: /etc/starling/server.pem
+      key_file: /etc/starling/server-key.pem
+      client_auth: required
+      client_ca_file: /etc/starling/ca.pem
+      crl_files: [/etc/starling/ca.crl]
+    deny: [10.9.0.0/16]
+auth:
+  groups:
+    - name: fleet
+      roles: [device]
+  roles:
+    - name: device
+      rules:
+        - {action: publish, permission: allow, topic: "devices/%c/#"}
+  users:
+    - name: legacy
+      password_hash: "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
+      groups: [fleet]
+`)
+	fc, err := loadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := buildConfig(fc, settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Listeners[0]
+	if l.Name != "devices" || l.TLS == nil || l.TLS.ClientAuth != "required" || len(l.Deny) != 1 || l.CertIdentity != "san-dns" {
+		t.Errorf("listener %+v", l)
+	}
+	seed := cfg.Auth.Seed
+	if len(seed.Groups) != 1 || len(seed.Roles) != 1 || len(seed.Users) != 1 || seed.Users[0].Credentials.Kind != "bcrypt" {
+		t.Errorf("seed %+v", seed)
+	}
+}
+
+func TestLoadFile_InvalidRuleNamed(t *testing.T) {
+	path := writeConfig(t, "auth:\n  roles:\n    - name: r\n      rules:\n        - {action: read, permission: allow, topic: a}\n")
+	fc, err := loadFile(path)
+	if err == nil {
+		_, _, err = buildConfig(fc, settings{})
+	}
+	if err == nil || !strings.Contains(err.Error(), "auth.roles[0]") {
+		t.Fatalf("err = %v, want one naming auth.roles[0]", err)
+	}
+}
