@@ -22,7 +22,7 @@ const (
 
 // Key sizes that RFC 7518 requires.
 const (
-	// minHS256SecretLen is the minimum HS256 secret: section 3.2 asks for a
+	// minHS256SecretLen is the minimum HS256 secret: section 3.2 requires a
 	// key at least as long as the hash output.
 	minHS256SecretLen = 32
 	// minRSABits is the minimum RSA modulus of section 3.3.
@@ -38,7 +38,7 @@ var ErrInvalidJWTKey = errors.New("auth: invalid JWT key")
 // token is verified with a key only if the token's alg header equals
 // Key.Alg, so an RSA or EC public key can never serve as an HMAC secret.
 //
-// Key prints as its algorithm and ID only, so a Key or a config holding one
+// Key prints as its algorithm and ID only, so a Key or a config containing one
 // is safe to log.
 type Key struct {
 	// ID is matched against the token's kid header. It may be empty only
@@ -59,6 +59,9 @@ type Key struct {
 
 // String returns the key's algorithm and ID, never its material.
 func (k Key) String() string {
+	if k.ID == "" {
+		return k.Alg + " key without ID"
+	}
 	return fmt.Sprintf("%s key %q", k.Alg, k.ID)
 }
 
@@ -70,6 +73,15 @@ func (k Key) GoString() string {
 // Validate checks that the key fits its algorithm and has the size RFC 7518
 // requires. The error wraps ErrInvalidJWTKey.
 func (k Key) Validate() error {
+	if err := k.check(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidJWTKey, err)
+	}
+	return nil
+}
+
+// check is Validate without the ErrInvalidJWTKey wrapping, for callers that
+// add their own.
+func (k Key) check() error {
 	switch k.Alg {
 	case AlgHS256:
 		return k.validateHMAC()
@@ -78,54 +90,53 @@ func (k Key) Validate() error {
 	case AlgES256:
 		return k.validateEC()
 	default:
-		return fmt.Errorf("%w: key %q: algorithm %q is not %s, %s or %s",
-			ErrInvalidJWTKey, k.ID, k.Alg, AlgHS256, AlgRS256, AlgES256)
+		return fmt.Errorf("key %q: algorithm %q is not %s, %s or %s",
+			k.ID, k.Alg, AlgHS256, AlgRS256, AlgES256)
 	}
 }
 
 func (k Key) validateHMAC() error {
 	switch {
 	case k.PublicKey != nil:
-		return fmt.Errorf("%w: %s has a PublicKey; an HMAC key has only a Secret", ErrInvalidJWTKey, k)
+		return fmt.Errorf("%s has a PublicKey; an HMAC key has only a Secret", k)
 	case len(k.Secret) < minHS256SecretLen:
-		return fmt.Errorf("%w: %s: secret has %d bytes, want at least %d",
-			ErrInvalidJWTKey, k, len(k.Secret), minHS256SecretLen)
+		return fmt.Errorf("%s: secret has %d bytes, want at least %d", k, len(k.Secret), minHS256SecretLen)
 	case bytes.HasPrefix(bytes.TrimSpace(k.Secret), []byte("-----BEGIN")):
 		// A PEM public key as an HMAC secret is the setup the algorithm
 		// confusion attack needs: anyone could sign with it.
-		return fmt.Errorf("%w: %s: secret is PEM text; give an RSA or EC public key its own %s or %s key",
-			ErrInvalidJWTKey, k, AlgRS256, AlgES256)
+		return fmt.Errorf("%s: secret is PEM text; give an RSA or EC public key its own %s or %s key",
+			k, AlgRS256, AlgES256)
 	}
 	return nil
 }
 
 func (k Key) validateRSA() error {
 	if k.Secret != nil {
-		return fmt.Errorf("%w: %s has a Secret; an RSA key has only a PublicKey", ErrInvalidJWTKey, k)
+		return fmt.Errorf("%s has a Secret; an RSA key has only a PublicKey", k)
 	}
 	pub, ok := k.PublicKey.(*rsa.PublicKey)
 	if !ok || pub == nil || pub.N == nil {
-		return fmt.Errorf("%w: %s: PublicKey is %T, want *rsa.PublicKey", ErrInvalidJWTKey, k, k.PublicKey)
+		return fmt.Errorf("%s: PublicKey is %T, want *rsa.PublicKey", k, k.PublicKey)
 	}
 	if bits := pub.N.BitLen(); bits < minRSABits {
-		return fmt.Errorf("%w: %s: RSA modulus has %d bits, want at least %d", ErrInvalidJWTKey, k, bits, minRSABits)
+		return fmt.Errorf("%s: RSA modulus has %d bits, want at least %d", k, bits, minRSABits)
 	}
 	if pub.E < 3 || pub.E%2 == 0 {
-		return fmt.Errorf("%w: %s: RSA exponent %d is not an odd number of at least 3", ErrInvalidJWTKey, k, pub.E)
+		return fmt.Errorf("%s: RSA exponent %d is not an odd number of at least 3", k, pub.E)
 	}
 	return nil
 }
 
 func (k Key) validateEC() error {
 	if k.Secret != nil {
-		return fmt.Errorf("%w: %s has a Secret; an EC key has only a PublicKey", ErrInvalidJWTKey, k)
+		return fmt.Errorf("%s has a Secret; an EC key has only a PublicKey", k)
 	}
 	pub, ok := k.PublicKey.(*ecdsa.PublicKey)
 	if !ok || pub == nil || pub.Curve == nil {
-		return fmt.Errorf("%w: %s: PublicKey is %T, want *ecdsa.PublicKey", ErrInvalidJWTKey, k, k.PublicKey)
+		return fmt.Errorf("%s: PublicKey is %T, want *ecdsa.PublicKey", k, k.PublicKey)
 	}
 	if pub.Curve != elliptic.P256() {
-		return fmt.Errorf("%w: %s: curve is %s, want P-256", ErrInvalidJWTKey, k, pub.Curve.Params().Name)
+		return fmt.Errorf("%s: curve is %s, want P-256", k, pub.Curve.Params().Name)
 	}
 	return nil
 }
@@ -139,7 +150,7 @@ func (k *Key) verificationKey() any {
 	return k.PublicKey
 }
 
-// KeyFile names a file that holds one JWT key, for keys that are rotated by
+// KeyFile names a file that contains one JWT key, for keys that are rotated by
 // replacing the file.
 type KeyFile struct {
 	// Path is the file. For HS256 its bytes are the secret, except that one
@@ -155,14 +166,15 @@ type KeyFile struct {
 	Alg string
 }
 
-// parseKeyFile builds the key of kf from the file's contents.
+// parseKeyFile builds the key of kf from the file's contents. Its errors
+// do not name the file: the caller adds the path.
 func parseKeyFile(kf KeyFile, data []byte) (Key, error) {
 	k := Key{ID: kf.ID, Alg: kf.Alg}
 	switch kf.Alg {
 	case AlgHS256:
 		if bytes.HasPrefix(bytes.TrimSpace(data), []byte("-----BEGIN")) {
-			return Key{}, fmt.Errorf("%w: %s: %s is PEM, but an HS256 key file holds the raw secret",
-				ErrInvalidJWTKey, k, kf.Path)
+			return Key{}, fmt.Errorf("%w: %s: file is PEM, but an HS256 key file contains the raw secret",
+				ErrInvalidJWTKey, k)
 		}
 		data = bytes.TrimSuffix(data, []byte("\n"))
 		data = bytes.TrimSuffix(data, []byte("\r"))
@@ -170,12 +182,12 @@ func parseKeyFile(kf KeyFile, data []byte) (Key, error) {
 	case AlgRS256, AlgES256:
 		pub, err := parsePEMPublicKey(data)
 		if err != nil {
-			return Key{}, fmt.Errorf("%w: %s: %s: %w", ErrInvalidJWTKey, k, kf.Path, err)
+			return Key{}, fmt.Errorf("%w: %s: %w", ErrInvalidJWTKey, k, err)
 		}
 		k.PublicKey = pub
 	}
-	if err := k.Validate(); err != nil {
-		return Key{}, fmt.Errorf("%s: %w", kf.Path, err)
+	if err := k.check(); err != nil {
+		return Key{}, fmt.Errorf("%w: %w", ErrInvalidJWTKey, err)
 	}
 	return k, nil
 }
@@ -209,7 +221,7 @@ func parsePEMPublicKey(data []byte) (crypto.PublicKey, error) {
 				pub = cert.PublicKey
 			}
 		case "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY":
-			return nil, fmt.Errorf("file holds a %s block; give the broker only the public key", block.Type)
+			return nil, fmt.Errorf("file contains a private key (PEM block %q); give the broker only the public key", block.Type)
 		default:
 			continue
 		}
@@ -225,6 +237,6 @@ func parsePEMPublicKey(data []byte) (crypto.PublicKey, error) {
 	case 1:
 		return found, nil
 	default:
-		return nil, fmt.Errorf("file holds %d public keys; use one file per key, or a JWKS file", count)
+		return nil, fmt.Errorf("file contains %d public keys; use one file per key, or a JWKS file", count)
 	}
 }
