@@ -337,8 +337,8 @@ func TestPersistence_PahoSessionAcrossRestart(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
 
-	// A paho 3.1.1 client with clean session 0 subscribes at QoS 2 and
-	// goes away; QoS 1 and 2 messages published meanwhile survive a broker
+	// A paho 3.1.1 client with clean session 0 subscribes at QoS 2 and goes
+	// away. QoS 1 and 2 messages published meanwhile survive a broker
 	// restart and arrive in order when paho reconnects without subscribing.
 	sub, _ := newPaho(t, b, "paho-sub", withClean(false))
 	pahoSubscribe(t, sub, "paho/#", 2)
