@@ -58,6 +58,7 @@ var metricHelp = map[string]string{
 	"retained_rejected_total":    "Retained messages not stored because the retained limits were reached.",
 	"storage_errors_total":       "Failed storage writes.",
 	"shared_redelivered_total":   "Shared subscription messages offered to another member after a member's connection broke.",
+	"publisher_pauses_total":     "Batches of publishes whose acknowledgements waited for a subscriber that fell behind.",
 	"auth_failures_total":        "Failed authentications, by reason (bad_credentials, not_authorized, banned, busy, error).",
 	"authorization_denied_total": "Actions refused by the ACL rules, by action (publish, subscribe, delivery, will).",
 }
@@ -105,6 +106,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("retained_rejected_total", st.RetainedRejected)
 	counter("storage_errors_total", st.StorageErrors)
 	counter("shared_redelivered_total", st.SharedRedelivered)
+	counter("publisher_pauses_total", st.PublisherPauses)
 	for reason, n := range st.AuthFailures {
 		counter("auth_failures_total", n, reason)
 	}

@@ -212,9 +212,15 @@ func (c *conn) flushPending() error {
 		}
 	}
 	srv.applyRetained(pp.retained)
+	var slow *session
 	for i, t := range pp.targets {
-		t.sess.deliver(t.d)
+		if t.sess.deliver(t.d) {
+			slow = t.sess
+		}
 		pp.targets[i] = target{}
+	}
+	if slow != nil {
+		c.waitForSlowReader(slow)
 	}
 	for i, ack := range pp.acks {
 		c.send(ack)
@@ -447,4 +453,22 @@ func (c *conn) handlePubrel(p *packet.Pubrel) error {
 	}
 	c.send(comp)
 	return nil
+}
+
+// maxPublisherPause bounds how long one batch of publishes waits for a
+// subscriber that has fallen behind, so a stuck subscriber slows its
+// publishers by at most this much per batch and then the overflow policy
+// applies.
+const maxPublisherPause = 20 * time.Millisecond
+
+// waitForSlowReader holds this publisher's acknowledgements back while the
+// session's queue stays at least half full, up to maxPublisherPause. A client
+// that waits for acknowledgements then sends more slowly: backpressure
+// instead of drops for a reader that keeps up on average.
+func (c *conn) waitForSlowReader(ss *session) {
+	c.srv.stats.publisherPauses.Add(1)
+	deadline := time.Now().Add(maxPublisherPause)
+	for ss.congested() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 }

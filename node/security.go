@@ -35,6 +35,10 @@ type AuthConfig struct {
 	// Seed is written to the store at start, replacing records of the same
 	// names, so that users, groups and roles can live in the configuration.
 	Seed AuthSeed
+
+	// JWT, when set, accepts JWT bearer tokens in the password field on
+	// every listener, checked before the user store.
+	JWT *auth.JWTConfig
 }
 
 // AuthSeed is a set of records that the configuration file defines.
@@ -75,6 +79,9 @@ type security struct {
 	// scramSecret keys the salts made up for unknown users in SCRAM.
 	scramSecret []byte
 
+	// jwt checks bearer tokens; nil when not configured.
+	jwt *auth.JWTAuthenticator
+
 	// open is set while no user, group or role has any rule: loopback-only
 	// listeners then allow everything. Recomputed by reloadRules.
 	open atomic.Bool
@@ -107,11 +114,30 @@ func (s *Server) initSecurity() error {
 		return err
 	}
 	s.sec = &security{store: store, verifier: verifier, authorizer: authorizer, throttle: newThrottle(cfg.Throttle), scramSecret: secret}
+	if cfg.JWT != nil {
+		jcfg := *cfg.JWT
+		if jcfg.Logger == nil {
+			jcfg.Logger = s.cfg.Logger.With("component", "jwt")
+		}
+		if s.sec.jwt, err = auth.NewJWTAuthenticator(jcfg); err != nil {
+			verifier.Close()
+			return fmt.Errorf("auth.jwt: %w", err)
+		}
+	}
 	if err := s.applySeed(context.Background(), cfg.Seed); err != nil {
-		verifier.Close()
+		s.sec.close()
 		return err
 	}
 	return s.ReloadAuth(context.Background())
+}
+
+// close stops the security goroutines: the hashing workers and the JWT key
+// poller.
+func (sec *security) close() {
+	sec.verifier.Close()
+	if sec.jwt != nil {
+		sec.jwt.Close()
+	}
 }
 
 // AuthStore returns the store of users, groups and roles. After changing it,
@@ -129,7 +155,9 @@ func (s *Server) ReloadAuth(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.sec.open.Store(open)
+	// Tokens may carry their own rules, so a node that accepts them is
+	// never open.
+	s.sec.open.Store(open && s.sec.jwt == nil)
 	return nil
 }
 
@@ -163,8 +191,12 @@ func (s *Server) noRulesConfigured(ctx context.Context) (bool, error) {
 func (s *Server) chainFor(lc *ListenerConfig, anon bool) auth.Chain {
 	chain := auth.Chain{
 		&auth.CertAuthenticator{Source: auth.CertSource(lc.CertIdentity), RequireClientID: lc.CertRequireClientID, Store: s.sec.store},
-		&auth.PasswordAuthenticator{Store: s.sec.store, Verifier: s.sec.verifier},
 	}
+	if s.sec.jwt != nil {
+		// A password that is not a JWT falls through to the user store.
+		chain = append(chain, s.sec.jwt)
+	}
+	chain = append(chain, &auth.PasswordAuthenticator{Store: s.sec.store, Verifier: s.sec.verifier})
 	if anon {
 		chain = append(chain, auth.Anonymous{})
 	}

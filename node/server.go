@@ -84,7 +84,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	if err := s.restore(); err != nil {
-		s.sec.verifier.Close()
+		s.sec.close()
 		store.Close()
 		return nil, fmt.Errorf("node: restore state from %s: %w", cfg.DataDir, err)
 	}
@@ -227,7 +227,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 	s.persister.wg.Wait()
 	s.stopTimers()
-	s.sec.verifier.Close()
+	s.sec.close()
 	if err := s.store.Close(); err != nil {
 		return fmt.Errorf("node: close store: %w", err)
 	}

@@ -138,22 +138,41 @@ func (s *session) fullLocked() bool {
 
 // deliver hands one delivery to the session. It never blocks on the client:
 // the delivery is queued and sent when the outbound window allows.
-func (s *session) deliver(d *delivery) {
+//
+// It returns whether a connected client has fallen behind: its queue is at
+// least half full. The publisher then slows down briefly (see flushPending),
+// which keeps a reader that is merely slower than its publishers from losing
+// messages to the overflow policy, without ever blocking this hand-off.
+func (s *session) deliver(d *delivery) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.ended {
 		s.releaseLocked(d)
-		return
+		return false
 	}
 	if s.fullLocked() {
 		if s.srv.cfg.Limits.QueueOverflow == OverflowDropNewest {
 			s.dropLocked(d, "queue full, dropped newest")
-			return
+			return true
 		}
 		s.dropLocked(s.mu.queue.pop(), "queue full, dropped oldest")
 	}
 	s.mu.queue.push(d)
 	s.pumpLocked()
+	return s.congestedLocked()
+}
+
+// congestedLocked reports whether the session's client is connected and its
+// queue is at least half full.
+func (s *session) congestedLocked() bool {
+	lim := &s.srv.cfg.Limits
+	return s.mu.conn != nil && (s.mu.queue.len()*2 >= lim.MaxQueuedMessages || s.mu.queue.bytes*2 >= lim.MaxQueuedBytes)
+}
+
+func (s *session) congested() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.congestedLocked()
 }
 
 // deliverRetained queues retained messages owed to a new subscription. They are
@@ -174,7 +193,8 @@ func (s *session) dropLocked(d *delivery, why string) {
 	s.mu.droppedPending++
 	now := time.Now()
 	if now.Sub(s.mu.droppedWarned) >= 10*time.Second {
-		s.srv.log.Warn("messages dropped for session", keyClientID, s.id, keyReason, why, "count", s.mu.droppedPending)
+		s.srv.log.Warn("messages dropped for session; starling_messages_dropped_total counts them all",
+			keyClientID, s.id, keyReason, why, "dropped_since_last_line", s.mu.droppedPending)
 		s.mu.droppedWarned = now
 		s.mu.droppedPending = 0
 	}

@@ -58,11 +58,51 @@ type fileTLS struct {
 }
 
 type fileAuth struct {
+	JWT          *fileJWT     `yaml:"jwt"`
 	DefaultAllow bool         `yaml:"default_allow"`
 	Throttle     fileThrottle `yaml:"throttle"`
 	Groups       []auth.Group `yaml:"groups"`
 	Roles        []fileRole   `yaml:"roles"`
 	Users        []fileUser   `yaml:"users"`
+}
+
+type fileJWT struct {
+	KeyFiles []struct {
+		Path string `yaml:"path"`
+		ID   string `yaml:"id"`
+		Alg  string `yaml:"alg"`
+	} `yaml:"key_files"`
+	JWKSFiles     []string `yaml:"jwks_files"`
+	Issuer        string   `yaml:"issuer"`
+	Audience      string   `yaml:"audience"`
+	UsernameClaim string   `yaml:"username_claim"`
+	GroupsClaim   string   `yaml:"groups_claim"`
+	RolesClaim    string   `yaml:"roles_claim"`
+	ACLClaim      string   `yaml:"acl_claim"`
+	Leeway        duration `yaml:"leeway"`
+	MaxLifetime   duration `yaml:"max_lifetime"`
+}
+
+// config converts the file's JWT section, keeping defaults for unset keys.
+func (f *fileJWT) config() *auth.JWTConfig {
+	if f == nil {
+		return nil
+	}
+	c := auth.DefaultJWTConfig()
+	for _, k := range f.KeyFiles {
+		c.KeyFiles = append(c.KeyFiles, auth.KeyFile{Path: k.Path, ID: k.ID, Alg: k.Alg})
+	}
+	c.JWKSFiles = f.JWKSFiles
+	c.Issuer, c.Audience = f.Issuer, f.Audience
+	override(&c.UsernameClaim, f.UsernameClaim)
+	override(&c.GroupsClaim, f.GroupsClaim)
+	override(&c.RolesClaim, f.RolesClaim)
+	override(&c.ACLClaim, f.ACLClaim)
+	if f.Leeway != 0 {
+		c.Leeway = time.Duration(f.Leeway)
+	}
+	c.MaxLifetime = time.Duration(f.MaxLifetime)
+	return &c
 }
 
 type fileThrottle struct {
@@ -228,6 +268,7 @@ func buildConfig(fc fileConfig, st settings) (node.Config, logSettings, error) {
 			BanAfter: fc.Auth.Throttle.BanAfter, BanFor: time.Duration(fc.Auth.Throttle.BanFor),
 		},
 		Seed: seed,
+		JWT:  fc.Auth.JWT.config(),
 	}
 	logs := logSettings{level: fc.Log.Level, format: fc.Log.Format}
 	durability := fc.Durability
