@@ -165,9 +165,14 @@ loop:
 
 	// The limit is an estimate: queues of at most 1,000 messages of 256 bytes
 	// per session, plus the broker's working set, stay far below 256 MiB.
+	// A broker built with -race needs several times the memory.
+	growthLimit := int64(256 << 20)
+	if raceDetector {
+		growthLimit *= 4
+	}
 	t.Logf("broker RSS: baseline %d MiB, peak %d MiB, %d messages published", baseline>>20, peak>>20, sentTotal.Load())
-	if peak > baseline+256<<20 {
-		t.Errorf("broker RSS peaked at %d MiB, more than 256 MiB above the %d MiB baseline", peak>>20, baseline>>20)
+	if peak > baseline+growthLimit {
+		t.Errorf("broker RSS peaked at %d MiB, more than %d MiB above the %d MiB baseline", peak>>20, growthLimit>>20, baseline>>20)
 	}
 
 	latMu.Lock()
@@ -180,9 +185,14 @@ loop:
 	p99 := lat[len(lat)*99/100]
 	t.Logf("fast subscriber: %d messages, p50 %v, p99 %v", len(lat), lat[len(lat)/2], p99)
 	// The scenario targets a p99 below 200 ms. On a shared 2-core machine
-	// that also runs every client, 1 s is the bound this test can hold to.
-	if p99 > time.Second {
-		t.Errorf("fast subscriber p99 latency %v, expected below 1 s", p99)
+	// that also runs every client, 1 s is the bound this test can hold to,
+	// and 5 s under the race detector.
+	latencyLimit := time.Second
+	if raceDetector {
+		latencyLimit = 5 * time.Second
+	}
+	if p99 > latencyLimit {
+		t.Errorf("fast subscriber p99 latency %v, expected below %v", p99, latencyLimit)
 	}
 
 	// The slow clean-session subscriber is either still connected (its
@@ -282,8 +292,13 @@ func TestFieldBug_B30_RetainedBurst(t *testing.T) {
 			t.Errorf("%s delivered %d times, expected once", topic, n)
 		}
 	}
-	// The scenario targets a PINGRESP within 1 s. Allow 2 s on a loaded machine.
-	if worstPing > 2*time.Second {
+	// The scenario targets a PINGRESP within 1 s. Allow 2 s on a loaded
+	// machine, and 5 s under the race detector.
+	pingLimit := 2 * time.Second
+	if raceDetector {
+		pingLimit = 5 * time.Second
+	}
+	if worstPing > pingLimit {
 		t.Errorf("probe PINGRESP took %v during the burst", worstPing)
 	}
 	probe.check()
