@@ -187,6 +187,15 @@ func scaled(normal, full int) int {
 	return normal
 }
 
+// timingSlack scales a tight timing bound: 1 normally, 3 under the race
+// detector, which slows the clients and a race-built broker.
+func timingSlack(d time.Duration) time.Duration {
+	if raceDetector {
+		return 3 * d
+	}
+	return d
+}
+
 // requireTool skips the test when an external program is missing, or fails it
 // when CI=true, because CI must run every test.
 func requireTool(t testing.TB, path string) string {

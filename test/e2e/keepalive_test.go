@@ -16,7 +16,7 @@ const keepaliveSlack = 2500 * time.Millisecond
 // keepaliveDeadline returns how long after a client's last packet the broker
 // must have closed the connection: 1.5 x keepalive plus slack.
 func keepaliveDeadline(t testing.TB, keepalive time.Duration) time.Duration {
-	d := keepalive*3/2 + keepaliveSlack
+	d := keepalive*3/2 + timingSlack(keepaliveSlack)
 	if knownMosquittoGap(t, "keepalive checked only every few seconds, so the close comes late") {
 		d += 5 * time.Second
 	}
