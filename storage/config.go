@@ -26,10 +26,11 @@ const (
 	// DurabilityRelaxed makes Commit return once the batch is in the WAL
 	// buffer and applied to the memtable (pebble.NoSync). A background
 	// goroutine fsyncs the WAL every SyncInterval when something was written
-	// since the last fsync. A process crash loses nothing, because the WAL
-	// buffer is written to the OS before Commit returns. A machine crash or
-	// power loss can lose the commits of the last SyncInterval plus the
-	// duration of one fsync.
+	// since the last fsync. Pebble keeps unsynced WAL records in its own
+	// block buffer until a block fills or a synced write flushes it, so even
+	// a process crash (kill -9) can lose the commits of the last
+	// SyncInterval plus the duration of one fsync, and so can a machine
+	// crash or power loss.
 	DurabilityRelaxed
 )
 

@@ -53,11 +53,13 @@
 //
 // With DurabilitySync, Commit returns after the WAL fsync, and concurrent
 // commits share fsyncs through Pebble's group commit. With
-// DurabilityRelaxed, and for CommitNoSync in either mode, a write is on its
-// way to the OS when the call returns and a background goroutine fsyncs the
-// WAL every Config.SyncInterval (10ms by default). A process crash loses no
-// returned commit in either mode. A machine crash or power loss can lose the
-// relaxed commits of the last SyncInterval plus one fsync.
+// DurabilityRelaxed, and for CommitNoSync in either mode, a write sits in
+// Pebble's WAL buffer when the call returns (Pebble writes a WAL block to the
+// OS when it fills or when a synced write flushes it), and a background
+// goroutine fsyncs the WAL every Config.SyncInterval (10ms by default). So a
+// process crash as well as a machine crash can lose the relaxed and unsynced
+// commits of the last SyncInterval plus one fsync; synced commits are never
+// lost.
 //
 // # Lock order
 //
