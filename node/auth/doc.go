@@ -1,6 +1,7 @@
 // Package auth authenticates MQTT clients and authorizes what they publish
 // and subscribe to. It is a library: it opens no sockets and starts no
-// goroutines except the Verifier's workers.
+// goroutines except the Verifier's workers and the JWTAuthenticator's key
+// file poller, each stopped by its Close.
 //
 // It owns:
 //
@@ -104,7 +105,6 @@
 //     fails.
 //   - No SCRAM-SHA-256-PLUS (channel binding). A client that asks for it
 //     ("p=" flag) is rejected.
-//   - JWT authentication is not implemented yet.
 //   - Authorization happens at PUBLISH and SUBSCRIBE time only. A message
 //     delivered through a subscription is not checked again per topic, so a
 //     role revoked after SUBSCRIBE applies to that subscription only when
