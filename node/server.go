@@ -258,7 +258,6 @@ func (s *Server) publishWill(clientID string, w *willMsg) {
 		s.clientWarn.log(s.log, "will not published: topic not authorized", keyClientID, clientID, "username", w.username, keyTopic, w.Topic)
 		return
 	}
-	now := time.Now()
 	msg := &message{
 		topic:     w.Topic,
 		payload:   w.Payload,
@@ -268,25 +267,11 @@ func (s *Server) publishWill(clientID string, w *willMsg) {
 		publisher: clientID,
 	}
 	if w.Properties.HasMessageExpiry {
-		msg.expiresAt = now.Add(time.Duration(w.Properties.MessageExpiry) * time.Second)
+		msg.expiresAt = time.Now().Add(time.Duration(w.Properties.MessageExpiry) * time.Second)
 	}
-	b := s.store.NewBatch()
-	defer b.Close()
-	var updates []retainedUpdate
-	if msg.retain {
-		s.stageRetained(msg, b, &updates)
-	}
-	targets := s.route(msg, b, nil)
-	if !b.Empty() {
-		if err := b.Commit(); err != nil {
-			s.stats.storageErrors.Add(1)
-			s.log.Error("store will message failed; will not published", keyClientID, clientID, keyErr, err)
-			return
-		}
-	}
-	s.applyRetained(updates)
-	for _, t := range targets {
-		t.sess.deliver(t.d)
+	if err := s.publishMessage(msg); err != nil {
+		s.log.Error("will not published", keyClientID, clientID, keyErr, err)
+		return
 	}
 	s.log.Debug("will published", keyClientID, clientID, keyTopic, w.Topic)
 }
