@@ -48,6 +48,15 @@ type AuthSeed struct {
 	Roles  []auth.Role
 }
 
+// ApplyAuthSeed writes a configuration's users, groups and roles to the store
+// and makes them apply to connected clients at once.
+func (s *Server) ApplyAuthSeed(ctx context.Context, seed AuthSeed) error {
+	if err := s.applySeed(ctx, seed); err != nil {
+		return err
+	}
+	return s.ReloadAuth(ctx)
+}
+
 // applySeed writes the configured records to the store.
 func (s *Server) applySeed(ctx context.Context, seed AuthSeed) error {
 	st := s.sec.store

@@ -37,9 +37,11 @@ func (l logSettings) slogLevel() (slog.Level, error) {
 	return 0, fmt.Errorf("log.level: %q is invalid: use debug, info, warn or error", l.level)
 }
 
-// logger builds the process logger; validate has already passed.
-func (l logSettings) logger(w io.Writer) *slog.Logger {
-	level, _ := l.slogLevel()
+// logger builds the process logger; validate has already passed. The level
+// is a LevelVar so that a reload can change it.
+func (l logSettings) logger(w io.Writer, level *slog.LevelVar) *slog.Logger {
+	lv, _ := l.slogLevel()
+	level.Set(lv)
 	opts := &slog.HandlerOptions{Level: level}
 	if l.format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))

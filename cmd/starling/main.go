@@ -97,7 +97,8 @@ func serve(args []string) int {
 		fmt.Fprintln(os.Stderr, "starling: invalid configuration:", err)
 		return 2
 	}
-	logger := logs.logger(os.Stderr)
+	level := new(slog.LevelVar)
+	logger := logs.logger(os.Stderr, level)
 	slog.SetDefault(logger)
 	cfg.Logger = logger
 
@@ -129,9 +130,16 @@ func serve(args []string) int {
 	logger.Info("starling started", "version", version, "data_dir", cfg.DataDir)
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	got := <-sig
-	logger.Info("signal received; shutting down", "signal", got.String())
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for {
+		got := <-sig
+		if got == syscall.SIGHUP {
+			reload(srv, st, cfg, level, logger)
+			continue
+		}
+		logger.Info("signal received; shutting down", "signal", got.String())
+		break
+	}
 	signal.Stop(sig)
 
 	ctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
