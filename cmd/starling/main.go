@@ -103,6 +103,12 @@ func serve(args []string) int {
 	cfg.Logger = logger
 
 	node.Version = version
+	// Signals are caught before the listeners open, so a SIGTERM that comes
+	// at any moment after that gets the graceful shutdown.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
+
 	srv, err := node.New(cfg)
 	if err != nil {
 		logger.Error("start failed", "err", err)
@@ -129,8 +135,6 @@ func serve(args []string) int {
 	}
 	logger.Info("starling started", "version", version, "data_dir", cfg.DataDir)
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for {
 		got := <-sig
 		if got == syscall.SIGHUP {
@@ -140,7 +144,6 @@ func serve(args []string) int {
 		logger.Info("signal received; shutting down", "signal", got.String())
 		break
 	}
-	signal.Stop(sig)
 
 	ctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 	defer cancel()
