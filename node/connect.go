@@ -44,6 +44,13 @@ func (c *conn) handshake() bool {
 		cp.ClientID = generateClientID()
 		assigned = cp.ClientID
 	}
+	if ban, banned := c.srv.bans.match(cp.ClientID, cp.Username, hostOf(c.remote), time.Now()); banned {
+		c.srv.stats.authFailures[authFailBanned].Add(1)
+		c.srv.clientWarn.log(c.srv.log, "banned client refused", keyClientID, cp.ClientID, keyRemote, c.remote,
+			"username", cp.Username, "ban", string(ban.Kind)+":"+ban.Value)
+		c.refuse(packet.ReasonBanned, "banned")
+		return false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
 	var acc *access
 	var authFinal []byte

@@ -1,9 +1,12 @@
 package node
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/starling-mqtt/starling/node/transport"
 )
 
 // collector exports the node's counters to Prometheus. It reads a Stats
@@ -26,6 +29,10 @@ func (s *Server) Collector() prometheus.Collector {
 			labels = []string{"reason"}
 		case "authorization_denied_total":
 			labels = []string{"action"}
+		case "listener_connections", "listener_accepted_total", "tls_certificate_expiry_timestamp_seconds", "tls_reload_failures_total":
+			labels = []string{"listener"}
+		case "listener_rejected_total":
+			labels = []string{"listener", "reason"}
 		}
 		c.descs[name] = prometheus.NewDesc("starling_"+name, help, labels, nil)
 	}
@@ -33,34 +40,39 @@ func (s *Server) Collector() prometheus.Collector {
 }
 
 var metricHelp = map[string]string{
-	"connections":                "Client connections with a bound session.",
-	"sessions":                   "Sessions, connected or not.",
-	"subscriptions":              "Topic filters subscribed, over all sessions.",
-	"retained_messages":          "Retained messages stored.",
-	"retained_bytes":             "Approximate memory of the retained messages, in bytes.",
-	"queued_messages":            "Messages waiting in session queues beyond the inflight windows.",
-	"inflight_messages":          "Outbound QoS 1 and 2 messages sent and not yet acknowledged.",
-	"disk_bytes":                 "Bytes of the node's Pebble store on disk.",
-	"connects_total":             "Connections accepted (CONNACK success).",
-	"disconnects_total":          "Connections ended after CONNACK.",
-	"takeovers_total":            "Connections closed because a new connection took over their client id.",
-	"connect_refused_total":      "CONNECT packets refused with a CONNACK error code.",
-	"messages_received_total":    "PUBLISH packets received from clients, by QoS.",
-	"messages_sent_total":        "PUBLISH packets sent to clients, by QoS (resends included).",
-	"bytes_received_total":       "Bytes read from client sockets.",
-	"bytes_sent_total":           "Bytes written to client sockets.",
-	"messages_dropped_total":     "Messages discarded before delivery, by reason.",
-	"messages_expired_total":     "Messages discarded because their Message Expiry Interval passed.",
-	"publish_refused_total":      "QoS 1/2 publishes refused with a reason code (quota, disk limit).",
-	"protocol_errors_total":      "Connections closed because of a malformed packet or protocol violation.",
-	"connection_panics_total":    "Connections closed after a recovered panic; any value above zero is a bug.",
-	"sessions_expired_total":     "Sessions ended by their Session Expiry Interval.",
-	"retained_rejected_total":    "Retained messages not stored because the retained limits were reached.",
-	"storage_errors_total":       "Failed storage writes.",
-	"shared_redelivered_total":   "Shared subscription messages offered to another member after a member's connection broke.",
-	"publisher_pauses_total":     "Batches of publishes whose acknowledgements waited for a subscriber that fell behind.",
-	"auth_failures_total":        "Failed authentications, by reason (bad_credentials, not_authorized, banned, busy, error).",
-	"authorization_denied_total": "Actions refused by the ACL rules, by action (publish, subscribe, delivery, will).",
+	"connections":                              "Client connections with a bound session.",
+	"sessions":                                 "Sessions, connected or not.",
+	"subscriptions":                            "Topic filters subscribed, over all sessions.",
+	"retained_messages":                        "Retained messages stored.",
+	"retained_bytes":                           "Approximate memory of the retained messages, in bytes.",
+	"queued_messages":                          "Messages waiting in session queues beyond the inflight windows.",
+	"inflight_messages":                        "Outbound QoS 1 and 2 messages sent and not yet acknowledged.",
+	"disk_bytes":                               "Bytes of the node's Pebble store on disk.",
+	"connects_total":                           "Connections accepted (CONNACK success).",
+	"disconnects_total":                        "Connections ended after CONNACK.",
+	"takeovers_total":                          "Connections closed because a new connection took over their client id.",
+	"connect_refused_total":                    "CONNECT packets refused with a CONNACK error code.",
+	"messages_received_total":                  "PUBLISH packets received from clients, by QoS.",
+	"messages_sent_total":                      "PUBLISH packets sent to clients, by QoS (resends included).",
+	"bytes_received_total":                     "Bytes read from client sockets.",
+	"bytes_sent_total":                         "Bytes written to client sockets.",
+	"messages_dropped_total":                   "Messages discarded before delivery, by reason.",
+	"messages_expired_total":                   "Messages discarded because their Message Expiry Interval passed.",
+	"publish_refused_total":                    "QoS 1/2 publishes refused with a reason code (quota, disk limit).",
+	"protocol_errors_total":                    "Connections closed because of a malformed packet or protocol violation.",
+	"connection_panics_total":                  "Connections closed after a recovered panic; any value above zero is a bug.",
+	"sessions_expired_total":                   "Sessions ended by their Session Expiry Interval.",
+	"retained_rejected_total":                  "Retained messages not stored because the retained limits were reached.",
+	"storage_errors_total":                     "Failed storage writes.",
+	"shared_redelivered_total":                 "Shared subscription messages offered to another member after a member's connection broke.",
+	"listener_connections":                     "Connections holding a slot of the listener, handshakes included.",
+	"listener_accepted_total":                  "Connections the listener accepted.",
+	"listener_rejected_total":                  "Connections the listener rejected before MQTT, by reason (deny, allow, rate, max_connections, proxy, tls_handshake, ws_upgrade).",
+	"tls_certificate_expiry_timestamp_seconds": "Expiry of the listener's server certificate, as a Unix time.",
+	"tls_reload_failures_total":                "Failed reloads of the listener's certificate, key, CA or CRL files.",
+	"publisher_pauses_total":                   "Batches of publishes whose acknowledgements waited for a subscriber that fell behind.",
+	"auth_failures_total":                      "Failed authentications, by reason (bad_credentials, not_authorized, banned, busy, error).",
+	"authorization_denied_total":               "Actions refused by the ACL rules, by action (publish, subscribe, delivery, will).",
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -107,6 +119,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("storage_errors_total", st.StorageErrors)
 	counter("shared_redelivered_total", st.SharedRedelivered)
 	counter("publisher_pauses_total", st.PublisherPauses)
+	c.collectListeners(ch)
 	for reason, n := range st.AuthFailures {
 		counter("auth_failures_total", n, reason)
 	}
@@ -124,4 +137,25 @@ func (s *Server) Ready() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.mu.listeners) == len(s.cfg.Listeners)
+}
+
+// collectListeners exports each listener's transport counters.
+func (c *collector) collectListeners(ch chan<- prometheus.Metric) {
+	c.srv.mu.Lock()
+	listeners := slices.Clone(c.srv.mu.listeners)
+	c.srv.mu.Unlock()
+	for _, ln := range listeners {
+		name := ln.Name()
+		st := ln.Stats()
+		ch <- prometheus.MustNewConstMetric(c.descs["listener_connections"], prometheus.GaugeValue, float64(st.Current), name)
+		ch <- prometheus.MustNewConstMetric(c.descs["listener_accepted_total"], prometheus.CounterValue, float64(st.Accepted), name)
+		for _, r := range transport.Reasons() {
+			ch <- prometheus.MustNewConstMetric(c.descs["listener_rejected_total"], prometheus.CounterValue, float64(st.Rejected[r]), name, r.String())
+		}
+		if rl := ln.Reloader(); rl != nil {
+			rs := rl.Stats()
+			ch <- prometheus.MustNewConstMetric(c.descs["tls_certificate_expiry_timestamp_seconds"], prometheus.GaugeValue, float64(rs.CertNotAfter.Unix()), name)
+			ch <- prometheus.MustNewConstMetric(c.descs["tls_reload_failures_total"], prometheus.CounterValue, float64(rs.Failures), name)
+		}
+	}
 }

@@ -27,6 +27,7 @@ type Server struct {
 	retained  *router.Tree[*message]
 	reg       *registry
 	sec       *security
+	bans      banList
 	shared    sharedPicker
 	stats     stats
 	persister persister
@@ -80,6 +81,11 @@ func New(cfg Config) (*Server, error) {
 	s.stop = make(chan struct{})
 	s.persister.srv = s
 	if err := s.initSecurity(); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if err := s.loadBans(); err != nil {
+		s.sec.close()
 		store.Close()
 		return nil, fmt.Errorf("node: %w", err)
 	}
