@@ -70,6 +70,7 @@ var metricHelp = map[string]string{
 	"listener_rejected_total":                  "Connections the listener rejected before MQTT, by reason (deny, allow, rate, max_connections, proxy, tls_handshake, ws_upgrade).",
 	"tls_certificate_expiry_timestamp_seconds": "Expiry of the listener's server certificate, as a Unix time.",
 	"tls_reload_failures_total":                "Failed reloads of the listener's certificate, key, CA or CRL files.",
+	"slow_clients_closed_total":                "Connections closed because the client stopped reading while its replies piled up.",
 	"publisher_pauses_total":                   "Batches of publishes whose acknowledgements waited for a subscriber that fell behind.",
 	"auth_failures_total":                      "Failed authentications, by reason (bad_credentials, not_authorized, banned, busy, error).",
 	"authorization_denied_total":               "Actions refused by the ACL rules, by action (publish, subscribe, delivery, will).",
@@ -119,6 +120,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("storage_errors_total", st.StorageErrors)
 	counter("shared_redelivered_total", st.SharedRedelivered)
 	counter("publisher_pauses_total", st.PublisherPauses)
+	counter("slow_clients_closed_total", st.SlowClients)
 	c.collectListeners(ch)
 	for reason, n := range st.AuthFailures {
 		counter("auth_failures_total", n, reason)

@@ -17,7 +17,7 @@ type stats struct {
 	expired, tooLarge, publishRefused                atomic.Uint64
 	protocolErrors, panics, expiredSessions          atomic.Uint64
 	retainedRejected, storageErrors                  atomic.Uint64
-	sharedRedelivered, publisherPauses               atomic.Uint64
+	sharedRedelivered, publisherPauses, slowClients  atomic.Uint64
 	subscriptions, retainedBytes, retainedCount      atomic.Int64
 	queued, inflight, connected                      atomic.Int64
 	authFailures                                     [authFailReasons]atomic.Uint64
@@ -33,7 +33,7 @@ type Stats struct {
 	Expired, TooLarge, PublishRefused                uint64
 	ProtocolErrors, Panics, ExpiredSessions          uint64
 	RetainedRejected, StorageErrors                  uint64
-	SharedRedelivered, PublisherPauses               uint64
+	SharedRedelivered, PublisherPauses, SlowClients  uint64
 	Connected, Sessions, Subscriptions               int64
 	Retained, RetainedBytes, Queued, Inflight        int64
 	DiskBytes                                        int64
@@ -55,7 +55,7 @@ func (s *Server) Stats() Stats {
 		Expired: st.expired.Load(), TooLarge: st.tooLarge.Load(), PublishRefused: st.publishRefused.Load(),
 		ProtocolErrors: st.protocolErrors.Load(), Panics: st.panics.Load(), ExpiredSessions: st.expiredSessions.Load(),
 		RetainedRejected: st.retainedRejected.Load(), StorageErrors: st.storageErrors.Load(),
-		SharedRedelivered: st.sharedRedelivered.Load(), PublisherPauses: st.publisherPauses.Load(),
+		SharedRedelivered: st.sharedRedelivered.Load(), PublisherPauses: st.publisherPauses.Load(), SlowClients: st.slowClients.Load(),
 		Connected: st.connected.Load(), Sessions: int64(s.reg.len()), Subscriptions: st.subscriptions.Load(),
 		Retained: st.retainedCount.Load(), RetainedBytes: st.retainedBytes.Load(),
 		Queued: st.queued.Load(), Inflight: st.inflight.Load(),

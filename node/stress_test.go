@@ -87,3 +87,28 @@ func mustEncode(t *testing.T, p packet.Packet, version byte) []byte {
 	}
 	return b
 }
+
+// TestWriter_ClientThatNeverReadsIsClosed floods PINGREQ without reading the
+// replies; the node must close the connection instead of queueing replies
+// without bound.
+func TestWriter_ClientThatNeverReadsIsClosed(t *testing.T) {
+	srv := testServer(t, "", nil)
+	c := dialRaw(t, srv, packet.Version311)
+	c.connect(&packet.Connect{ClientID: "no-reader", CleanStart: true})
+	if tc, ok := c.nc.(interface{ SetReadBuffer(int) error }); ok {
+		tc.SetReadBuffer(4096)
+	}
+	ping := mustEncode(t, &packet.Pingreq{}, packet.Version311)
+	flood := make([]byte, 0, len(ping)*1024)
+	for range 1024 {
+		flood = append(flood, ping...)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for srv.Stats().SlowClients == 0 && time.Now().Before(deadline) {
+		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		if _, err := c.nc.Write(flood); err != nil {
+			break
+		}
+	}
+	waitFor(t, 10*time.Second, "slow client closed", func() bool { return srv.Stats().SlowClients >= 1 })
+}

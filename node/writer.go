@@ -11,6 +11,11 @@ import (
 // a writer runs, so an idle connection holds none.
 var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
+// maxQueuedPackets bounds the packets waiting for one client's socket. PUBLISH
+// packets are already bounded by the inflight window and MaxOutboundBytes, so
+// only a client that floods requests without reading replies reaches it.
+const maxQueuedPackets = 8192
+
 // maxPooledBuf keeps an occasional huge packet from pinning its buffer in the pool.
 const maxPooledBuf = 1 << 20
 
@@ -39,6 +44,17 @@ func (c *conn) enqueueLocked(p packet.Packet) bool {
 	if c.maxOutPacket != 0 && p.Type() != packet.TypePublish && !c.fitClientMaximum(p) {
 		// [MQTT-3.1.2-24] Nothing larger than the client's Maximum Packet Size.
 		c.srv.stats.tooLarge.Add(1)
+		return false
+	}
+	if len(c.out.queue) >= maxQueuedPackets {
+		// The client sends (PINGREQ, SUBSCRIBE, ...) but does not read the
+		// replies: close it rather than let its replies pile up.
+		c.srv.stats.slowClients.Add(1)
+		c.srv.clientWarn.log(c.srv.log, "closing a client that does not read its replies", keyClientID, c.clientID, keyRemote, c.remote,
+			"queued_packets", len(c.out.queue))
+		c.out.closed = true
+		c.out.queue = nil
+		c.nc.Close() // unblocks the reader and a writer stuck in Write
 		return false
 	}
 	c.out.queue = append(c.out.queue, p)
