@@ -58,6 +58,7 @@ func startHTTP(addr string, n *node.Server, enablePprof bool, adminToken string,
 	if loopback || adminToken != "" {
 		admin := &userAdmin{store: n.AuthStore(), reload: n.ReloadAuth, params: auth.DefaultParams(), token: adminToken}
 		admin.register(mux)
+		newOpsAdmin(n, admin.guard, log).register(mux)
 	} else {
 		log.Warn("admin API disabled: --http is not loopback-only and no admin token is set (STARLING_ADMIN_TOKEN_FILE)", "addr", addr)
 	}
