@@ -121,6 +121,15 @@ func (b *lockedBuffer) String() string {
 // a CONNECT.
 func startBroker(t *testing.T, extra ...string) *broker {
 	t.Helper()
+	b := newBroker(t, extra...)
+	b.start()
+	return b
+}
+
+// newBroker prepares a broker like startBroker but does not start it, so
+// that a test can edit its data directory first.
+func newBroker(t *testing.T, extra ...string) *broker {
+	t.Helper()
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
@@ -131,9 +140,20 @@ func startBroker(t *testing.T, extra ...string) *broker {
 		dataDir: t.TempDir(),
 		args:    extra,
 	}
-	b.start()
 	t.Cleanup(b.kill)
 	return b
+}
+
+// addUser runs `starling user add` against the data directory of the stopped
+// broker, with the password on standard input.
+func (b *broker) addUser(name, password string, flags ...string) {
+	b.t.Helper()
+	args := append([]string{"user", "add", name, "--password-stdin", "--data-dir", b.dataDir}, flags...)
+	cmd := exec.Command(starlingBin, args...)
+	cmd.Stdin = strings.NewReader(password + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.t.Fatalf("starling user add %s: %v\n%s", name, err, out)
+	}
 }
 
 func (b *broker) start() {
@@ -279,8 +299,10 @@ func dialRaw(t *testing.T, addr string) *rawConn {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &rawConn{t: t, Conn: c, r: bufio.NewReader(c)}
+	return &rawConn{t: t, Conn: c, r: newReader(c)}
 }
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
 
 func (c *rawConn) send(b []byte) {
 	c.t.Helper()
