@@ -27,7 +27,9 @@ const kickGrace = 2 * time.Second
 type conn struct {
 	srv    *Server
 	nc     net.Conn
-	br     *bufio.Reader
+	src    io.Reader     // nc, counting the bytes read
+	br     *bufio.Reader // from readerPool while data flows; nil while idle
+	idle   idleReader
 	remote string
 	ls     *listenerState
 
@@ -68,7 +70,7 @@ func newConn(srv *Server, nc net.Conn, ls *listenerState) *conn {
 	return &conn{
 		srv:    srv,
 		nc:     nc,
-		br:     bufio.NewReaderSize(countingReader{nc, &srv.stats.bytesIn}, 4096),
+		src:    countingReader{nc, &srv.stats.bytesIn},
 		remote: nc.RemoteAddr().String(),
 		ls:     ls,
 		done:   make(chan struct{}),
@@ -76,6 +78,50 @@ func newConn(srv *Server, nc net.Conn, ls *listenerState) *conn {
 }
 
 func (c *conn) session() *session { return c.sess.Load() }
+
+// readerPool holds the read buffers of connections. A connection holds one
+// only while data flows: an idle connection waits on a one-byte read, so the
+// millions of mostly idle devices a node keeps connected cost no buffer.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+// idleReader returns the byte that ended an idle wait, then reads the socket.
+type idleReader struct {
+	first   [1]byte
+	pending bool
+	src     io.Reader
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	if r.pending && len(p) > 0 {
+		p[0] = r.first[0]
+		r.pending = false
+		return 1, nil
+	}
+	return r.src.Read(p)
+}
+
+// waitForData returns the read buffer to the pool, blocks until the client
+// sends a byte (or the read deadline passes), then takes a buffer again.
+func (c *conn) waitForData() error {
+	c.releaseReader()
+	if _, err := io.ReadFull(c.src, c.idle.first[:]); err != nil {
+		return err
+	}
+	c.idle.pending, c.idle.src = true, c.src
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(&c.idle)
+	return nil
+}
+
+// releaseReader returns the read buffer to the pool; it must hold no data.
+func (c *conn) releaseReader() {
+	if c.br == nil {
+		return
+	}
+	c.br.Reset(nil)
+	readerPool.Put(c.br)
+	c.br = nil
+}
 
 // closeSocket closes the network connection; safe to call more than once.
 func (c *conn) closeSocket() {
@@ -120,6 +166,12 @@ func (c *conn) serve() {
 		}
 	}()
 
+	defer c.releaseReader()
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
+	if err := c.waitForData(); err != nil {
+		c.srv.log.Debug("connection closed before CONNECT", keyRemote, c.remote, keyErr, err)
+		return
+	}
 	if !c.handshake() {
 		return
 	}
@@ -137,9 +189,12 @@ func (c *conn) readLoop() error {
 			// [MQTT-3.1.2-24] Allow one and a half keep alive periods.
 			c.nc.SetReadDeadline(time.Now().Add(time.Duration(c.keepAlive) * 1500 * time.Millisecond))
 		}
-		if c.br.Buffered() == 0 {
+		if c.br == nil || c.br.Buffered() == 0 {
 			if err := c.flushPending(); err != nil {
 				return err
+			}
+			if err := c.waitForData(); err != nil {
+				return c.readError(err)
 			}
 		}
 		p, err := packet.Read(c.br, c.version, c.srv.cfg.Limits.MaxPacketSize)

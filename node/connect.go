@@ -17,7 +17,6 @@ import (
 // handshake reads the CONNECT and replies with a CONNACK. It returns false when the
 // connection must close; it has then logged the reason and sent what the spec requires.
 func (c *conn) handshake() bool {
-	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
 	p, err := packet.Read(c.br, 0, c.srv.cfg.Limits.MaxPacketSize)
 	if err != nil {
 		c.rejectBeforeConnack(p, err)
