@@ -59,3 +59,26 @@ clean:
 .PHONY: conformance
 conformance:
 	$(GO) test -count=1 ./test/conformance/ -run . -v
+
+# image builds the container image from bin/starling (see Dockerfile and
+# docs/deployment.md) and tags it $(IMAGE):dev and $(IMAGE):VERSION, where
+# VERSION is what `bin/starling version` prints.
+# helm-lint lints the chart with its default and its TLS values.
+# deploy-test runs the image, Compose and chart tests of test/deploy.
+.PHONY: image helm-lint deploy-test
+IMAGE ?= starling
+HELM  ?= $(shell command -v helm 2>/dev/null || echo "$$($(GO) env GOPATH)/bin/helm")
+
+# The tag comes from the binary, because $(VERSION) is evaluated again in
+# each recipe and HEAD may move in between.
+image: build
+	@version=$$(./$(BIN) version | cut -d' ' -f2) && \
+	echo "docker build -t $(IMAGE):dev -t $(IMAGE):$$version ." && \
+	docker build --build-arg VERSION=$$version -t $(IMAGE):dev -t $(IMAGE):$$version .
+
+helm-lint:
+	$(HELM) lint --strict deploy/helm/starling
+	$(HELM) lint --strict deploy/helm/starling -f deploy/helm/starling/ci/tls-values.yaml
+
+deploy-test:
+	HELM=$(HELM) $(GO) test -count=1 -timeout 5m -v ./test/deploy/
