@@ -29,7 +29,10 @@ var tlsValues = filepath.Join(chartDir, "ci", "tls-values.yaml")
 func helmPath(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("HELM"); p != "" {
-		return p
+		if _, err := exec.LookPath(p); err == nil {
+			return p
+		}
+		requireTool(t, false, fmt.Sprintf("HELM=%s is not an executable file", p))
 	}
 	if p, err := exec.LookPath("helm"); err == nil {
 		return p
