@@ -94,9 +94,12 @@ type broker struct {
 	http    string // --http address, host:port
 	dataDir string
 	args    []string // extra serve arguments
-	cmd     *exec.Cmd
-	log     *lockedBuffer
-	done    chan struct{}
+	// fileListeners omits --listen so that the listeners of the --config
+	// file apply; the file must then contain a listener on addr.
+	fileListeners bool
+	cmd           *exec.Cmd
+	log           *lockedBuffer
+	done          chan struct{}
 }
 
 type lockedBuffer struct {
@@ -159,7 +162,10 @@ func (b *broker) addUser(name, password string, flags ...string) {
 func (b *broker) start() {
 	t := b.t
 	t.Helper()
-	args := []string{"serve", "--listen", "tcp://" + b.addr, "--data-dir", b.dataDir, "--http", b.http}
+	args := []string{"serve", "--data-dir", b.dataDir, "--http", b.http}
+	if !b.fileListeners {
+		args = append(args, "--listen", "tcp://"+b.addr)
+	}
 	args = append(args, b.args...)
 	b.cmd = exec.Command(starlingBin, args...)
 	b.log = &lockedBuffer{}
