@@ -36,7 +36,7 @@ type frame struct {
 	at  time.Time
 }
 
-// client is a raw MQTT client on one TCP connection. It sends packets
+// client is a raw MQTT client on one TCP or WebSocket connection. It sends packets
 // encoded by node/packet or hand-built bytes, and a reader goroutine frames
 // and decodes everything the broker sends, keeping the raw bytes, so tests
 // can check both. Methods must be called from the test's goroutine.
@@ -70,6 +70,12 @@ func dialAddr(t testing.TB, b *broker, addr string, version byte) *client {
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
+	return newConnClient(t, b, conn, version)
+}
+
+// newConnClient returns a client on an open connection to the broker and
+// starts its reader. The connection closes when the test ends.
+func newConnClient(t testing.TB, b *broker, conn net.Conn, version byte) *client {
 	c := &client{
 		t:       t,
 		b:       b,

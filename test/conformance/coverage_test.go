@@ -33,9 +33,6 @@ const (
 // Reasons for statements that no test covers.
 const (
 	reasonClientOnly           = "binds the client only, and nothing the broker does shows whether a client obeys it"
-	reasonNoAuthorization      = "needs authorization rules that deny a topic; node.Config has none yet"
-	reasonNoEnhancedAuth       = "needs enhanced authentication (AUTH exchanges), which node.Config does not offer yet"
-	reasonNoWebSocket          = "applies to WebSocket transport, and the node has no WebSocket listener"
 	reasonNoBridge             = "applies to a server that connects to other servers as a bridge, which the node does not do"
 	reasonLengthPrefix         = "the two-byte length prefix of an MQTT string cannot express more than 65,535 bytes, so nothing on the wire can break it"
 	reasonTransientError       = "a transient error inside the broker cannot be caused from the wire"

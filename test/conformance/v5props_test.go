@@ -322,6 +322,35 @@ func TestV5_MaximumPacketSizeOutbound(t *testing.T) {
 	again.expectNothing(quietPeriod)
 }
 
+// [MQTT-3.1.2-25] v5
+func TestV5_MaximumPacketSizeExactFit(t *testing.T) {
+	t.Parallel()
+	tb := knownGap(t, "the node drops a PUBLISH of the client's Maximum Packet Size or up to 2 bytes less: it counts a 1-byte remaining length as 4 bytes")
+	b := startBroker(tb)
+
+	// Only a packet larger than the client's maximum may be discarded. The
+	// sizes are of the whole packet, whose remaining length takes 1 byte.
+	const limit = 99
+	topic := b.topic("fit")
+	sub := dial(tb, b, v5)
+	sub.id = b.clientID("sub")
+	sub.connect(withMaximumPacketSize(limit))
+	sub.mustSubscribe(topic, 2)
+	pub := newClient(tb, b, v5, "pub")
+	for _, size := range []int{limit - 3, limit - 2, limit} {
+		payload := strings.Repeat("f", size-publishSize(topic, 2, 0))
+		pub.publish(topic, payload, 2, false)
+		f, ok := sub.nextFrame(ioTimeout)
+		if !ok {
+			tb.Fatalf("no %d-byte PUBLISH within %v for a client with Maximum Packet Size %d (connection closed: %v)", size, ioTimeout, limit, sub.closed)
+		}
+		if len(f.raw) != size || f.err != nil {
+			tb.Fatalf("expected a %d-byte PUBLISH, got % x", size, truncate(f.raw))
+		}
+		sub.ack(f.p.(*packet.Publish))
+	}
+}
+
 // problemCase provokes the broker into sending one packet that may carry a
 // Reason String or User Properties.
 type problemCase struct {
