@@ -2,12 +2,14 @@ package node
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/starling-mqtt/starling/node/auth"
 	"github.com/starling-mqtt/starling/node/packet"
 	"github.com/starling-mqtt/starling/router"
 )
@@ -50,8 +52,38 @@ type RetainedInfo struct {
 	Payload []byte `json:"payload"`
 }
 
-// ErrNoSession is returned for a client id without a session.
-var ErrNoSession = errors.New("node: no session for this client id")
+// Errors of the operations API, to check with errors.Is.
+var (
+	ErrNoSession  = errors.New("node: no session for this client id")
+	ErrNoRetained = errors.New("node: no retained message on this topic")
+)
+
+// Name returns the node's name: Config.NodeName, or the host name when that
+// is empty.
+func (s *Server) Name() string { return s.name }
+
+// StartedAt returns when Start bound the listeners.
+func (s *Server) StartedAt() time.Time { return s.startedAt }
+
+// CheckAccess reports whether a user, connected as clientID through a
+// listener that is (or is not) loopback-only, may publish to (subscribe is
+// false) or subscribe to (subscribe is true) topic, with the node's own rules
+// and modes. An empty username means an anonymous client.
+func (s *Server) CheckAccess(ctx context.Context, username, clientID string, loopback, subscribe bool, topic string) (bool, error) {
+	id := auth.Identity{Method: auth.MethodAnonymous}
+	if username != "" {
+		u, err := s.sec.store.User(ctx, username)
+		if err != nil {
+			return false, err
+		}
+		id = auth.IdentityOfUser(u, auth.MethodPassword)
+	}
+	a := &access{sec: s.sec, policy: s.sec.authorizer.Policy(id, clientID), loopback: loopback}
+	if subscribe {
+		return a.maySubscribe(topic), nil
+	}
+	return a.mayPublish(topic), nil
+}
 
 func (ss *session) infoLocked() ClientInfo {
 	info := ClientInfo{
@@ -186,7 +218,7 @@ func (s *Server) Retained(filter string, limit int) ([]RetainedInfo, error) {
 // DeleteRetained removes the retained message of a topic, durably.
 func (s *Server) DeleteRetained(topic string) error {
 	if _, ok := s.retained.Get(topic); !ok {
-		return fmt.Errorf("node: no retained message on %q", topic)
+		return fmt.Errorf("%w: %q", ErrNoRetained, topic)
 	}
 	b := s.store.NewBatch()
 	defer b.Close()

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,9 @@ type Server struct {
 	matchPool  sync.Pool // *[]router.Entry scratch for route
 	indexPool  sync.Pool // map[string]int scratch for route
 	clientWarn rateLimitedLog
+
+	name      string    // Config.NodeName or the host name
+	startedAt time.Time // set by Start
 
 	closing atomic.Bool
 	stop    chan struct{}  // closed by Shutdown to stop background loops
@@ -71,6 +75,10 @@ func New(cfg Config) (*Server, error) {
 		reg:        newRegistry(),
 		clientWarn: rateLimitedLog{interval: time.Second},
 		shared:     sharedPicker{seed: maphash.MakeSeed()},
+	}
+	s.name = cfg.NodeName
+	if s.name == "" {
+		s.name, _ = os.Hostname()
 	}
 	if cfg.NodeName != "" {
 		s.log = s.log.With(keyNode, cfg.NodeName)
@@ -131,6 +139,7 @@ func (s *Server) Start() error {
 		s.wg.Add(1)
 		go s.acceptLoop(ln, ls)
 	}
+	s.startedAt = time.Now()
 	if s.cfg.SysInterval > 0 {
 		s.wg.Add(1)
 		go s.sysLoop(s.cfg.SysInterval, s.stop)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"time"
 
@@ -64,8 +63,7 @@ type opsAdmin struct {
 
 // newOpsAdmin returns the operations endpoints of n behind guard.
 func newOpsAdmin(n *node.Server, guard func(http.HandlerFunc) http.HandlerFunc, log *slog.Logger) *opsAdmin {
-	host, _ := os.Hostname() // empty when the system does not report one
-	return &opsAdmin{node: n, guard: guard, name: host, started: time.Now(), log: log.With("component", "admin")}
+	return &opsAdmin{node: n, guard: guard, name: n.Name(), started: n.StartedAt(), log: log.With("component", "admin")}
 }
 
 // register adds the operations endpoints to mux.
@@ -285,19 +283,12 @@ func (a *opsAdmin) deleteRetained(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// node.DeleteRetained has no sentinel for a missing message, so look
-	// first: a topic name is also a filter that matches only itself.
-	found, err := a.node.Retained(topic, 1)
-	if err != nil {
-		a.fail(w, r, nodeStatusOf(err), err)
-		return
-	}
-	if len(found) == 0 {
-		a.fail(w, r, http.StatusNotFound, fmt.Errorf("no retained message on topic %q", topic))
-		return
-	}
 	if err := a.node.DeleteRetained(topic); err != nil {
-		a.fail(w, r, http.StatusInternalServerError, err)
+		status := http.StatusInternalServerError
+		if errors.Is(err, node.ErrNoRetained) {
+			status = http.StatusNotFound
+		}
+		a.fail(w, r, status, err)
 		return
 	}
 	a.log.Info("retained message deleted by an administrator", "topic", topic)
@@ -607,13 +598,11 @@ type authzResponse struct {
 }
 
 // authzCheck reports whether a user, connected with a client id, may
-// publish to a topic or subscribe to a filter under the stored rules.
+// publish to a topic or subscribe to a filter, with the node's own rules and
+// default. The check is for a listener that is not loopback-only, where the
+// allow-everything mode of a node without rules never applies.
 //
-// NOTE: the decision is that of the stored users, groups and roles with "no
-// rule matches" meaning deny. It does not see the node's auth.default_allow
-// setting, the allow-everything mode of loopback listeners while no rules
-// exist, the groups and roles a listener gives anonymous clients, or rules
-// carried in a JWT, because node.Server exposes none of them.
+// NOTE: rules carried in a JWT are not seen: only stored users are checked.
 func (a *opsAdmin) authzCheck(w http.ResponseWriter, r *http.Request) {
 	var req authzRequest
 	if status, err := decodeBody(w, r, maxAdminBody, &req); err != nil {
@@ -624,31 +613,10 @@ func (a *opsAdmin) authzCheck(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
-
-	store := a.node.AuthStore()
-	id := auth.Identity{Method: auth.MethodAnonymous}
-	if req.Username != "" {
-		u, err := store.User(r.Context(), req.Username)
-		if err != nil {
-			a.fail(w, r, statusOf(err), fmt.Errorf("look up user %q (leave username empty to check an anonymous client): %w", req.Username, err))
-			return
-		}
-		id = auth.IdentityOfUser(u, auth.MethodPassword)
-	}
-
-	// A fresh Authorizer reads the rules as stored now. A role whose rules
-	// do not compile is installed as "deny everything", as in the node, so
-	// that error does not stop the check.
-	authorizer, err := auth.NewAuthorizer(r.Context(), store, auth.AuthorizerConfig{})
-	if err != nil && !errors.Is(err, auth.ErrInvalidRule) {
-		a.fail(w, r, http.StatusInternalServerError, fmt.Errorf("load ACL rules: %w", err))
+	allowed, err := a.node.CheckAccess(r.Context(), req.Username, req.ClientID, false, req.Action == string(auth.ActionSubscribe), req.Topic)
+	if err != nil {
+		a.fail(w, r, statusOf(err), fmt.Errorf("check access of user %q (leave username empty to check an anonymous client): %w", req.Username, err))
 		return
-	}
-	var allowed bool
-	if req.Action == string(auth.ActionPublish) {
-		allowed = authorizer.CanPublish(id, req.ClientID, req.Topic)
-	} else {
-		allowed = authorizer.CanSubscribe(id, req.ClientID, req.Topic)
 	}
 	writeJSON(w, http.StatusOK, authzResponse{Allowed: allowed})
 }
