@@ -321,6 +321,32 @@ func TestHelm_TemplateTLS(t *testing.T) {
 	}
 }
 
+func TestHelm_TemplateNetworkPolicy(t *testing.T) {
+	objects, err := helmTemplate(t, "--set", "networkPolicy.enabled=true",
+		"--set", "networkPolicy.httpFrom[0].namespaceSelector.matchLabels.team=monitoring")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	policy := find(t, objects, "NetworkPolicy", "rel-starling")
+	rules, _ := lookup(policy, "spec", "ingress").([]any)
+	if len(rules) != 2 {
+		t.Fatalf("ingress rules = %v, expected one for MQTT and one for HTTP", rules)
+	}
+	if lookup(rules[0], "from") != nil {
+		t.Errorf("MQTT rule restricts sources: %v, expected none", rules[0])
+	}
+	if got := lookup(rules[0], "ports", 0, "port"); got != 1883 {
+		t.Errorf("MQTT rule port = %v, expected 1883", got)
+	}
+	if got := str(rules[1], "from", 0, "namespaceSelector", "matchLabels", "team"); got != "monitoring" {
+		t.Errorf("HTTP rule admits namespace team=%q, expected monitoring", got)
+	}
+	if got := lookup(rules[1], "ports", 0, "port"); got != 8080 {
+		t.Errorf("HTTP rule port = %v, expected 8080", got)
+	}
+}
+
 func TestHelm_TemplateRejectsValues(t *testing.T) {
 	for _, tc := range []struct {
 		name string
