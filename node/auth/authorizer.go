@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
-
-	"github.com/starling-mqtt/starling/router"
 )
 
 // AuthorizerConfig configures an Authorizer.
@@ -18,8 +17,9 @@ type AuthorizerConfig struct {
 }
 
 // Authorizer decides what authenticated clients may publish and subscribe
-// to, from the rules of users and their roles, groups' roles included. It
-// keeps a compiled snapshot of all groups and roles, replaced whole by
+// to, from the rules of users and their roles, groups' roles included, and
+// from the global rules of a Store that implements RuleStore. It keeps a
+// compiled snapshot of all groups, roles and global rules, replaced whole by
 // Reload; a user's own rules travel in the Identity.
 //
 // All methods are safe for concurrent use. Only Reload blocks, on the Store.
@@ -31,17 +31,24 @@ type Authorizer struct {
 	reloadMu sync.Mutex // serializes Reload, so snapshots are installed in order
 }
 
-// aclSnapshot is an immutable view of groups and compiled roles.
+// aclSnapshot is an immutable view of groups, compiled roles and compiled
+// global rules.
 type aclSnapshot struct {
 	generation uint64
 	groups     map[string][]string        // group name → role names
 	roles      map[string][]*compiledRule // role name → rules in order
+	global     []*compiledGlobalRule      // in stored order
 }
 
 // denyEverything replaces a stored rule that does not compile, so a
 // broken record takes permissions away instead of granting them. It also
 // matches "$" topics, which no pattern starting with a wildcard does.
-var denyEverything = &compiledRule{publish: true, subscribe: true, allow: false, matchAll: true}
+var denyEverything = &compiledRule{publish: true, subscribe: true, allow: false, matchAll: true, maxQoS: highestQoS}
+
+// denyEverythingFirst replaces the rules of an identity with one that does
+// not compile. It has the highest priority, so that such an identity gets
+// nothing, not even from global rules of a high priority.
+var denyEverythingFirst = &compiledRule{publish: true, subscribe: true, allow: false, matchAll: true, maxQoS: highestQoS, priority: math.MaxInt}
 
 // NewAuthorizer returns an Authorizer loaded from store. See Reload for the
 // handling of invalid records.
@@ -54,15 +61,17 @@ func NewAuthorizer(ctx context.Context, store Store, cfg AuthorizerConfig) (*Aut
 	return a, nil
 }
 
-// Reload reads all groups and roles from the store and installs them for
-// every Policy at its next check, so a revoked grant applies to clients
-// that are already connected. The code that changes groups or roles in the
+// Reload reads all groups and roles from the store, and the global rules if
+// the store implements RuleStore, and installs them for every Policy at its
+// next check, so a revoked grant applies to clients that are already
+// connected. The code that changes groups, roles or global rules in the
 // store must call Reload afterwards.
 //
 // If the store cannot be read, the old snapshot stays and the error is
 // returned. A role with a rule that does not compile is installed as "deny
-// everything" and reported in the returned error, which then wraps
-// ErrInvalidRule. The rest of the snapshot is installed.
+// everything", and so is a global rule that does not compile (see
+// compileGlobalRules). Both are reported in the returned error, which then
+// wraps ErrInvalidRule. The rest of the snapshot is installed.
 func (a *Authorizer) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
@@ -74,6 +83,12 @@ func (a *Authorizer) Reload(ctx context.Context) error {
 	roles, err := a.store.Roles(ctx)
 	if err != nil {
 		return fmt.Errorf("reload ACL: %w", err)
+	}
+	var global []GlobalRule
+	if rs, ok := a.store.(RuleStore); ok {
+		if global, err = rs.Rules(ctx); err != nil {
+			return fmt.Errorf("reload ACL: %w", err)
+		}
 	}
 
 	snap := &aclSnapshot{
@@ -91,6 +106,10 @@ func (a *Authorizer) Reload(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("role %q: %w", r.Name, err))
 		}
 		snap.roles[r.Name] = rules
+	}
+	snap.global, err = compileGlobalRules(global)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	a.snap.Store(snap)
 	if len(errs) > 0 {
@@ -115,18 +134,26 @@ func compileRules(rules []Rule) ([]*compiledRule, error) {
 
 // Policy returns the permissions of one connection, with %c bound to
 // clientID and %u to the identity's user name. The rules come in this
-// order: the identity's own rules, the rules of its roles in order, then
-// those of the roles of each of its groups in order. A role reached twice is checked once, at its
-// first place.
+// order, then stably sorted by Priority, highest first:
+//
+//  1. the identity's own rules (Identity.Rules),
+//  2. the rules of its roles (Identity.Roles) in order,
+//  3. the rules of the roles of each of its groups, groups and roles in
+//     order (a role reached twice is checked once, at its first place),
+//  4. the global rules whose Subject names the client, in stored order.
+//
+// With every Priority equal, the order is the list above. The subjects of
+// global rules are matched against the identity and clientID once per
+// snapshot, not per check.
 //
 // The node builds one Policy per connection after authentication and keeps
 // it. Checks through a Policy do not allocate unless a Reload happened since
 // the last check. An invalid rule in the identity denies everything.
 func (a *Authorizer) Policy(id Identity, clientID string) *Policy {
-	p := &Policy{a: a, clientID: clientID, username: id.Username, roles: id.Roles, groups: id.Groups}
+	p := &Policy{a: a, clientID: clientID, username: id.Username, method: id.Method, roles: id.Roles, groups: id.Groups}
 	rules, err := compileRules(id.Rules)
 	if err != nil {
-		rules = []*compiledRule{denyEverything}
+		rules = []*compiledRule{denyEverythingFirst}
 	}
 	p.userRules = rules
 	p.rebind(a.snap.Load())
@@ -145,128 +172,4 @@ func (a *Authorizer) CanPublish(id Identity, clientID, topic string) bool {
 // keep one per connection instead.
 func (a *Authorizer) CanSubscribe(id Identity, clientID, filter string) bool {
 	return a.Policy(id, clientID).CanSubscribe(filter)
-}
-
-// Policy is the bound rule list of one connection. It is safe for
-// concurrent use, so the connection's reader and the will publisher may
-// share it.
-type Policy struct {
-	a                  *Authorizer
-	clientID, username string
-	roles, groups      []string
-	userRules          []*compiledRule
-
-	bound atomic.Pointer[boundPolicy]
-}
-
-// boundPolicy is the rule list for one snapshot generation.
-type boundPolicy struct {
-	generation uint64
-	rules      []*boundRule
-}
-
-// rules returns the bound rules for the current snapshot, rebinding after a
-// Reload. Two goroutines may rebind at once; both results are equal.
-func (p *Policy) rules() []*boundRule {
-	snap := p.a.snap.Load()
-	b := p.bound.Load()
-	if b.generation != snap.generation {
-		b = p.rebind(snap)
-	}
-	return b.rules
-}
-
-// rebind binds the user's rules and the snapshot's role rules.
-func (p *Policy) rebind(snap *aclSnapshot) *boundPolicy {
-	b := &boundPolicy{generation: snap.generation}
-	add := func(rules []*compiledRule) {
-		for _, c := range rules {
-			if r := c.bind(p.clientID, p.username); r != nil {
-				b.rules = append(b.rules, r)
-			}
-		}
-	}
-	seen := make(map[string]bool, len(p.roles))
-	addRole := func(name string) {
-		if !seen[name] {
-			seen[name] = true
-			add(snap.roles[name])
-		}
-	}
-
-	add(p.userRules)
-	for _, role := range p.roles {
-		addRole(role)
-	}
-	for _, group := range p.groups {
-		for _, role := range snap.groups[group] {
-			addRole(role)
-		}
-	}
-	p.bound.Store(b)
-	return b
-}
-
-// CanPublish reports whether the connection may publish to topic: the
-// first publish rule whose pattern matches the topic decides, and with no
-// match the configured default does. An invalid topic name is denied.
-// A will message is checked the same way, at CONNECT and again when it is
-// published (see CanPublishWill).
-func (p *Policy) CanPublish(topic string) bool {
-	if router.ValidateTopicName(topic, 0, 0) != nil {
-		return false
-	}
-	for _, r := range p.rules() {
-		if r.publish && (r.matchAll || matchTopic(r.levels, topic)) {
-			return r.allow
-		}
-	}
-	return p.a.cfg.DefaultAllow
-}
-
-// CanPublishWill reports whether the connection may have a will message on
-// topic. A will is a publish by the client and gets exactly the rules of
-// CanPublish. The node checks it at CONNECT, rejecting the connection with
-// 0x87 Not authorized (3.1.1 return code 5), and again before it publishes
-// the will, because the rules may have changed in between.
-func (p *Policy) CanPublishWill(topic string) bool {
-	return p.CanPublish(topic)
-}
-
-// CanSubscribe reports whether the connection may subscribe to filter. A
-// "$share/{group}/" prefix is removed first, so rules are written for the
-// topic filter alone.
-//
-// Rules are walked in order. The filter is allowed when an allow rule
-// covers it, meaning every topic the filter matches is matched by the rule,
-// before any deny rule that shares even one topic with the filter. A deny
-// rule that shares a topic denies. An allow rule that matches only some of
-// the filter's topics decides nothing, and the walk goes on. With no
-// decision the configured default applies. So a subscription grants nothing
-// that CanPublish-style first-match checks on each of its topics would
-// deny. For example, with rule "devices/%c/#" client dev-1 may subscribe to
-// "devices/dev-1/+" but not to "devices/+/x", which also matches other
-// clients' topics.
-//
-// An invalid filter is denied.
-func (p *Policy) CanSubscribe(filter string) bool {
-	if router.ValidateFilter(filter, 0, 0) != nil {
-		return false
-	}
-	_, filter, _ = router.ParseShared(filter)
-	for _, r := range p.rules() {
-		if !r.subscribe {
-			continue
-		}
-		if r.allow {
-			if coversFilter(r.levels, filter) {
-				return true
-			}
-			continue
-		}
-		if r.matchAll || intersectsFilter(r.levels, filter) {
-			return false
-		}
-	}
-	return p.a.cfg.DefaultAllow
 }

@@ -19,17 +19,20 @@
 //   - Verifier: a bounded worker pool for password hashing with a short
 //     cache of successes, so a reconnect storm neither exhausts memory nor
 //     stalls accepts.
-//   - Authorization: ACL rules in users and roles, groups of roles, and the
-//     Authorizer, which turns an Identity into a Policy with CanPublish,
-//     CanPublishWill and CanSubscribe. SubscribeDeniedReason and
-//     PublishDenied give the reason codes the node sends on a denial.
-//   - The Store interface for users, groups and roles, and MemStore.
+//   - Authorization: ACL rules in users and roles, groups of roles, global
+//     rules with a Subject (GlobalRule), and the Authorizer, which turns an
+//     Identity into a Policy with CanPublishMsg, CanSubscribeQoS and the
+//     older CanPublish, CanPublishWill and CanSubscribe.
+//     SubscribeDeniedReason and PublishDenied give the reason codes the
+//     node sends on a denial.
+//   - The Store interface for users, groups and roles, RuleStore for the
+//     global rule list, and MemStore, which implements both.
 //
 // It does not own the network, TLS (the node verifies the client's chain
 // and passes it in Request.CertChain), logging, or the persistent and
 // replicated storage of records: the storage and cluster packages provide
-// Store implementations. The code that writes groups or roles must
-// call Authorizer.Reload afterwards.
+// Store implementations. The code that writes groups, roles or global rules
+// must call Authorizer.Reload afterwards.
 //
 // # Secrets
 //
@@ -83,10 +86,26 @@
 // split into several levels, because a client id "site/a" would otherwise
 // reach into the namespace of client "site".
 //
-// Rules are checked in order: the identity's own rules, then its roles,
-// then its groups' roles, and the first that matches decides; with none,
-// AuthorizerConfig.DefaultAllow does (deny by default). Policy.CanSubscribe
-// explains how a wildcard filter is judged against the same ordered rules.
+// A connection's rule list is built in this order: the identity's own
+// rules, its roles' rules, its groups' roles' rules, then the global rules
+// whose Subject names the client (all, anonymous, user:NAME, group:NAME,
+// role:NAME, client:PATTERN, cert:PATTERN). The list is then stably sorted
+// by Rule.Priority, highest first, so with equal priorities the order above
+// holds. The first rule that matches decides. When none matches,
+// AuthorizerConfig.DefaultAllow decides (deny by default).
+//
+// A rule matches a publish when its action includes publish, its pattern
+// matches the topic, the QoS is at most its MaxQoS and the retain flag
+// equals its Retain, each limit only where set. A request outside a rule's
+// limits skips the rule. Policy.CanSubscribeQoS explains how a wildcard
+// filter is judged against the same list. The older CanPublish and
+// CanSubscribe allow a request only when it would be allowed at every QoS
+// and, for a publish, with either retain flag. So a caller that has not
+// moved to the QoS-aware methods never gets more than the limits grant.
+//
+// "$SYS/..." and other "$" topics are never matched by a pattern that
+// starts with a wildcard, so they need a rule of their own. A shared
+// subscription "$share/{group}/{filter}" is judged on its filter alone.
 //
 // # Locking
 //
@@ -105,10 +124,13 @@
 //     fails.
 //   - No SCRAM-SHA-256-PLUS (channel binding). A client that asks for it
 //     ("p=" flag) is rejected.
-//   - Authorization happens at PUBLISH and SUBSCRIBE time only. A message
-//     delivered through a subscription is not checked again per topic, so a
-//     role revoked after SUBSCRIBE applies to that subscription only when
-//     the client subscribes again or reconnects.
+//   - The package decides only when asked. The node checks each PUBLISH,
+//     SUBSCRIBE and will, and each delivery with the message's topic, so a
+//     rule revoked by Reload stops deliveries on existing subscriptions. A
+//     delivery above a MaxQoS introduced after the SUBSCRIBE is denied, not
+//     downgraded.
+//   - A client or cert subject pattern has no escape for '*', so it cannot
+//     name exactly a client id or certificate name that contains '*'.
 //   - A user's own Rules, Groups and Roles are copied into the Identity at
 //     authentication, so changes to the user record apply at the next
 //     connect. Changes to groups and roles apply at the next check after

@@ -9,8 +9,8 @@ import (
 	"sync"
 )
 
-// MemStore is a Store in memory, for tests and for a node without
-// persistent users. The zero value is an empty store ready to use. It is
+// MemStore is a Store and RuleStore in memory, for tests and for a node
+// without persistent users. The zero value is an empty store ready to use. It is
 // safe for concurrent use, and its methods block only on its mutex.
 type MemStore struct {
 	mu struct {
@@ -18,11 +18,12 @@ type MemStore struct {
 		users   map[string]User
 		groups  map[string]Group
 		roles   map[string]Role
+		rules   []GlobalRule
 		version uint64 // the last Version assigned, shared by all users
 	}
 }
 
-var _ Store = (*MemStore)(nil)
+var _ RuleStore = (*MemStore)(nil)
 
 // User implements Store.
 func (s *MemStore) User(_ context.Context, name string) (User, error) {
@@ -130,7 +131,7 @@ func (s *MemStore) Role(_ context.Context, name string) (Role, error) {
 	if !ok {
 		return Role{}, fmt.Errorf("role %q: %w", name, ErrNotFound)
 	}
-	r.Rules = slices.Clone(r.Rules)
+	r.Rules = cloneRules(r.Rules)
 	return r, nil
 }
 
@@ -140,7 +141,7 @@ func (s *MemStore) Roles(_ context.Context) ([]Role, error) {
 	defer s.mu.RUnlock()
 	out := make([]Role, 0, len(s.mu.roles))
 	for _, r := range s.mu.roles {
-		r.Rules = slices.Clone(r.Rules)
+		r.Rules = cloneRules(r.Rules)
 		out = append(out, r)
 	}
 	slices.SortFunc(out, func(a, b Role) int { return cmp.Compare(a.Name, b.Name) })
@@ -152,7 +153,7 @@ func (s *MemStore) PutRole(_ context.Context, r Role) error {
 	if err := ValidateRole(r); err != nil {
 		return fmt.Errorf("put role: %w", err)
 	}
-	r.Rules = slices.Clone(r.Rules)
+	r.Rules = cloneRules(r.Rules)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -168,5 +169,25 @@ func (s *MemStore) DeleteRole(_ context.Context, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.mu.roles, name)
+	return nil
+}
+
+// Rules implements RuleStore.
+func (s *MemStore) Rules(_ context.Context) ([]GlobalRule, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return cloneGlobalRules(s.mu.rules), nil
+}
+
+// PutRules implements RuleStore.
+func (s *MemStore) PutRules(_ context.Context, rules []GlobalRule) error {
+	if err := ValidateGlobalRules(rules); err != nil {
+		return fmt.Errorf("put rules: %w", err)
+	}
+	rules = cloneGlobalRules(rules)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.rules = rules
 	return nil
 }

@@ -116,3 +116,70 @@ func TestMemStore_GroupsAndRoles(t *testing.T) {
 		t.Errorf("deleted role: %v, want ErrNotFound", err)
 	}
 }
+
+func TestMemStore_Rules(t *testing.T) {
+	ctx := t.Context()
+	s := &MemStore{}
+	rules, err := s.Rules(ctx)
+	if err != nil || len(rules) != 0 {
+		t.Fatalf("Rules on an empty store = %v, %v; want none", rules, err)
+	}
+
+	in := []GlobalRule{
+		{Subject: Subject{Kind: SubjectClient, Name: "b-*"}, Rule: Rule{Action: ActionPublish, Permission: Allow, Topic: "b", MaxQoS: new(byte(1))}},
+		{Subject: Subject{Kind: SubjectAll}, Rule: Rule{Action: ActionAll, Permission: Deny, Topic: "a", Priority: 3}},
+	}
+	if err := s.PutRules(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+
+	// The store keeps the order and returns copies, pointers included.
+	*in[0].MaxQoS = 2
+	got, err := s.Rules(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Topic != "b" || got[1].Topic != "a" {
+		t.Fatalf("Rules = %+v, want b then a", got)
+	}
+	if *got[0].MaxQoS != 1 {
+		t.Errorf("stored MaxQoS changed through the caller's slice: %d", *got[0].MaxQoS)
+	}
+	*got[0].MaxQoS = 0
+	again, _ := s.Rules(ctx)
+	if *again[0].MaxQoS != 1 {
+		t.Errorf("stored MaxQoS changed through a returned copy: %d", *again[0].MaxQoS)
+	}
+
+	bad := []GlobalRule{in[1], {Subject: Subject{Kind: SubjectUser}, Rule: in[1].Rule}}
+	if err := s.PutRules(ctx, bad); !errors.Is(err, ErrInvalidRule) {
+		t.Errorf("PutRules with an empty user name: %v, want ErrInvalidRule", err)
+	}
+	if got, _ := s.Rules(ctx); len(got) != 2 || got[0].Topic != "b" {
+		t.Errorf("a rejected PutRules changed the list: %+v", got)
+	}
+
+	if err := s.PutRules(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Rules(ctx); len(got) != 0 {
+		t.Errorf("Rules after PutRules(nil) = %+v, want none", got)
+	}
+}
+
+func TestMemStore_RoleRulesAreCopies(t *testing.T) {
+	ctx := t.Context()
+	s := &MemStore{}
+	role := Role{Name: "r", Rules: []Rule{{Action: ActionAll, Permission: Allow, Topic: "a", MaxQoS: new(byte(1))}}}
+	if err := s.PutRole(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	*role.Rules[0].MaxQoS = 2
+	got, err := s.Role(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *got.Rules[0].MaxQoS != 1 {
+		t.Errorf("stored MaxQoS changed through the caller's role: %d", *got.Rules[0].MaxQoS)
+	}
+}

@@ -25,8 +25,9 @@ const (
 	Deny  Permission = "deny"
 )
 
-// Rule is one ACL rule. Rules are checked in order and the first one that
-// matches decides (see Policy for the exact meaning with subscriptions).
+// Rule is one ACL rule. Rules are checked by Priority, higher first, then in
+// order, and the first one that matches decides (see Policy for the exact
+// order and for the meaning with subscriptions).
 //
 // Topic is a topic filter pattern of levels separated by '/'. A level is "+"
 // (any one level), "#" (any number of levels, including none, and only
@@ -41,10 +42,56 @@ const (
 // contains '/', makes an allow rule that uses it match nothing, and makes a
 // deny rule that uses it act as if that level were "+". Either way the
 // client gets less, never more.
+//
+// MaxQoS and Retain narrow the requests a rule matches. A request outside
+// them skips the rule, which then neither allows nor denies it. The JSON
+// encoding leaves out MaxQoS, Retain and Priority when unset, so a rule
+// without them encodes as it did before they existed.
 type Rule struct {
 	Action     Action
 	Permission Permission
 	Topic      string
+
+	// MaxQoS, when set to 0, 1 or 2, makes the rule match only publishes,
+	// subscriptions and deliveries at this QoS or below. Nil matches every
+	// QoS. To cap a client at QoS 1, allow with MaxQoS 1. A QoS 2 request
+	// then skips the rule and falls to later rules or the default deny.
+	MaxQoS *byte `json:",omitempty"`
+
+	// Retain, when set, makes a publish rule match only retained publishes
+	// (true) or only publishes without the retain flag (false). Nil matches
+	// both. Only a rule with Action publish may set it, because a
+	// subscription carries no retain flag to compare.
+	Retain *bool `json:",omitempty"`
+
+	// Priority orders rules. A higher priority is checked first, and rules
+	// of equal priority keep the order that Authorizer.Policy lists, so
+	// with every priority at the default, zero, that order alone applies.
+	Priority int `json:",omitempty"`
+}
+
+// cloneRules returns a deep copy of rules, with new MaxQoS and Retain
+// pointers, so a caller that changes a copy does not change the original.
+func cloneRules(rules []Rule) []Rule {
+	if rules == nil {
+		return nil
+	}
+	out := make([]Rule, len(rules))
+	for i, r := range rules {
+		out[i] = cloneRule(r)
+	}
+	return out
+}
+
+// cloneRule returns a copy of r with its own MaxQoS and Retain values.
+func cloneRule(r Rule) Rule {
+	if r.MaxQoS != nil {
+		r.MaxQoS = new(*r.MaxQoS)
+	}
+	if r.Retain != nil {
+		r.Retain = new(*r.Retain)
+	}
+	return r
 }
 
 // maxPatternLen bounds a rule's topic pattern, the same bound the MQTT wire
@@ -82,6 +129,26 @@ type patternLevel struct {
 	segments []segment
 }
 
+// retainFilter is the retain flag a publish must carry to match a rule.
+type retainFilter uint8
+
+const (
+	retainAny retainFilter = iota
+	retainOnly
+	retainNever
+)
+
+// matches reports whether a publish with the retain flag retain passes f.
+func (f retainFilter) matches(retain bool) bool {
+	switch f {
+	case retainOnly:
+		return retain
+	case retainNever:
+		return !retain
+	}
+	return true
+}
+
 // compiledRule is a Rule with its pattern parsed.
 type compiledRule struct {
 	publish, subscribe bool
@@ -89,6 +156,9 @@ type compiledRule struct {
 	levels             []patternLevel
 	hasVariables       bool
 	matchAll           bool // matches every topic and filter, "$" ones included; only for denyEverything
+	maxQoS             byte // highestQoS when the rule sets no MaxQoS
+	retain             retainFilter
+	priority           int
 
 	// shared is the bound form of a rule without variables, which every
 	// connection can share instead of holding its own copy.
@@ -104,7 +174,8 @@ func ParseRule(r Rule) error {
 
 // compileRule checks and parses a rule.
 func compileRule(r Rule) (*compiledRule, error) {
-	c := &compiledRule{}
+	c := &compiledRule{maxQoS: highestQoS, priority: r.Priority}
+
 	switch r.Action {
 	case ActionPublish:
 		c.publish = true
@@ -115,6 +186,7 @@ func compileRule(r Rule) (*compiledRule, error) {
 	default:
 		return nil, fmt.Errorf("%w: action %q is not publish, subscribe or all", ErrInvalidRule, r.Action)
 	}
+
 	switch r.Permission {
 	case Allow:
 		c.allow = true
@@ -122,6 +194,24 @@ func compileRule(r Rule) (*compiledRule, error) {
 	default:
 		return nil, fmt.Errorf("%w: permission %q is not allow or deny", ErrInvalidRule, r.Permission)
 	}
+
+	if r.MaxQoS != nil {
+		if *r.MaxQoS > highestQoS {
+			return nil, fmt.Errorf("%w: max QoS %d is not 0, 1 or 2", ErrInvalidRule, *r.MaxQoS)
+		}
+		c.maxQoS = *r.MaxQoS
+	}
+
+	if r.Retain != nil {
+		if r.Action != ActionPublish {
+			return nil, fmt.Errorf("%w: retain is set on a rule with action %q, but only publish rules may set it", ErrInvalidRule, r.Action)
+		}
+		c.retain = retainNever
+		if *r.Retain {
+			c.retain = retainOnly
+		}
+	}
+
 	levels, err := parsePattern(r.Topic)
 	if err != nil {
 		return nil, err
@@ -238,11 +328,64 @@ type boundLevel struct {
 }
 
 // boundRule is a rule with variables substituted for one connection.
+//
+// The masks list the requests the rule applies to, one bit per request
+// kind (see publishBit and subscribeBit), so a check compares the request
+// with the action, MaxQoS and Retain of a rule in one AND.
 type boundRule struct {
-	publish, subscribe bool
-	allow              bool
-	matchAll           bool
-	levels             []boundLevel
+	publishMask   uint8
+	subscribeMask uint8
+	allow         bool
+	matchAll      bool
+	priority      int
+	levels        []boundLevel
+}
+
+// Request bits. A publish is one of six kinds, QoS 0 to 2 each with the
+// retain flag clear or set, and a subscription or delivery one of three.
+const (
+	allPublishes  uint8 = 1<<6 - 1
+	allSubscribes uint8 = 1<<3 - 1
+	highestQoS    byte  = 2
+)
+
+// publishBit returns the request bit of a publish, or 0, which no rule
+// matches, for a QoS above 2.
+func publishBit(qos byte, retain bool) uint8 {
+	if qos > highestQoS {
+		return 0
+	}
+	bit := uint8(1) << (qos * 2)
+	if retain {
+		bit <<= 1
+	}
+	return bit
+}
+
+// subscribeBit returns the request bit of a subscription or delivery, or 0
+// for a QoS above 2.
+func subscribeBit(qos byte) uint8 {
+	if qos > highestQoS {
+		return 0
+	}
+	return uint8(1) << qos
+}
+
+// requestMasks returns the publish and subscribe requests c applies to.
+func (c *compiledRule) requestMasks() (publish, subscribe uint8) {
+	for qos := byte(0); qos <= c.maxQoS; qos++ {
+		if c.publish {
+			for _, retain := range []bool{false, true} {
+				if c.retain.matches(retain) {
+					publish |= publishBit(qos, retain)
+				}
+			}
+		}
+		if c.subscribe {
+			subscribe |= subscribeBit(qos)
+		}
+	}
+	return publish, subscribe
 }
 
 // bind substitutes clientID and username into c. If an identity the rule
@@ -252,7 +395,8 @@ func (c *compiledRule) bind(clientID, username string) *boundRule {
 	if c.shared != nil {
 		return c.shared
 	}
-	b := &boundRule{publish: c.publish, subscribe: c.subscribe, allow: c.allow, matchAll: c.matchAll, levels: make([]boundLevel, len(c.levels))}
+	b := &boundRule{allow: c.allow, matchAll: c.matchAll, priority: c.priority, levels: make([]boundLevel, len(c.levels))}
+	b.publishMask, b.subscribeMask = c.requestMasks()
 	for i, l := range c.levels {
 		if l.kind != levelLiteral {
 			b.levels[i] = boundLevel{kind: l.kind}

@@ -36,6 +36,9 @@ func TestParseRule(t *testing.T) {
 		"empty-action":    {Permission: Allow, Topic: "a"},
 		"too-long":        {Action: ActionAll, Permission: Allow, Topic: strings.Repeat("a", maxPatternLen+1)},
 		"var-beside-plus": {Action: ActionAll, Permission: Allow, Topic: "a/%c+"},
+		"max-qos-3":       {Action: ActionAll, Permission: Allow, Topic: "a", MaxQoS: new(byte(3))},
+		"retain-on-sub":   {Action: ActionSubscribe, Permission: Allow, Topic: "a", Retain: new(true)},
+		"retain-on-all":   {Action: ActionAll, Permission: Deny, Topic: "a", Retain: new(false)},
 	}
 	for name, r := range invalid {
 		t.Run("invalid:"+name, func(t *testing.T) {
@@ -43,6 +46,55 @@ func TestParseRule(t *testing.T) {
 				t.Errorf("ParseRule(%+v) error = %v, want ErrInvalidRule", r, err)
 			}
 		})
+	}
+}
+
+func TestParseRule_Limits(t *testing.T) {
+	valid := map[string]Rule{
+		"max-qos-0":         {Action: ActionAll, Permission: Allow, Topic: "a", MaxQoS: new(byte(0))},
+		"max-qos-2":         {Action: ActionSubscribe, Permission: Deny, Topic: "a", MaxQoS: new(byte(2))},
+		"retain-on-publish": {Action: ActionPublish, Permission: Allow, Topic: "a", Retain: new(true), MaxQoS: new(byte(1))},
+		"negative-priority": {Action: ActionAll, Permission: Allow, Topic: "a", Priority: -7},
+	}
+	for name, r := range valid {
+		t.Run(name, func(t *testing.T) {
+			if err := ParseRule(r); err != nil {
+				t.Errorf("ParseRule(%+v): %v", r, err)
+			}
+		})
+	}
+}
+
+func TestCompiledRule_RequestMasks(t *testing.T) {
+	cases := []struct {
+		name                   string
+		rule                   Rule
+		wantPublish, wantSubsc uint8
+	}{
+		{"all", Rule{Action: ActionAll}, allPublishes, allSubscribes},
+		{"publish", Rule{Action: ActionPublish}, allPublishes, 0},
+		{"subscribe-qos-1", Rule{Action: ActionSubscribe, MaxQoS: new(byte(1))}, 0, subscribeBit(0) | subscribeBit(1)},
+		{"retained-only", Rule{Action: ActionPublish, Retain: new(true)}, publishBit(0, true) | publishBit(1, true) | publishBit(2, true), 0},
+		{"plain-qos-0", Rule{Action: ActionPublish, Retain: new(false), MaxQoS: new(byte(0))}, publishBit(0, false), 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.rule.Permission, tc.rule.Topic = Allow, "a"
+			c, err := compileRule(tc.rule)
+			if err != nil {
+				t.Fatal(err)
+			}
+			publish, subscribe := c.requestMasks()
+			if publish != tc.wantPublish {
+				t.Errorf("publish mask = %06b, want %06b", publish, tc.wantPublish)
+			}
+			if subscribe != tc.wantSubsc {
+				t.Errorf("subscribe mask = %03b, want %03b", subscribe, tc.wantSubsc)
+			}
+		})
+	}
+	if publishBit(3, false) != 0 || subscribeBit(3) != 0 {
+		t.Error("QoS 3 has a request bit")
 	}
 }
 

@@ -121,6 +121,26 @@ type Store interface {
 	DeleteRole(ctx context.Context, name string) error
 }
 
+// RuleStore is a Store that also keeps the global rule list. It is a
+// separate interface so that Stores written before global rules existed
+// still compile: the Authorizer checks for it with a type assertion, and a
+// Store without it has no global rules. MemStore implements it.
+//
+// The contract of Store applies: implementations are safe for concurrent
+// use, return copies, and validate on PutRules with ValidateGlobalRules.
+type RuleStore interface {
+	Store
+
+	// Rules returns the global rules in their stored order, which is the
+	// order in which rules of equal Priority are checked. A store without
+	// global rules returns an empty list and no error.
+	Rules(ctx context.Context) ([]GlobalRule, error)
+	// PutRules replaces the whole global list with rules, after checking
+	// them with ValidateGlobalRules. An invalid list leaves the stored one
+	// unchanged.
+	PutRules(ctx context.Context, rules []GlobalRule) error
+}
+
 // maxNameLen bounds user, group and role names in bytes, the same bound the
 // MQTT wire format puts on a user name.
 const maxNameLen = 65535
@@ -207,7 +227,7 @@ func validateRules(rules []Rule) error {
 func cloneUser(u User) User {
 	u.Groups = slices.Clone(u.Groups)
 	u.Roles = slices.Clone(u.Roles)
-	u.Rules = slices.Clone(u.Rules)
+	u.Rules = cloneRules(u.Rules)
 	u.Credentials.Salt = slices.Clone(u.Credentials.Salt)
 	u.Credentials.Hash = slices.Clone(u.Credentials.Hash)
 	if u.SCRAM != nil {
