@@ -346,9 +346,9 @@ func (c *conn) fitsPacketSize(d *delivery, now time.Time) bool {
 	if c.maxOutPacket == 0 {
 		return true
 	}
-	size := 2 + len(d.msg.topic) + len(d.msg.payload) + 5
+	remaining := 2 + len(d.msg.topic) + len(d.msg.payload)
 	if d.qos > 0 {
-		size += 2
+		remaining += 2
 	}
 	if c.version == packet.Version5 {
 		props := d.msg.props
@@ -357,9 +357,24 @@ func (c *conn) fitsPacketSize(d *delivery, now time.Time) bool {
 			props.HasMessageExpiry = true
 			props.MessageExpiry = d.msg.remainingExpiry(now)
 		}
-		size += len(packet.AppendPublishProperties(nil, &props))
+		// The block includes its own length prefix.
+		remaining += len(packet.AppendPublishProperties(nil, &props))
 	}
+	size := 1 + varintLen(remaining) + remaining
 	return uint32(size) <= c.maxOutPacket
+}
+
+// varintLen returns the bytes of n as an MQTT variable byte integer.
+func varintLen(n int) int {
+	switch {
+	case n < 128:
+		return 1
+	case n < 16384:
+		return 2
+	case n < 2097152:
+		return 3
+	}
+	return 4
 }
 
 // pendingPublishes are publishes decoded but not yet acknowledged: their

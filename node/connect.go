@@ -61,7 +61,11 @@ func (c *conn) handshake() bool {
 	cancel()
 	var perr *packet.Error
 	if errors.As(err, &perr) {
-		c.reportClose(err)
+		// Before CONNACK a protocol error gets a CONNACK with its code, never
+		// a DISCONNECT [MQTT-3.2.0-1].
+		c.srv.stats.protocolErrors.Add(1)
+		c.srv.clientWarn.log(c.srv.log, "authentication exchange failed", keyClientID, cp.ClientID, keyRemote, c.remote, keyErr, perr.Reason)
+		c.refuse(perr.Code, perr.Reason)
 		return false
 	}
 	if err != nil {

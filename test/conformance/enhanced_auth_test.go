@@ -368,7 +368,7 @@ func TestV5_AuthAbortSendsNoDisconnect(t *testing.T) {
 	b := startScramBroker(t)
 	for _, tc := range authAbortCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			tb := knownGap(t, "the node sends DISCONNECT before CONNACK when a client breaks off an AUTH exchange")
+			var tb testing.TB = t
 			for _, f := range abortAuth(tb, b, tc) {
 				if _, isDisc := f.p.(*packet.Disconnect); isDisc {
 					tb.Errorf("DISCONNECT % x before any CONNACK [MQTT-3.14.0-1] [MQTT-3.2.0-1]", f.raw)

@@ -325,7 +325,7 @@ func TestV5_MaximumPacketSizeOutbound(t *testing.T) {
 // [MQTT-3.1.2-25] v5
 func TestV5_MaximumPacketSizeExactFit(t *testing.T) {
 	t.Parallel()
-	tb := knownGap(t, "the node drops a PUBLISH of the client's Maximum Packet Size or up to 2 bytes less: it counts a 1-byte remaining length as 4 bytes")
+	var tb testing.TB = t
 	b := startBroker(tb)
 
 	// Only a packet larger than the client's maximum may be discarded. The
