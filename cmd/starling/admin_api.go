@@ -91,6 +91,7 @@ func (a *opsAdmin) register(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /api/v1/roles/{name}", a.guard(a.deleteRole))
 
 	mux.HandleFunc("POST /api/v1/authz/check", a.guard(a.authzCheck))
+	a.registerBans(mux)
 }
 
 // statusResponse is the body of GET /api/v1/status.

@@ -39,6 +39,8 @@ Usage:
   starling ctl group list | get NAME | put NAME [--role ROLE]... | delete NAME
   starling ctl role list | get NAME | put NAME [--rule RULE]... | delete NAME
   starling ctl authz check [--user NAME] [--client ID] --publish TOPIC | --subscribe FILTER
+  starling ctl ban list | add KIND VALUE [--for DURATION] [--reason TEXT] | remove KIND VALUE
+      (KIND is client_id, username or address; an address may be a CIDR range)
 
 Flags of every command:
   --http ADDR        admin endpoint of the node (env STARLING_HTTP; default 127.0.0.1:8080)
@@ -74,6 +76,8 @@ type ctlOptions struct {
 
 	user, client       string
 	publish, subscribe string
+
+	banFor, banReason string
 }
 
 // ctlCommand is one ctl command: the words that name it, how many arguments
@@ -106,6 +110,9 @@ var ctlCommands = []ctlCommand{
 	{words: []string{"role", "put"}, args: 1, flags: []string{"rule"}, run: (*ctlRun).putRole},
 	{words: []string{"role", "delete"}, args: 1, run: (*ctlRun).deleteRole},
 	{words: []string{"authz", "check"}, flags: []string{"user", "client", "publish", "subscribe"}, run: (*ctlRun).authzCheck},
+	{words: []string{"ban", "list"}, run: (*ctlRun).listBans},
+	{words: []string{"ban", "add"}, args: 2, flags: []string{"for", "reason"}, run: (*ctlRun).addBan},
+	{words: []string{"ban", "remove"}, args: 2, run: (*ctlRun).removeBan},
 }
 
 // ctlRun is the state of one ctl invocation.
@@ -186,6 +193,8 @@ func newCtlFlags() (*ctlOptions, *flag.FlagSet) {
 	fs.StringVar(&o.client, "client", "", "client id to check, the value of %c in rules")
 	fs.StringVar(&o.publish, "publish", "", "check a publish to this topic")
 	fs.StringVar(&o.subscribe, "subscribe", "", "check a subscription to this topic filter")
+	fs.StringVar(&o.banFor, "for", "", "how long the ban lasts, e.g. 30m or 24h (default: until removed)")
+	fs.StringVar(&o.banReason, "reason", "", "why the ban was added, kept with it")
 	return o, fs
 }
 
