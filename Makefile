@@ -16,6 +16,10 @@ help:
 	@echo "make bench   run the Go benchmarks with allocation counts"
 	@echo "make lint    gofmt, go vet and go mod verify"
 	@echo "make fuzz    run each fuzz target for FUZZTIME (default $(FUZZTIME))"
+	@echo "make conformance  run the MQTT conformance suite and print its coverage"
+	@echo "make image   build the starling:dev container image"
+	@echo "make helm-lint    lint the Helm chart"
+	@echo "make deploy-test  test the image, Compose project and chart"
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/starling

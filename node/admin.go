@@ -80,9 +80,9 @@ func (s *Server) CheckAccess(ctx context.Context, username, clientID string, loo
 	}
 	a := &access{sec: s.sec, policy: s.sec.authorizer.Policy(id, clientID), loopback: loopback}
 	if subscribe {
-		return a.maySubscribe(topic), nil
+		return a.maySubscribe(topic, 0), nil
 	}
-	return a.mayPublish(topic), nil
+	return a.mayPublish(topic, 0, false), nil
 }
 
 func (ss *session) infoLocked() ClientInfo {

@@ -247,3 +247,45 @@ func (a *AuthStore) PutRole(_ context.Context, r auth.Role) error {
 func (a *AuthStore) DeleteRole(_ context.Context, name string) error {
 	return a.remove(storage.RecordRole, "role", name)
 }
+
+// rulesKey names the global rule list in RecordMeta. The list is stored whole:
+// its order is part of its meaning, and operators edit it as a unit.
+const rulesKey = "acl-rules"
+
+var _ auth.RuleStore = (*AuthStore)(nil)
+
+// Rules implements auth.RuleStore.
+func (a *AuthStore) Rules(_ context.Context) ([]auth.GlobalRule, error) {
+	raw, err := a.store.Record(storage.RecordMeta, rulesKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read global rules: %w", err)
+	}
+	var rules []auth.GlobalRule
+	if err := json.Unmarshal(raw, &rules); err != nil {
+		return nil, fmt.Errorf("decode global rules: %w", err)
+	}
+	return rules, nil
+}
+
+// PutRules implements auth.RuleStore.
+func (a *AuthStore) PutRules(_ context.Context, rules []auth.GlobalRule) error {
+	if err := auth.ValidateGlobalRules(rules); err != nil {
+		return fmt.Errorf("put global rules: %w", err)
+	}
+	raw, err := json.Marshal(rules)
+	if err != nil {
+		return fmt.Errorf("encode global rules: %w", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b := a.store.NewBatch()
+	defer b.Close()
+	b.PutRecord(storage.RecordMeta, rulesKey, raw)
+	if err := b.Commit(); err != nil {
+		return fmt.Errorf("store global rules: %w", err)
+	}
+	return nil
+}

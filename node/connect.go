@@ -78,7 +78,7 @@ func (c *conn) handshake() bool {
 	}
 	c.access = acc
 	c.authFinal = authFinal
-	if cp.Will != nil && !acc.mayPublishWill(cp.Will.Topic) {
+	if cp.Will != nil && !acc.mayPublishWill(cp.Will) {
 		// A will is a publish on the client's behalf: refused at CONNECT when
 		// the rules forbid its topic.
 		c.srv.stats.denied[deniedWill].Add(1)

@@ -53,7 +53,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		return c.refusePublish(p, packet.ReasonNotAuthorized, "$SYS topics are reserved for the broker")
 	}
 
-	if !c.access.mayPublish(p.Topic) {
+	if !c.access.mayPublish(p.Topic, p.QoS, p.Retain) {
 		srv.stats.denied[deniedPublish].Add(1)
 		srv.clientWarn.log(srv.log, "publish not authorized", keyClientID, c.clientID, keyRemote, c.remote,
 			"username", c.identity.Username, keyTopic, p.Topic)

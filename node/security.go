@@ -46,6 +46,10 @@ type AuthSeed struct {
 	Users  []auth.User
 	Groups []auth.Group
 	Roles  []auth.Role
+
+	// Rules, when not nil, replace the stored global rule list: the file is
+	// the source of truth for global rules once it names any.
+	Rules []auth.GlobalRule
 }
 
 // ApplyAuthSeed writes a configuration's users, groups and roles to the store
@@ -73,6 +77,15 @@ func (s *Server) applySeed(ctx context.Context, seed AuthSeed) error {
 	for _, u := range seed.Users {
 		if _, err := st.PutUser(ctx, u); err != nil {
 			return fmt.Errorf("auth.users: %w", err)
+		}
+	}
+	if seed.Rules != nil {
+		rs, ok := st.(auth.RuleStore)
+		if !ok {
+			return errors.New("auth.rules: the configured user store cannot hold global rules")
+		}
+		if err := rs.PutRules(ctx, seed.Rules); err != nil {
+			return fmt.Errorf("auth.rules: %w", err)
 		}
 	}
 	return nil
@@ -182,6 +195,15 @@ func (s *Server) noRulesConfigured(ctx context.Context) (bool, error) {
 			return false, nil
 		}
 	}
+	if rs, ok := s.sec.store.(auth.RuleStore); ok {
+		global, err := rs.Rules(ctx)
+		if err != nil {
+			return false, fmt.Errorf("list global rules: %w", err)
+		}
+		if len(global) > 0 {
+			return false, nil
+		}
+	}
 	users, err := s.sec.store.Users(ctx)
 	if err != nil {
 		return false, fmt.Errorf("list users: %w", err)
@@ -222,23 +244,23 @@ type access struct {
 
 func (a *access) open() bool { return a.loopback && a.sec.open.Load() }
 
-func (a *access) mayPublish(topic string) bool {
-	return a.open() || a.policy.CanPublish(topic)
+func (a *access) mayPublish(topic string, qos byte, retain bool) bool {
+	return a.open() || a.policy.CanPublishMsg(topic, qos, retain)
 }
 
-func (a *access) mayPublishWill(topic string) bool {
-	return a.open() || a.policy.CanPublishWill(topic)
+func (a *access) mayPublishWill(w *packet.Will) bool {
+	return a.open() || a.policy.CanPublishMsg(w.Topic, w.QoS, w.Retain)
 }
 
-func (a *access) maySubscribe(filter string) bool {
-	return a.open() || a.policy.CanSubscribe(filter)
+func (a *access) maySubscribe(filter string, qos byte) bool {
+	return a.open() || a.policy.CanSubscribeQoS(filter, qos)
 }
 
-// mayRead reports whether the client may receive a message on topic: the
-// same rule as a subscription to exactly that topic, so that a wide
+// mayRead reports whether the client may receive a message on topic at qos:
+// the same rule as a subscription to exactly that topic, so that a wide
 // subscription never delivers a topic the rules do not grant.
-func (a *access) mayRead(topic string) bool {
-	return a.open() || a.policy.CanSubscribe(topic)
+func (a *access) mayRead(topic string, qos byte) bool {
+	return a.open() || a.policy.CanSubscribeQoS(topic, qos)
 }
 
 // authenticate checks the credentials of a CONNECT and returns the access of

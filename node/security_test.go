@@ -190,3 +190,26 @@ func TestAuth_RepeatedFailuresBanned(t *testing.T) {
 		t.Errorf("banned attempts = %d, want 1", n)
 	}
 }
+
+func TestAuth_GlobalRulesWithSubjectsAndQoS(t *testing.T) {
+	one := byte(1)
+	srv := securedServer(t, func(c *Config) {
+		c.Auth.Seed.Rules = []auth.GlobalRule{
+			{Subject: auth.Subject{Kind: auth.SubjectClient, Name: "dev-*"},
+				Rule: auth.Rule{Action: auth.ActionPublish, Permission: auth.Allow, Topic: "telemetry/%c", MaxQoS: &one}},
+		}
+	})
+	c, ack := connectDev(t, srv, "dev-1", nil)
+	if ack.ReasonCode != packet.ReasonSuccess {
+		t.Fatalf("CONNACK 0x%02X", byte(ack.ReasonCode))
+	}
+	c.send(&packet.Publish{QoS: 1, PacketID: 1, Topic: "telemetry/dev-1", Payload: []byte("x")})
+	if ack, ok := c.read().(*packet.Puback); !ok || ack.ReasonCode != packet.ReasonSuccess {
+		t.Fatalf("QoS 1 under the global rule: %+v, want PUBACK 0", ack)
+	}
+	// Above the rule's max_qos the rule does not match, and nothing else allows it.
+	c.send(&packet.Publish{QoS: 2, PacketID: 2, Topic: "telemetry/dev-1", Payload: []byte("x")})
+	if rec, ok := c.read().(*packet.Pubrec); !ok || rec.ReasonCode != packet.ReasonNotAuthorized {
+		t.Fatalf("QoS 2 above max_qos: %+v, want PUBREC 0x87", rec)
+	}
+}

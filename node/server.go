@@ -268,7 +268,7 @@ func (s *Server) publishWill(clientID string, w *willMsg) {
 	if w == nil {
 		return
 	}
-	if !s.willAccess(clientID, w).mayPublishWill(w.Topic) {
+	if !s.willAccess(clientID, w).mayPublishWill(w.Will) {
 		s.stats.denied[deniedWill].Add(1)
 		s.clientWarn.log(s.log, "will not published: topic not authorized", keyClientID, clientID, "username", w.username, keyTopic, w.Topic)
 		return

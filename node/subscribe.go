@@ -86,7 +86,7 @@ func (ss *session) subscribeLocked(c *conn, req packet.Subscription, subID uint3
 	if feat.DisableWildcardSubscriptions && strings.ContainsAny(topic, "+#") {
 		return packet.ReasonWildcardSubsNotSupported, false, nil
 	}
-	if !c.access.maySubscribe(req.Filter) {
+	if !c.access.maySubscribe(req.Filter, min(req.QoS, 2)) {
 		srv.stats.denied[deniedSubscribe].Add(1)
 		srv.clientWarn.log(srv.log, "subscribe not authorized", keyClientID, c.clientID, keyRemote, c.remote,
 			"username", c.identity.Username, "filter", req.Filter)

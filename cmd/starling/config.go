@@ -58,12 +58,13 @@ type fileTLS struct {
 }
 
 type fileAuth struct {
-	JWT          *fileJWT     `yaml:"jwt"`
-	DefaultAllow bool         `yaml:"default_allow"`
-	Throttle     fileThrottle `yaml:"throttle"`
-	Groups       []auth.Group `yaml:"groups"`
-	Roles        []fileRole   `yaml:"roles"`
-	Users        []fileUser   `yaml:"users"`
+	JWT          *fileJWT         `yaml:"jwt"`
+	DefaultAllow bool             `yaml:"default_allow"`
+	Throttle     fileThrottle     `yaml:"throttle"`
+	Groups       []auth.Group     `yaml:"groups"`
+	Roles        []fileRole       `yaml:"roles"`
+	Users        []fileUser       `yaml:"users"`
+	Rules        []fileGlobalRule `yaml:"rules"`
 }
 
 type fileJWT struct {
@@ -121,6 +122,16 @@ type fileRule struct {
 	Action     string `yaml:"action"`
 	Permission string `yaml:"permission"`
 	Topic      string `yaml:"topic"`
+	MaxQoS     *byte  `yaml:"max_qos"`
+	Retain     *bool  `yaml:"retain"`
+	Priority   int    `yaml:"priority"`
+}
+
+// fileGlobalRule is a rule with a subject: all, anonymous, user:NAME,
+// group:NAME, role:NAME, client:PATTERN or cert:PATTERN.
+type fileGlobalRule struct {
+	Subject  string `yaml:"subject"`
+	fileRule `yaml:",inline"`
 }
 
 // fileUser is a user defined in the configuration file. Only a password hash
@@ -322,7 +333,8 @@ type fileFeatures struct {
 }
 
 func (r fileRule) rule() auth.Rule {
-	return auth.Rule{Action: auth.Action(r.Action), Permission: auth.Permission(r.Permission), Topic: r.Topic}
+	return auth.Rule{Action: auth.Action(r.Action), Permission: auth.Permission(r.Permission), Topic: r.Topic,
+		MaxQoS: r.MaxQoS, Retain: r.Retain, Priority: r.Priority}
 }
 
 func rulesOf(in []fileRule) []auth.Rule {
@@ -348,6 +360,19 @@ func (a fileAuth) seed() (node.AuthSeed, error) {
 			return seed, fmt.Errorf("auth.roles[%d]: %w", i, err)
 		}
 		seed.Roles = append(seed.Roles, role)
+	}
+	if a.Rules != nil {
+		seed.Rules = []auth.GlobalRule{}
+	}
+	for i, r := range a.Rules {
+		subj, err := auth.ParseSubject(r.Subject)
+		if err != nil {
+			return seed, fmt.Errorf("auth.rules[%d].subject: %w", i, err)
+		}
+		seed.Rules = append(seed.Rules, auth.GlobalRule{Subject: subj, Rule: r.rule()})
+	}
+	if err := auth.ValidateGlobalRules(seed.Rules); err != nil {
+		return seed, fmt.Errorf("auth.rules: %w", err)
 	}
 	for i, u := range a.Users {
 		user := auth.User{Name: u.Name, Groups: u.Groups, Roles: u.Roles, Rules: rulesOf(u.Rules)}

@@ -170,3 +170,31 @@ func TestLoadFile_InvalidRuleNamed(t *testing.T) {
 		t.Fatalf("err = %v, want one naming auth.roles[0]", err)
 	}
 }
+
+func TestLoadFile_GlobalRules(t *testing.T) {
+	path := writeConfig(t, `
+auth:
+  rules:
+    - {subject: "client:sensor-*", action: publish, permission: allow, topic: "sensors/%c/#", max_qos: 1, priority: 10}
+    - {subject: anonymous, action: all, permission: deny, topic: "#"}
+`)
+	fc, err := loadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := buildConfig(fc, settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := cfg.Auth.Seed.Rules
+	if len(rules) != 2 || rules[0].Priority != 10 || *rules[0].MaxQoS != 1 || rules[1].Subject.String() != "anonymous" {
+		t.Fatalf("rules %+v", rules)
+	}
+	bad := writeConfig(t, "auth:\n  rules:\n    - {subject: \"team:x\", action: all, permission: deny, topic: \"#\"}\n")
+	if fc, err = loadFile(bad); err == nil {
+		_, _, err = buildConfig(fc, settings{})
+	}
+	if err == nil || !strings.Contains(err.Error(), "auth.rules[0].subject") {
+		t.Fatalf("err = %v, want one naming auth.rules[0].subject", err)
+	}
+}
