@@ -32,6 +32,9 @@ VOLUME ["/data"]
 # tls:// listener. 8080: /metrics, /healthz and /readyz.
 EXPOSE 1883 8883 8080
 
+# The image has no shell or curl, so the binary checks its own /readyz.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 CMD ["/starling", "health", "--http", "127.0.0.1:8080"]
+
 ENTRYPOINT ["/starling"]
 # A listener on 0.0.0.0 rejects clients without credentials, so add users
 # (docs/deployment.md) or run `serve --config FILE` with a configuration

@@ -25,6 +25,7 @@ Usage:
   starling bench [flags]    generate MQTT load against a broker (starling bench -h)
   starling certs init DIR   write a development CA, server, peer and client certificates
   starling user ...         add, remove, list users and change passwords (starling user -h)
+  starling health [--live]  exit 0 when the node's /readyz (or /healthz) answers 200
   starling ctl ...          inspect and operate a running node: clients, retained, groups, roles (starling ctl -h)
   starling version          print the version
 `
@@ -43,6 +44,8 @@ func main() {
 		os.Exit(runCerts(os.Args[2:]))
 	case "user":
 		os.Exit(runUser(os.Args[2:]))
+	case "health":
+		os.Exit(runHealth(os.Args[2:]))
 	case "ctl":
 		os.Exit(runCtl(os.Args[2:]))
 	case "version", "--version", "-v":
