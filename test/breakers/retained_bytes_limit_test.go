@@ -12,9 +12,9 @@ import (
 // TestRetainedBytes_ReplacementBypassesLimit fills the retained store with
 // small messages and then replaces each with a large one. The limit
 // max_retained_bytes is checked only for new topics, so replacements are
-// stored without bound: with the default limits (100,000 topics, 1 MiB
-// packets) one client can hold about 100 GB of retained messages in memory
-// and on disk against a 256 MiB limit.
+// stored without bound. With the default limits (100,000 topics, 1 MiB
+// packets) that is an estimated 100 GiB against a 256 MiB limit, held in
+// memory as well as on disk.
 func TestRetainedBytes_ReplacementBypassesLimit(t *testing.T) {
 	const topics = 40
 	const limit = 100_000
