@@ -256,6 +256,14 @@ func (b *broker) httpGet(path string) (int, string, error) {
 	return resp.StatusCode, string(body), err
 }
 
+// runStarling runs the starling binary with args and returns its combined output.
+func runStarling(args ...string) ([]byte, error) {
+	if buildErr != nil {
+		return nil, buildErr
+	}
+	return exec.Command(starlingBin, args...).CombinedOutput()
+}
+
 // writeFile writes content to name inside dir and returns the path.
 func writeFile(t *testing.T, dir, name, content string) string {
 	t.Helper()
