@@ -10,9 +10,10 @@ import (
 
 // TestDocs_StaleNotWiredNotes starts `starling serve` with a tls listener,
 // listener options and auth.jwt from the configuration file, which all work,
-// while docs/listeners.md, docs/tls.md and docs/jwt.md still open with a NOTE
-// that serve does not pass these options yet. A new user who reads the NOTE
-// concludes that TLS and JWT cannot be used from the binary.
+// while docs/listeners.md and docs/jwt.md still open with a NOTE that serve
+// does not pass these options yet (docs/tls.md had the same NOTE and is
+// checked too). A reader of the NOTE concludes that the binary cannot use
+// listener options or JWT.
 func TestDocs_StaleNotWiredNotes(t *testing.T) {
 	certs := t.TempDir()
 	if out, err := runStarling("certs", "init", certs); err != nil {
