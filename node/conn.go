@@ -41,9 +41,11 @@ type conn struct {
 	maxOutPacket      uint32 // the client's Maximum Packet Size; 0: no limit
 	problemInfo       bool   // the client's Request Problem Information
 	sess              atomic.Pointer[session]
-	identity          auth.Identity // who the client authenticated as
-	access            *access       // what it may do; set at CONNECT
-	authFinal         []byte        // SCRAM server-final-message for the CONNACK
+	identity          auth.Identity     // who the client authenticated as
+	access            *access           // what it may do; set at CONNECT
+	authFinal         []byte            // SCRAM server-final-message for the CONNACK
+	authMethod        string            // enhanced authentication method of CONNECT; "" for none
+	reauth            *auth.ScramServer // a re-authentication in progress; owned by the reader
 
 	// Owned by the reader goroutine.
 	will             *packet.Will
@@ -307,9 +309,7 @@ func (c *conn) handle(p packet.Packet) error {
 		// [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
 		return packet.Errorf(packet.ReasonProtocolError, "second CONNECT on one connection")
 	case *packet.Auth:
-		// NOTE: re-authentication (AUTH 0x19 after CONNACK) is not supported;
-		// without a method in CONNECT any AUTH is a protocol error [MQTT-4.12.0-7].
-		return packet.Errorf(packet.ReasonProtocolError, "AUTH after CONNACK is not supported")
+		return c.handleAuth(p)
 	default:
 		// CONNACK, SUBACK, UNSUBACK and PINGRESP travel only from server to client.
 		return packet.Errorf(packet.ReasonProtocolError, "packet type %d is sent only by servers", p.Type())

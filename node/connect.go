@@ -78,6 +78,7 @@ func (c *conn) handshake() bool {
 	}
 	c.access = acc
 	c.authFinal = authFinal
+	c.authMethod = cp.Properties.AuthMethod
 	if cp.Will != nil && !acc.mayPublishWill(cp.Will) {
 		// A will is a publish on the client's behalf: refused at CONNECT when
 		// the rules forbid its topic.

@@ -1,0 +1,69 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/starling-mqtt/starling/node/auth"
+	"github.com/starling-mqtt/starling/node/packet"
+)
+
+// handleAuth runs MQTT 5.0 re-authentication (section 4.12.1): a client that
+// connected with SCRAM-SHA-256 sends AUTH 0x19 with a new client-first-message,
+// the exchange continues with AUTH 0x18, and the node ends it with AUTH 0x00
+// and the server-final-message. Other packets keep flowing meanwhile. A
+// successful exchange replaces the connection's identity and rules; a failed
+// one closes the connection [MQTT-4.12.1-2].
+func (c *conn) handleAuth(p *packet.Auth) error {
+	switch {
+	case c.authMethod == "":
+		// [MQTT-4.12.0-7] No method in CONNECT: AUTH is a protocol error.
+		return packet.Errorf(packet.ReasonProtocolError, "AUTH on a connection that did not use enhanced authentication")
+	case p.Properties.AuthMethod != c.authMethod:
+		// [MQTT-4.12.1-1] The method cannot change.
+		return packet.Errorf(packet.ReasonProtocolError, "AUTH with method %q on a connection authenticated with %q", p.Properties.AuthMethod, c.authMethod)
+	}
+
+	switch p.ReasonCode {
+	case packet.ReasonReAuthenticate:
+		c.reauth = auth.NewScramServer(c.srv.sec.store, c.srv.sec.scramSecret)
+	case packet.ReasonContinueAuthentication:
+		if c.reauth == nil {
+			return packet.Errorf(packet.ReasonProtocolError, "AUTH 0x18 without a re-authentication in progress")
+		}
+	default:
+		return packet.Errorf(packet.ReasonProtocolError, "AUTH with reason 0x%02X from a client", byte(p.ReasonCode))
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
+	reply, done, err := c.reauth.Step(ctx, p.Properties.AuthData)
+	cancel()
+	if err != nil {
+		c.reauth = nil
+		c.srv.stats.authFailures[authFailureReason(err)].Add(1)
+		c.srv.sec.throttle.fail(hostOf(c.remote), c.identity.Username)
+		return packet.Errorf(packet.ReasonNotAuthorized, "re-authentication failed: %v", err)
+	}
+	if !done {
+		c.send(&packet.Auth{ReasonCode: packet.ReasonContinueAuthentication,
+			Properties: packet.Properties{AuthMethod: c.authMethod, AuthData: reply}})
+		return nil
+	}
+
+	user, ok := c.reauth.User()
+	c.reauth = nil
+	if !ok {
+		return packet.Errorf(packet.ReasonNotAuthorized, "re-authentication failed")
+	}
+	if user.Name != c.identity.Username {
+		// A connection keeps its user: a session cannot change hands this way.
+		return packet.Errorf(packet.ReasonNotAuthorized, "re-authentication as %q on a connection of %q", user.Name, c.identity.Username)
+	}
+	id := auth.IdentityOfUser(user, auth.MethodScram)
+	acc := &access{sec: c.srv.sec, policy: c.srv.sec.authorizer.Policy(id, c.clientID), loopback: c.ls.loopback}
+	c.identity, c.access = id, acc
+	c.nc.SetReadDeadline(time.Time{})
+	c.send(&packet.Auth{ReasonCode: packet.ReasonSuccess, Properties: packet.Properties{AuthMethod: c.authMethod, AuthData: reply}})
+	c.srv.log.Debug("client re-authenticated", keyClientID, c.clientID, "username", user.Name)
+	return nil
+}
