@@ -48,9 +48,24 @@ func loadScramSecret(st *storage.Store) ([]byte, error) {
 func (c *conn) enhancedAuth(ctx context.Context, cp *packet.Connect) (*access, []byte, error) {
 	srv := c.srv
 	host := hostOf(c.remote)
-	if _, banned := srv.sec.throttle.check(host, ""); banned {
+	wait, banned := srv.sec.throttle.check(host, "")
+	if banned {
 		srv.stats.authFailures[authFailBanned].Add(1)
 		return nil, nil, fmt.Errorf("%w: too many failed logins from %s", auth.ErrNotAuthorized, host)
+	}
+	// Every exit settles the attempt: as a failure, a success, or abandoned.
+	settled := false
+	defer func() {
+		if !settled {
+			srv.sec.throttle.abandon(host, "")
+		}
+	}()
+	if wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
 	}
 
 	scram := auth.NewScramServer(srv.sec.store, srv.sec.scramSecret)
@@ -82,12 +97,14 @@ func (c *conn) enhancedAuth(ctx context.Context, cp *packet.Connect) (*access, [
 		}
 		var perr *packet.Error
 		if !errors.As(err, &perr) {
-			srv.sec.throttle.fail(host, user.Name)
+			settled = true
+			srv.sec.throttle.fail(host, "")
 			srv.stats.authFailures[authFailureReason(err)].Add(1)
 		}
 		return nil, nil, err
 	}
-	srv.sec.throttle.succeed(host, user.Name)
+	settled = true
+	srv.sec.throttle.succeed(host, "")
 	id := auth.IdentityOfUser(user, auth.MethodScram)
 	c.identity = id
 	return &access{sec: srv.sec, policy: srv.sec.authorizer.Policy(id, cp.ClientID), loopback: c.ls.loopback}, reply, nil

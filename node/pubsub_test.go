@@ -350,3 +350,18 @@ func TestQueue_OverflowDropsOldest(t *testing.T) {
 		t.Errorf("dropped = %d, want 2", n)
 	}
 }
+
+func TestRetained_ReplacementChargedForGrowth(t *testing.T) {
+	srv := testServer(t, "", func(c *Config) { c.Limits.MaxRetainedBytes = 10_000 })
+	pub := dialRaw(t, srv, packet.Version5)
+	pub.connect(&packet.Connect{ClientID: "grow", CleanStart: true})
+	pub.publish(1, 1, "grow/t", "small", true)
+	// Replacing the small message with a large one would pass the limit.
+	pub.send(&packet.Publish{QoS: 1, PacketID: 2, Topic: "grow/t", Retain: true, Payload: make([]byte, 20_000)})
+	if ack, ok := pub.read().(*packet.Puback); !ok || ack.ReasonCode != packet.ReasonQuotaExceeded {
+		t.Fatalf("oversized replacement: %+v, want PUBACK 0x97", ack)
+	}
+	if b := srv.Stats().RetainedBytes; b > 10_000 {
+		t.Fatalf("retained bytes %d above the 10,000 limit", b)
+	}
+}

@@ -24,8 +24,15 @@ func (s *Server) stageRetained(msg *message, b *storage.Batch, updates *[]retain
 		return packet.ReasonSuccess
 	}
 	lim := &s.cfg.Limits
-	_, exists := s.retained.Get(msg.topic)
-	if !exists && (s.stats.retainedCount.Load() >= int64(lim.MaxRetainedMessages) || s.stats.retainedBytes.Load()+msg.size() > lim.MaxRetainedBytes) {
+	old, exists := s.retained.Get(msg.topic)
+	growth := msg.size()
+	if exists {
+		growth -= old.size()
+	}
+	// A replacement is charged for its growth, so replacing a small message
+	// with a large one cannot pass the byte limit.
+	if (!exists && s.stats.retainedCount.Load() >= int64(lim.MaxRetainedMessages)) ||
+		(growth > 0 && s.stats.retainedBytes.Load()+growth > lim.MaxRetainedBytes) {
 		s.stats.retainedRejected.Add(1)
 		s.clientWarn.log(s.log, "retained store is full; message not retained", keyTopic, msg.topic,
 			"max_messages", lim.MaxRetainedMessages, "max_bytes", lim.MaxRetainedBytes)

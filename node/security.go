@@ -4,14 +4,17 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/starling-mqtt/starling/node/auth"
 	"github.com/starling-mqtt/starling/node/packet"
+	"github.com/starling-mqtt/starling/storage"
 )
 
 // AuthConfig configures authentication and authorization.
@@ -61,22 +64,60 @@ func (s *Server) ApplyAuthSeed(ctx context.Context, seed AuthSeed) error {
 	return s.ReloadAuth(ctx)
 }
 
-// applySeed writes the configured records to the store.
+// seedManifest names the records the configuration file wrote, so that a
+// record removed from the file is removed from the store too.
+type seedManifest struct {
+	Users  []string `json:"users,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+	Roles  []string `json:"roles,omitempty"`
+}
+
+// seedManifestKey names the manifest in RecordMeta.
+const seedManifestKey = "config-seed"
+
+// applySeed writes the configured records to the store and deletes the
+// records that an earlier configuration wrote and this one no longer names.
+// Records created through the admin API or `starling user` are never deleted
+// here.
 func (s *Server) applySeed(ctx context.Context, seed AuthSeed) error {
 	st := s.sec.store
+	prev, err := s.loadSeedManifest()
+	if err != nil {
+		return err
+	}
+	next := seedManifest{}
 	for _, g := range seed.Groups {
 		if err := st.PutGroup(ctx, g); err != nil {
 			return fmt.Errorf("auth.groups: %w", err)
 		}
+		next.Groups = append(next.Groups, g.Name)
 	}
 	for _, r := range seed.Roles {
 		if err := st.PutRole(ctx, r); err != nil {
 			return fmt.Errorf("auth.roles: %w", err)
 		}
+		next.Roles = append(next.Roles, r.Name)
 	}
 	for _, u := range seed.Users {
 		if _, err := st.PutUser(ctx, u); err != nil {
 			return fmt.Errorf("auth.users: %w", err)
+		}
+		next.Users = append(next.Users, u.Name)
+	}
+	for _, name := range missing(prev.Users, next.Users) {
+		if err := st.DeleteUser(ctx, name); err != nil {
+			return fmt.Errorf("remove user %q that the configuration no longer names: %w", name, err)
+		}
+		s.log.Info("user removed: no longer in the configuration", "username", name)
+	}
+	for _, name := range missing(prev.Groups, next.Groups) {
+		if err := st.DeleteGroup(ctx, name); err != nil {
+			return fmt.Errorf("remove group %q that the configuration no longer names: %w", name, err)
+		}
+	}
+	for _, name := range missing(prev.Roles, next.Roles) {
+		if err := st.DeleteRole(ctx, name); err != nil {
+			return fmt.Errorf("remove role %q that the configuration no longer names: %w", name, err)
 		}
 	}
 	if seed.Rules != nil {
@@ -87,6 +128,46 @@ func (s *Server) applySeed(ctx context.Context, seed AuthSeed) error {
 		if err := rs.PutRules(ctx, seed.Rules); err != nil {
 			return fmt.Errorf("auth.rules: %w", err)
 		}
+	}
+	return s.saveSeedManifest(next)
+}
+
+// missing returns the names of prev that next lacks.
+func missing(prev, next []string) []string {
+	var out []string
+	for _, name := range prev {
+		if !slices.Contains(next, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func (s *Server) loadSeedManifest() (seedManifest, error) {
+	var m seedManifest
+	raw, err := s.store.Record(storage.RecordMeta, seedManifestKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return m, nil
+	}
+	if err != nil {
+		return m, fmt.Errorf("read the configuration's record list: %w", err)
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return m, fmt.Errorf("decode the configuration's record list: %w", err)
+	}
+	return m, nil
+}
+
+func (s *Server) saveSeedManifest(m seedManifest) error {
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	b := s.store.NewBatch()
+	defer b.Close()
+	b.PutRecord(storage.RecordMeta, seedManifestKey, raw)
+	if err := b.Commit(); err != nil {
+		return fmt.Errorf("store the configuration's record list: %w", err)
 	}
 	return nil
 }
@@ -276,6 +357,7 @@ func (c *conn) authenticate(ctx context.Context, cp *packet.Connect, certs []*x5
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
+			srv.sec.throttle.abandon(host, cp.Username)
 			return nil, ctx.Err()
 		}
 	}
@@ -287,6 +369,8 @@ func (c *conn) authenticate(ctx context.Context, cp *packet.Connect, certs []*x5
 	if err != nil {
 		if errors.Is(err, auth.ErrBadCredentials) || errors.Is(err, auth.ErrNotAuthorized) {
 			srv.sec.throttle.fail(host, cp.Username)
+		} else {
+			srv.sec.throttle.abandon(host, cp.Username)
 		}
 		srv.stats.authFailures[authFailureReason(err)].Add(1)
 		return nil, err

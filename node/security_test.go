@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -211,5 +212,34 @@ func TestAuth_GlobalRulesWithSubjectsAndQoS(t *testing.T) {
 	c.send(&packet.Publish{QoS: 2, PacketID: 2, Topic: "telemetry/dev-1", Payload: []byte("x")})
 	if rec, ok := c.read().(*packet.Pubrec); !ok || rec.ReasonCode != packet.ReasonNotAuthorized {
 		t.Fatalf("QoS 2 above max_qos: %+v, want PUBREC 0x87", rec)
+	}
+}
+
+func TestAuth_ConfigRemovalDeletesSeededRecords(t *testing.T) {
+	dir := t.TempDir()
+	u := auth.User{Name: "cfg-user"}
+	if err := u.SetPassword([]byte("pw"), fastParams(), 0); err != nil {
+		t.Fatal(err)
+	}
+	seedWith := func(users []auth.User, groups []auth.Group) func(*Config) {
+		return func(c *Config) { c.Auth.Seed = AuthSeed{Users: users, Groups: groups} }
+	}
+	srv := testServer(t, dir, seedWith([]auth.User{u}, []auth.Group{{Name: "cfg-group"}}))
+	ctx := context.Background()
+	// A user added outside the file must survive the file's changes.
+	if _, err := srv.AuthStore().PutUser(ctx, auth.User{Name: "cli-user"}); err != nil {
+		t.Fatal(err)
+	}
+	stopServer(t, srv)
+
+	srv = testServer(t, dir, seedWith(nil, nil))
+	if _, err := srv.AuthStore().User(ctx, "cfg-user"); !errors.Is(err, auth.ErrNotFound) {
+		t.Fatalf("user removed from the file: err %v, want ErrNotFound", err)
+	}
+	if _, err := srv.AuthStore().Group(ctx, "cfg-group"); !errors.Is(err, auth.ErrNotFound) {
+		t.Fatalf("group removed from the file: err %v, want ErrNotFound", err)
+	}
+	if _, err := srv.AuthStore().User(ctx, "cli-user"); err != nil {
+		t.Fatalf("user added through the API was removed: %v", err)
 	}
 }

@@ -50,8 +50,9 @@ type throttle struct {
 }
 
 type failures struct {
-	count int
-	last  time.Time
+	count   int
+	pending int // attempts checked and not yet decided; counted as failures
+	last    time.Time
 }
 
 func newThrottle(cfg ThrottleConfig) *throttle {
@@ -68,14 +69,28 @@ func (t *throttle) check(host, username string) (time.Duration, bool) {
 	defer t.mu.Unlock()
 	now := t.now()
 	worst := 0
-	var last time.Time
+	last := now
 	for _, key := range []string{host, pairKey(host, username)} {
-		if f := t.entries[key]; f != nil && now.Sub(f.last) < t.cfg.BanFor && f.count > worst {
-			worst, last = f.count, f.last
+		f := t.entries[key]
+		if f == nil || now.Sub(f.last) >= t.cfg.BanFor {
+			continue
+		}
+		// Attempts still being checked count as failures, so a burst of
+		// parallel logins cannot all pass before the first failure lands.
+		if n := f.count + f.pending; n > worst {
+			worst, last = n, f.last
 		}
 	}
 	if worst >= t.cfg.BanAfter {
 		return t.cfg.BanFor - now.Sub(last), true
+	}
+	for _, key := range []string{host, pairKey(host, username)} {
+		f := t.entries[key]
+		if f == nil || now.Sub(f.last) >= t.cfg.BanFor {
+			f = &failures{last: now}
+			t.entries[key] = f
+		}
+		f.pending++
 	}
 	if worst < t.cfg.FreeFailures {
 		return 0, false
@@ -99,6 +114,7 @@ func (t *throttle) fail(host, username string) {
 			t.entries[key] = f
 		}
 		f.count++
+		f.pending = max(f.pending-1, 0)
 		f.last = now
 	}
 }
@@ -109,6 +125,21 @@ func (t *throttle) succeed(host, username string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.entries, pairKey(host, username))
+	if f := t.entries[host]; f != nil {
+		f.pending = max(f.pending-1, 0)
+	}
+}
+
+// abandon settles a checked attempt that ended without a decision (an
+// authenticator error, a timeout), so it stops counting as pending.
+func (t *throttle) abandon(host, username string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, key := range []string{host, pairKey(host, username)} {
+		if f := t.entries[key]; f != nil {
+			f.pending = max(f.pending-1, 0)
+		}
+	}
 }
 
 // pruneLocked drops expired entries, then older ones, until at most target

@@ -51,3 +51,17 @@ func TestThrottle_BoundedEntries(t *testing.T) {
 		t.Fatalf("throttle holds %d entries, limit 100", n)
 	}
 }
+
+func TestThrottle_ParallelAttemptsCountAsPending(t *testing.T) {
+	th := newThrottle(ThrottleConfig{FreeFailures: 100, BanAfter: 5, BanFor: time.Minute})
+	allowed := 0
+	for i := 0; i < 60; i++ {
+		// Sixty attempts checked before any of them is decided.
+		if _, banned := th.check("10.0.0.1", "dev-1"); !banned {
+			allowed++
+		}
+	}
+	if allowed != 5 {
+		t.Fatalf("%d of 60 parallel attempts were checked, want 5", allowed)
+	}
+}
