@@ -95,11 +95,14 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		c.pending.batch = srv.store.NewBatch()
 	}
 	if msg.retain {
-		if code := srv.stageRetained(msg, c.pending.batch, &c.pending.retained); code != packet.ReasonSuccess {
-			if p.QoS > 0 {
-				return c.refusePublish(p, code, "retained store is full")
-			}
+		code := srv.stageRetained(msg, c.pending.batch, &c.pending.retained)
+		if code != packet.ReasonSuccess && p.QoS > 0 && c.version == packet.Version5 {
+			return c.refusePublish(p, code, "retained store is full")
 		}
+		// 3.1.1 has no code for "not retained": closing the connection would
+		// make a device that publishes its state as retained reconnect in a
+		// loop, so the message is delivered live and acknowledged, and
+		// stageRetained has logged that it was not retained.
 	}
 	c.pending.targets = srv.route(msg, c.pending.batch, c.pending.targets)
 

@@ -220,7 +220,7 @@ func (s *Server) initSecurity() error {
 	if cfg.JWT != nil {
 		jcfg := *cfg.JWT
 		if jcfg.Logger == nil {
-			jcfg.Logger = s.cfg.Logger.With("component", "jwt")
+			jcfg.Logger = s.cfg.Logger // the authenticator adds component=jwt
 		}
 		if s.sec.jwt, err = auth.NewJWTAuthenticator(jcfg); err != nil {
 			verifier.Close()
@@ -430,6 +430,9 @@ type listenerState struct {
 // warnIfNoUsers logs how to add a user when a listener that refuses anonymous
 // clients starts with no users, since every client would then be refused.
 func (s *Server) warnIfNoUsers(listener string) {
+	if s.sec.jwt != nil {
+		return // clients can log in with tokens
+	}
 	users, err := s.sec.store.Users(context.Background())
 	if err != nil || len(users) > 0 {
 		return

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/starling-mqtt/starling/node/packet"
@@ -63,6 +64,9 @@ func New(cfg Config) (*Server, error) {
 		MaxDiskBytes: cfg.Limits.MaxDiskBytes,
 		Logger:       cfg.Logger,
 	})
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
+		return nil, fmt.Errorf("node: data directory %s is in use by another process (is a node already running on it?): %w", cfg.DataDir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("node: open store: %w", err)
 	}
@@ -109,7 +113,8 @@ func New(cfg Config) (*Server, error) {
 // fails to bind, the ones already bound are closed and the error returned.
 func (s *Server) Start() error {
 	for _, lc := range s.cfg.Listeners {
-		tc, err := lc.transportConfig(s.cfg.Logger.With("component", "transport"), s.cfg.Limits.MaxPacketSize)
+		// transport and tlsutil name their own components in the logs.
+		tc, err := lc.transportConfig(s.cfg.Logger, s.cfg.Limits.MaxPacketSize)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("node: listener %s: %w", lc.Name, err)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -90,6 +91,10 @@ func runUser(args []string) int {
 
 	switch cmd {
 	case "add":
+		if _, gerr := backend.get(ctx, name); gerr == nil {
+			err = fmt.Errorf("user %q exists: change its password with `starling user passwd %s`, or remove it first", name, name)
+			break
+		}
 		req := userRequest{Groups: groups, Roles: roles, ImportHash: *importHash}
 		if *importHash == "" {
 			if req.Password, err = readPassword(*pwStdin, true); err != nil {
@@ -311,12 +316,12 @@ func (r *remoteUsers) get(ctx context.Context, name string) (userInfo, error) {
 
 func (r *remoteUsers) put(ctx context.Context, name string, req userRequest) (userInfo, error) {
 	var out userInfo
-	err := r.do(ctx, http.MethodPut, r.base+"/"+name, req, &out)
+	err := r.do(ctx, http.MethodPut, r.base+"/"+url.PathEscape(name), req, &out)
 	return out, err
 }
 
 func (r *remoteUsers) remove(ctx context.Context, name string) error {
-	return r.do(ctx, http.MethodDelete, r.base+"/"+name, nil, nil)
+	return r.do(ctx, http.MethodDelete, r.base+"/"+url.PathEscape(name), nil, nil)
 }
 
 func (r *remoteUsers) close() {}

@@ -100,3 +100,25 @@ func TestLocalUsers_EditStoppedDataDir(t *testing.T) {
 		t.Fatalf("alice after reopen: %+v, %v", u, err)
 	}
 }
+
+func TestUserAdmin_NamesWithSlashesAndSpaces(t *testing.T) {
+	store := &auth.MemStore{}
+	admin := &userAdmin{store: store, reload: func(context.Context) error { return nil }, params: cheapParams()}
+	mux := http.NewServeMux()
+	admin.register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	users := &remoteUsers{base: srv.URL + "/api/v1/users", client: srv.Client()}
+	ctx := context.Background()
+	for _, name := range []string{"site/a", "a b%", "#"} {
+		if _, err := users.put(ctx, name, userRequest{Password: "pw"}); err != nil {
+			t.Fatalf("put %q: %v", name, err)
+		}
+		if _, err := store.User(ctx, name); err != nil {
+			t.Fatalf("user %q not stored under its name: %v", name, err)
+		}
+		if err := users.remove(ctx, name); err != nil {
+			t.Fatalf("remove %q: %v", name, err)
+		}
+	}
+}
