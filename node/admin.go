@@ -98,7 +98,7 @@ func (ss *session) infoLocked() ClientInfo {
 	}
 	if c := ss.mu.conn; c != nil {
 		info.Connected = true
-		info.Username = c.identity.Username
+		info.Username = c.username()
 		info.Remote = c.remote
 		info.Listener = c.ls.name
 		info.DisconnectedAt = time.Time{}

@@ -188,7 +188,7 @@ func (s *Server) kickBanned() {
 		if c == nil {
 			continue
 		}
-		if _, banned := s.bans.match(c.clientID, c.identity.Username, hostOf(c.remote), now); banned {
+		if _, banned := s.bans.match(c.clientID, c.username(), hostOf(c.remote), now); banned {
 			s.log.Info("banned client disconnected", keyClientID, c.clientID, keyRemote, c.remote)
 			c.kick(packet.ReasonAdministrativeAction)
 		}

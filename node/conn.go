@@ -41,11 +41,10 @@ type conn struct {
 	maxOutPacket      uint32 // the client's Maximum Packet Size; 0: no limit
 	problemInfo       bool   // the client's Request Problem Information
 	sess              atomic.Pointer[session]
-	identity          auth.Identity     // who the client authenticated as
-	access            *access           // what it may do; set at CONNECT
-	authFinal         []byte            // SCRAM server-final-message for the CONNACK
-	authMethod        string            // enhanced authentication method of CONNECT; "" for none
-	reauth            *auth.ScramServer // a re-authentication in progress; owned by the reader
+	access            atomic.Pointer[access] // what it may do; replaced by re-authentication and reloads
+	authFinal         []byte                 // SCRAM server-final-message for the CONNACK
+	authMethod        string                 // enhanced authentication method of CONNECT; "" for none
+	reauth            *auth.ScramServer      // a re-authentication in progress; owned by the reader
 
 	// Owned by the reader goroutine.
 	will             *packet.Will

@@ -76,7 +76,7 @@ func (c *conn) handshake() bool {
 		c.refuse(code, "authentication failed")
 		return false
 	}
-	c.access = acc
+	c.access.Store(acc)
 	c.authFinal = authFinal
 	c.authMethod = cp.Properties.AuthMethod
 	if cp.Will != nil && !acc.mayPublishWill(cp.Will) {

@@ -106,6 +106,5 @@ func (c *conn) enhancedAuth(ctx context.Context, cp *packet.Connect) (*access, [
 	settled = true
 	srv.sec.throttle.succeed(host, "")
 	id := auth.IdentityOfUser(user, auth.MethodScram)
-	c.identity = id
-	return &access{sec: srv.sec, policy: srv.sec.authorizer.Policy(id, cp.ClientID), loopback: c.ls.loopback}, reply, nil
+	return &access{sec: srv.sec, identity: id, policy: srv.sec.authorizer.Policy(id, cp.ClientID), loopback: c.ls.loopback}, reply, nil
 }

@@ -53,10 +53,10 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		return c.refusePublish(p, packet.ReasonNotAuthorized, "$SYS topics are reserved for the broker")
 	}
 
-	if !c.access.mayPublish(p.Topic, p.QoS, p.Retain) {
+	if !c.access.Load().mayPublish(p.Topic, p.QoS, p.Retain) {
 		srv.stats.denied[deniedPublish].Add(1)
 		srv.clientWarn.log(srv.log, "publish not authorized", keyClientID, c.clientID, keyRemote, c.remote,
-			"username", c.identity.Username, keyTopic, p.Topic)
+			"username", c.username(), keyTopic, p.Topic)
 		return c.refusePublish(p, packet.ReasonNotAuthorized, "not authorized to publish to this topic")
 	}
 

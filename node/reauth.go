@@ -41,7 +41,7 @@ func (c *conn) handleAuth(p *packet.Auth) error {
 	if err != nil {
 		c.reauth = nil
 		c.srv.stats.authFailures[authFailureReason(err)].Add(1)
-		c.srv.sec.throttle.fail(hostOf(c.remote), c.identity.Username)
+		c.srv.sec.throttle.fail(hostOf(c.remote), c.username())
 		return packet.Errorf(packet.ReasonNotAuthorized, "re-authentication failed: %v", err)
 	}
 	if !done {
@@ -55,13 +55,12 @@ func (c *conn) handleAuth(p *packet.Auth) error {
 	if !ok {
 		return packet.Errorf(packet.ReasonNotAuthorized, "re-authentication failed")
 	}
-	if user.Name != c.identity.Username {
+	if user.Name != c.username() {
 		// A connection keeps its user: a session cannot change hands this way.
-		return packet.Errorf(packet.ReasonNotAuthorized, "re-authentication as %q on a connection of %q", user.Name, c.identity.Username)
+		return packet.Errorf(packet.ReasonNotAuthorized, "re-authentication as %q on a connection of %q", user.Name, c.username())
 	}
 	id := auth.IdentityOfUser(user, auth.MethodScram)
-	acc := &access{sec: c.srv.sec, policy: c.srv.sec.authorizer.Policy(id, c.clientID), loopback: c.ls.loopback}
-	c.identity, c.access = id, acc
+	c.access.Store(&access{sec: c.srv.sec, identity: id, policy: c.srv.sec.authorizer.Policy(id, c.clientID), loopback: c.ls.loopback})
 	c.nc.SetReadDeadline(time.Time{})
 	c.send(&packet.Auth{ReasonCode: packet.ReasonSuccess, Properties: packet.Properties{AuthMethod: c.authMethod, AuthData: reply}})
 	c.srv.log.Debug("client re-authenticated", keyClientID, c.clientID, "username", user.Name)

@@ -261,7 +261,42 @@ func (s *Server) ReloadAuth(ctx context.Context) error {
 	// Tokens may carry their own rules, so a node that accepts them is
 	// never open.
 	s.sec.open.Store(open && s.sec.jwt == nil)
+	s.refreshAccess(ctx)
 	return nil
+}
+
+// refreshAccess rebuilds the rules of every connected client from the user
+// store, so that a change to a user's own rules, groups or roles applies at
+// once, and disconnects a client whose user was removed or disabled (MQTT
+// 5.0: DISCONNECT 0x98). Anonymous and token clients keep what they have:
+// their rights do not come from a user record.
+func (s *Server) refreshAccess(ctx context.Context) {
+	for _, ss := range s.reg.all() {
+		ss.mu.Lock()
+		c := ss.mu.conn
+		ss.mu.Unlock()
+		if c == nil {
+			continue
+		}
+		a := c.access.Load()
+		if a == nil || a.identity.Username == "" || a.identity.Method == auth.MethodAnonymous || a.identity.Method == auth.MethodJWT {
+			continue
+		}
+		u, err := s.sec.store.User(ctx, a.identity.Username)
+		switch {
+		case errors.Is(err, auth.ErrNotFound) && a.identity.Method == auth.MethodCertificate:
+			continue // a certificate identity needs no user record
+		case errors.Is(err, auth.ErrNotFound) || (err == nil && u.Disabled):
+			s.log.Info("client disconnected: its user was removed or disabled", keyClientID, c.clientID, "username", a.identity.Username)
+			c.kick(packet.ReasonAdministrativeAction)
+			continue
+		case err != nil:
+			s.log.Error("refresh the rules of a connected client failed; it keeps its old ones", keyClientID, c.clientID, keyErr, err)
+			continue
+		}
+		id := auth.IdentityOfUser(u, a.identity.Method)
+		c.access.Store(&access{sec: s.sec, identity: id, policy: s.sec.authorizer.Policy(id, c.clientID), loopback: a.loopback})
+	}
 }
 
 // noRulesConfigured reports whether no user or role carries a rule. Group and
@@ -319,8 +354,18 @@ func (s *Server) chainFor(lc *ListenerConfig, anon bool) auth.Chain {
 // rule applies (a loopback-only listener while no rules exist).
 type access struct {
 	sec      *security
+	identity auth.Identity // who the client authenticated as
 	policy   *auth.Policy
 	loopback bool
+}
+
+// username returns the user name of the connection, "" when anonymous or
+// before authentication.
+func (c *conn) username() string {
+	if a := c.access.Load(); a != nil {
+		return a.identity.Username
+	}
+	return ""
 }
 
 func (a *access) open() bool { return a.loopback && a.sec.open.Load() }
@@ -376,8 +421,7 @@ func (c *conn) authenticate(ctx context.Context, cp *packet.Connect, certs []*x5
 		return nil, err
 	}
 	srv.sec.throttle.succeed(host, cp.Username)
-	c.identity = id
-	return &access{sec: srv.sec, policy: srv.sec.authorizer.Policy(id, cp.ClientID), loopback: c.ls.loopback}, nil
+	return &access{sec: srv.sec, identity: id, policy: srv.sec.authorizer.Policy(id, cp.ClientID), loopback: c.ls.loopback}, nil
 }
 
 // Reasons of authentication failures, for metrics.

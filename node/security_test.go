@@ -243,3 +243,42 @@ func TestAuth_ConfigRemovalDeletesSeededRecords(t *testing.T) {
 		t.Fatalf("user added through the API was removed: %v", err)
 	}
 }
+
+func TestAuth_UserChangesApplyToConnectedClients(t *testing.T) {
+	srv := securedServer(t, nil)
+	c, _ := connectDev(t, srv, "dev-1", nil)
+	ctx := context.Background()
+	st := srv.AuthStore()
+
+	// Give dev-1 its own rule for a new topic: it applies without reconnecting.
+	u, err := st.User(ctx, "dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Rules = []auth.Rule{{Action: auth.ActionPublish, Permission: auth.Allow, Topic: "extra/%c"}}
+	if _, err := st.PutUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.ReloadAuth(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.send(&packet.Publish{QoS: 1, PacketID: 1, Topic: "extra/dev-1", Payload: []byte("x")})
+	if ack, ok := c.read().(*packet.Puback); !ok || ack.ReasonCode != packet.ReasonSuccess {
+		t.Fatalf("publish under the new rule: %+v, want PUBACK 0", ack)
+	}
+
+	// Removing the user disconnects its client.
+	if err := st.DeleteUser(ctx, "dev-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.ReloadAuth(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := c.expectClosed()
+	if len(got) != 1 {
+		t.Fatalf("got %d packets, want DISCONNECT", len(got))
+	}
+	if d, ok := got[0].(*packet.Disconnect); !ok || d.ReasonCode != packet.ReasonAdministrativeAction {
+		t.Fatalf("got %+v, want DISCONNECT 0x98", got[0])
+	}
+}

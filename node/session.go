@@ -240,7 +240,7 @@ func (s *session) pumpLocked() {
 			s.releaseLocked(d)
 			continue
 		}
-		if !c.access.mayRead(d.msg.topic, d.qos) {
+		if !c.access.Load().mayRead(d.msg.topic, d.qos) {
 			// A wide subscription never delivers a topic the rules do not
 			// grant, retained and queued messages included.
 			q.pop()

@@ -86,10 +86,10 @@ func (ss *session) subscribeLocked(c *conn, req packet.Subscription, subID uint3
 	if feat.DisableWildcardSubscriptions && strings.ContainsAny(topic, "+#") {
 		return packet.ReasonWildcardSubsNotSupported, false, nil
 	}
-	if !c.access.maySubscribe(req.Filter, min(req.QoS, 2)) {
+	if !c.access.Load().maySubscribe(req.Filter, min(req.QoS, 2)) {
 		srv.stats.denied[deniedSubscribe].Add(1)
 		srv.clientWarn.log(srv.log, "subscribe not authorized", keyClientID, c.clientID, keyRemote, c.remote,
-			"username", c.identity.Username, "filter", req.Filter)
+			"username", c.username(), "filter", req.Filter)
 		return packet.ReasonNotAuthorized, false, nil
 	}
 	if shared && req.NoLocal {

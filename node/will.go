@@ -29,7 +29,7 @@ func (c *conn) pendingWill() *willMsg {
 	if c.will == nil {
 		return nil
 	}
-	return &willMsg{Will: c.will, username: c.identity.Username, acc: c.access}
+	return &willMsg{Will: c.will, username: c.username(), acc: c.access.Load()}
 }
 
 // willAccess returns the access a will is checked with. A will restored
