@@ -16,9 +16,9 @@ import (
 // `starling certs init`, one user in a group whose role grants
 // devices/%u/# and the subscription to cmd/%u.
 type securedNode struct {
-	dir, tlsAddr, tcpAddr string
-	cmd                   *exec.Cmd
-	log                   *bytes.Buffer
+	dir, tlsAddr, tcpAddr, mtlsAddr string
+	cmd                             *exec.Cmd
+	log                             *bytes.Buffer
 }
 
 func startSecuredNode(t *testing.T) *securedNode {
@@ -35,9 +35,10 @@ func startSecuredNode(t *testing.T) *securedNode {
 		}
 		return string(out)
 	}
-	n := &securedNode{dir: dir, tlsAddr: freeLoopbackAddr(t), tcpAddr: freeLoopbackAddr(t), log: new(bytes.Buffer)}
+	n := &securedNode{dir: dir, tlsAddr: freeLoopbackAddr(t), tcpAddr: freeLoopbackAddr(t), mtlsAddr: freeLoopbackAddr(t), log: new(bytes.Buffer)}
 	tlsHost, _, _ := strings.Cut(n.tlsAddr, ":")
-	run("certs", "init", filepath.Join(dir, "certs"), "--hosts", tlsHost+",localhost", "--clients", "dev-1")
+	mtlsHost, _, _ := strings.Cut(n.mtlsAddr, ":")
+	run("certs", "init", filepath.Join(dir, "certs"), "--hosts", tlsHost+","+mtlsHost+",localhost", "--clients", "dev-1")
 	data := filepath.Join(dir, "data")
 	cmd := exec.Command(starlingBin, "user", "add", "dev-1", "--group", "fleet", "--data-dir", data, "--password-stdin")
 	cmd.Stdin = strings.NewReader("s3cret-pw\n")
@@ -55,6 +56,11 @@ listeners:
   - name: tcp
     url: tcp://%s
     allow_anonymous: false
+  - name: mtls
+    url: tls://%s
+    allow_anonymous: false
+    cert_require_client_id: true
+    tls: {cert_file: %s/server.pem, key_file: %s/server-key.pem, client_auth: required, client_ca_file: %s/ca.pem}
 auth:
   groups:
     - {name: fleet, roles: [device]}
@@ -64,7 +70,7 @@ auth:
         - {action: publish, permission: allow, topic: "devices/%%u/#"}
         - {action: subscribe, permission: allow, topic: "devices/%%u/#"}
         - {action: subscribe, permission: allow, topic: "cmd/%%u"}
-`, n.tlsAddr, certs, certs, n.tcpAddr)
+`, n.tlsAddr, certs, certs, n.tcpAddr, n.mtlsAddr, certs, certs, certs)
 	path := filepath.Join(dir, "starling.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -178,5 +184,36 @@ func TestSecurity_NonLoopbackWithoutUsersRefusesAndSaysHow(t *testing.T) {
 	c := dialRaw(t, &broker{addr: "127.0.0.1:" + port}, "anon-1", 5)
 	if ca := c.connect(v5("anon-1", true)); ca.Code != 0x87 {
 		t.Fatalf("anonymous client: CONNACK 0x%02X, want 0x87", ca.Code)
+	}
+}
+
+func TestSecurity_MosquittoClientCertificateIsTheIdentity(t *testing.T) {
+	pubBin := requireTool(t, "mosquitto_pub")
+	n := startSecuredNode(t)
+	host, port, _ := strings.Cut(n.mtlsAddr, ":")
+	certs := filepath.Join(n.dir, "certs")
+	pub := func(clientID, topic string, withCert bool) string {
+		args := []string{"-h", host, "-p", port, "--cafile", filepath.Join(certs, "ca.pem"),
+			"-V", "mqttv5", "-d", "-q", "1", "-i", clientID, "-t", topic, "-m", "v"}
+		if withCert {
+			args = append(args, "--cert", filepath.Join(certs, "clients", "dev-1.pem"), "--key", filepath.Join(certs, "clients", "dev-1-key.pem"))
+		}
+		out, _ := exec.Command(pubBin, args...).CombinedOutput()
+		return string(out)
+	}
+	// The certificate's name dev-1 is the user, with the rules of its group.
+	if out := pub("dev-1", "devices/dev-1/state", true); !strings.Contains(out, "received PUBACK") || strings.Contains(out, "RC:135") {
+		t.Fatalf("publish with the client certificate failed:\n%s", out)
+	}
+	if out := pub("dev-1", "devices/dev-2/state", true); !strings.Contains(out, "RC:135") {
+		t.Errorf("publish outside the certificate user's rules was not refused:\n%s", out)
+	}
+	// The client id must equal the certificate's name.
+	if out := pub("dev-2", "devices/dev-1/state", true); strings.Contains(out, "sending PUBLISH") {
+		t.Errorf("client id other than the certificate's name got through:\n%s", out)
+	}
+	// Without a certificate the TLS handshake fails.
+	if out := pub("dev-1", "devices/dev-1/state", false); strings.Contains(out, "received CONNACK") {
+		t.Errorf("connection without a client certificate was accepted:\n%s", out)
 	}
 }
