@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/starling-mqtt/starling/node/auth"
 	"github.com/starling-mqtt/starling/node/packet"
 	"github.com/starling-mqtt/starling/storage"
 )
@@ -44,7 +43,7 @@ type conn struct {
 	access            atomic.Pointer[access] // what it may do; replaced by re-authentication and reloads
 	authFinal         []byte                 // SCRAM server-final-message for the CONNACK
 	authMethod        string                 // enhanced authentication method of CONNECT; "" for none
-	reauth            *auth.ScramServer      // a re-authentication in progress; owned by the reader
+	reauth            authExchange           // a re-authentication in progress; owned by the reader
 
 	// Owned by the reader goroutine.
 	will             *packet.Will

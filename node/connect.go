@@ -53,7 +53,7 @@ func (c *conn) handshake() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
 	var acc *access
 	var authFinal []byte
-	if cp.Properties.AuthMethod == scramMethod {
+	if cp.Properties.AuthMethod != "" {
 		acc, authFinal, err = c.enhancedAuth(ctx, cp)
 	} else {
 		acc, err = c.authenticate(ctx, cp, peerCertificates(c.nc))
@@ -183,7 +183,7 @@ func (c *conn) validateConnect(cp *packet.Connect) (packet.ReasonCode, string) {
 	if cp.Will != nil && cp.Will.Retain && c.srv.cfg.Features.DisableRetain {
 		return packet.ReasonRetainNotSupported, "retained wills are disabled"
 	}
-	if m := cp.Properties.AuthMethod; m != "" && m != scramMethod {
+	if m := cp.Properties.AuthMethod; m != "" && authMethods[m] == nil {
 		return packet.ReasonBadAuthenticationMethod, "unsupported authentication method: use " + scramMethod
 	}
 	return packet.ReasonSuccess, ""

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/starling-mqtt/starling/node/auth"
@@ -14,6 +15,23 @@ import (
 
 // scramMethod is the MQTT 5.0 Authentication Method of SCRAM-SHA-256.
 const scramMethod = "SCRAM-SHA-256"
+
+// authExchange is the server side of one MQTT 5.0 enhanced authentication
+// exchange (section 4.12). Step takes the Authentication Data of the client's
+// CONNECT or AUTH and returns the data to send back; done means the exchange
+// succeeded and reply belongs in the CONNACK (or the final AUTH of a
+// re-authentication). User returns the authenticated user after success.
+// *auth.ScramServer implements it.
+type authExchange interface {
+	Step(ctx context.Context, data []byte) (reply []byte, done bool, err error)
+	User() (auth.User, bool)
+}
+
+// authMethods maps each supported Authentication Method to a constructor of
+// its exchange; adding a method means adding an entry here.
+var authMethods = map[string]func(sec *security) authExchange{
+	scramMethod: func(sec *security) authExchange { return auth.NewScramServer(sec.store, sec.scramSecret) },
+}
 
 // scramSecretKey names the node's SCRAM secret in RecordMeta.
 const scramSecretKey = "scram-secret"
@@ -40,10 +58,11 @@ func loadScramSecret(st *storage.Store) ([]byte, error) {
 	return secret, nil
 }
 
-// enhancedAuth runs MQTT 5.0 enhanced authentication (section 4.12) with
-// SCRAM-SHA-256: the client-first-message comes in CONNECT, the server and
-// client exchange AUTH packets with reason 0x18, and the server-final-message
-// goes back in the CONNACK's Authentication Data. It returns the access of the
+// enhancedAuth runs MQTT 5.0 enhanced authentication (section 4.12) with the
+// method the CONNECT names, SCRAM-SHA-256 today: the first client message
+// comes in CONNECT, the server and client exchange AUTH packets with reason
+// 0x18, and the server's final message goes back in the CONNACK's
+// Authentication Data. It returns the access of the
 // authenticated user and that final message.
 func (c *conn) enhancedAuth(ctx context.Context, cp *packet.Connect) (*access, []byte, error) {
 	srv := c.srv
@@ -68,12 +87,13 @@ func (c *conn) enhancedAuth(ctx context.Context, cp *packet.Connect) (*access, [
 		}
 	}
 
-	scram := auth.NewScramServer(srv.sec.store, srv.sec.scramSecret)
+	method := cp.Properties.AuthMethod
+	scram := authMethods[method](srv.sec)
 	reply, done, err := scram.Step(ctx, cp.Properties.AuthData)
 	for err == nil && !done {
 		// [MQTT-4.12.0-2] Continue with AUTH 0x18 in the same method.
 		c.send(&packet.Auth{ReasonCode: packet.ReasonContinueAuthentication,
-			Properties: packet.Properties{AuthMethod: scramMethod, AuthData: reply}})
+			Properties: packet.Properties{AuthMethod: method, AuthData: reply}})
 		c.nc.SetReadDeadline(time.Now().Add(srv.cfg.ConnectTimeout))
 		var p packet.Packet
 		if p, err = packet.Read(c.br, packet.Version5, srv.cfg.Limits.MaxPacketSize); err != nil {
@@ -83,9 +103,9 @@ func (c *conn) enhancedAuth(ctx context.Context, cp *packet.Connect) (*access, [
 		switch {
 		case !ok:
 			return nil, nil, packet.Errorf(packet.ReasonProtocolError, "expected AUTH during authentication, got %v", p.Type())
-		case a.ReasonCode != packet.ReasonContinueAuthentication || a.Properties.AuthMethod != scramMethod:
+		case a.ReasonCode != packet.ReasonContinueAuthentication || a.Properties.AuthMethod != method:
 			// [MQTT-4.12.0-5] Every AUTH repeats the method of the CONNECT.
-			return nil, nil, packet.Errorf(packet.ReasonProtocolError, "AUTH with reason 0x%02X and method %q during SCRAM", byte(a.ReasonCode), a.Properties.AuthMethod)
+			return nil, nil, packet.Errorf(packet.ReasonProtocolError, "AUTH with reason 0x%02X and method %q during %s", byte(a.ReasonCode), a.Properties.AuthMethod, method)
 		}
 		reply, done, err = scram.Step(ctx, a.Properties.AuthData)
 	}
@@ -105,6 +125,6 @@ func (c *conn) enhancedAuth(ctx context.Context, cp *packet.Connect) (*access, [
 	}
 	settled = true
 	srv.sec.throttle.succeed(host, "")
-	id := auth.IdentityOfUser(user, auth.MethodScram)
+	id := auth.IdentityOfUser(user, auth.Method(strings.ToLower(method)))
 	return &access{sec: srv.sec, identity: id, policy: srv.sec.authorizer.Policy(id, cp.ClientID), loopback: c.ls.loopback}, reply, nil
 }

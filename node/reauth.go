@@ -9,9 +9,9 @@ import (
 )
 
 // handleAuth runs MQTT 5.0 re-authentication (section 4.12.1): a client that
-// connected with SCRAM-SHA-256 sends AUTH 0x19 with a new client-first-message,
-// the exchange continues with AUTH 0x18, and the node ends it with AUTH 0x00
-// and the server-final-message. Other packets keep flowing meanwhile. A
+// connected with enhanced authentication sends AUTH 0x19 with new data in the
+// same method, the exchange continues with AUTH 0x18, and the node ends it
+// with AUTH 0x00 and its final data. Other packets keep flowing meanwhile. A
 // successful exchange replaces the connection's identity and rules; a failed
 // one closes the connection [MQTT-4.12.1-2].
 func (c *conn) handleAuth(p *packet.Auth) error {
@@ -26,7 +26,7 @@ func (c *conn) handleAuth(p *packet.Auth) error {
 
 	switch p.ReasonCode {
 	case packet.ReasonReAuthenticate:
-		c.reauth = auth.NewScramServer(c.srv.sec.store, c.srv.sec.scramSecret)
+		c.reauth = authMethods[c.authMethod](c.srv.sec)
 	case packet.ReasonContinueAuthentication:
 		if c.reauth == nil {
 			return packet.Errorf(packet.ReasonProtocolError, "AUTH 0x18 without a re-authentication in progress")
@@ -59,7 +59,7 @@ func (c *conn) handleAuth(p *packet.Auth) error {
 		// A connection keeps its user: a session cannot change hands this way.
 		return packet.Errorf(packet.ReasonNotAuthorized, "re-authentication as %q on a connection of %q", user.Name, c.username())
 	}
-	id := auth.IdentityOfUser(user, auth.MethodScram)
+	id := auth.IdentityOfUser(user, c.access.Load().identity.Method)
 	c.access.Store(&access{sec: c.srv.sec, identity: id, policy: c.srv.sec.authorizer.Policy(id, c.clientID), loopback: c.ls.loopback})
 	c.nc.SetReadDeadline(time.Time{})
 	c.send(&packet.Auth{ReasonCode: packet.ReasonSuccess, Properties: packet.Properties{AuthMethod: c.authMethod, AuthData: reply}})
