@@ -18,7 +18,7 @@ import (
 type securedNode struct {
 	dir, tlsAddr, tcpAddr, mtlsAddr string
 	cmd                             *exec.Cmd
-	log                             *bytes.Buffer
+	log                             *syncBuffer
 }
 
 func startSecuredNode(t *testing.T) *securedNode {
@@ -35,7 +35,7 @@ func startSecuredNode(t *testing.T) *securedNode {
 		}
 		return string(out)
 	}
-	n := &securedNode{dir: dir, tlsAddr: freeLoopbackAddr(t), tcpAddr: freeLoopbackAddr(t), mtlsAddr: freeLoopbackAddr(t), log: new(bytes.Buffer)}
+	n := &securedNode{dir: dir, tlsAddr: freeLoopbackAddr(t), tcpAddr: freeLoopbackAddr(t), mtlsAddr: freeLoopbackAddr(t), log: new(syncBuffer)}
 	tlsHost, _, _ := strings.Cut(n.tlsAddr, ":")
 	mtlsHost, _, _ := strings.Cut(n.mtlsAddr, ":")
 	run("certs", "init", filepath.Join(dir, "certs"), "--hosts", tlsHost+","+mtlsHost+",localhost", "--clients", "dev-1")
@@ -165,9 +165,9 @@ func TestSecurity_NonLoopbackWithoutUsersRefusesAndSaysHow(t *testing.T) {
 	// 0.0.0.0 binds every interface; the test itself connects only through
 	// 127.0.0.1.
 	port := strings.Split(freeLoopbackAddr(t), ":")[1]
-	var log bytes.Buffer
+	log := new(syncBuffer)
 	cmd := exec.Command(starlingBin, "serve", "--listen", "tcp://0.0.0.0:"+port, "--data-dir", filepath.Join(dir, "data"))
-	cmd.Stderr = &log
+	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
