@@ -18,9 +18,9 @@ const scramMethod = "SCRAM-SHA-256"
 
 // authExchange is the server side of one MQTT 5.0 enhanced authentication
 // exchange (section 4.12). Step takes the Authentication Data of the client's
-// CONNECT or AUTH and returns the data to send back; done means the exchange
-// succeeded and reply belongs in the CONNACK (or the final AUTH of a
-// re-authentication). User returns the authenticated user after success.
+// CONNECT or AUTH and returns the data to send back. When done is true the
+// exchange succeeded, and reply belongs in the CONNACK (or in the final AUTH
+// of a re-authentication). User returns the authenticated user after success.
 // *auth.ScramServer implements it.
 type authExchange interface {
 	Step(ctx context.Context, data []byte) (reply []byte, done bool, err error)
@@ -37,7 +37,7 @@ var authMethods = map[string]func(sec *security) authExchange{
 const scramSecretKey = "scram-secret"
 
 // loadScramSecret returns the node's SCRAM secret, creating it on first use.
-// It keys the salts made up for unknown users; keeping it stable means a
+// It keys the salts made up for unknown users. Because it stays the same, a
 // client cannot spot an unknown user by a salt that changes between connects.
 func loadScramSecret(st *storage.Store) ([]byte, error) {
 	secret, err := st.Record(storage.RecordMeta, scramSecretKey)
@@ -59,10 +59,10 @@ func loadScramSecret(st *storage.Store) ([]byte, error) {
 }
 
 // enhancedAuth runs MQTT 5.0 enhanced authentication (section 4.12) with the
-// method the CONNECT names, SCRAM-SHA-256 today: the first client message
-// comes in CONNECT, the server and client exchange AUTH packets with reason
-// 0x18, and the server's final message goes back in the CONNACK's
-// Authentication Data. It returns the access of the
+// method the CONNECT names (SCRAM-SHA-256 today). The first client message
+// comes in CONNECT, then server and client exchange AUTH packets with reason
+// 0x18. The server's final message goes back in the CONNACK's Authentication
+// Data. It returns the access of the
 // authenticated user and that final message.
 func (c *conn) enhancedAuth(ctx context.Context, cp *packet.Connect) (*access, []byte, error) {
 	srv := c.srv

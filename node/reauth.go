@@ -8,9 +8,9 @@ import (
 	"github.com/starling-mqtt/starling/node/packet"
 )
 
-// handleAuth runs MQTT 5.0 re-authentication (section 4.12.1): a client that
+// handleAuth runs MQTT 5.0 re-authentication (section 4.12.1). A client that
 // connected with enhanced authentication sends AUTH 0x19 with new data in the
-// same method, the exchange continues with AUTH 0x18, and the node ends it
+// same method. The exchange continues with AUTH 0x18, and the node ends it
 // with AUTH 0x00 and its final data. Other packets keep flowing meanwhile. A
 // successful exchange replaces the connection's identity and rules; a failed
 // one closes the connection [MQTT-4.12.1-2].

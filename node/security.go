@@ -267,7 +267,7 @@ func (s *Server) ReloadAuth(ctx context.Context) error {
 
 // refreshAccess rebuilds the rules of every connected client from the user
 // store, so that a change to a user's own rules, groups or roles applies at
-// once, and disconnects a client whose user was removed or disabled (MQTT
+// once. A client whose user was removed or disabled is disconnected (MQTT
 // 5.0: DISCONNECT 0x98). Anonymous and token clients keep what they have:
 // their rights do not come from a user record.
 func (s *Server) refreshAccess(ctx context.Context) {

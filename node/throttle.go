@@ -119,7 +119,7 @@ func (t *throttle) fail(host, username string) {
 	}
 }
 
-// succeed forgets the failures of the pair; the address keeps its count, so
+// succeed clears the failures of the pair; the address keeps its count, so
 // one valid device behind a NAT cannot clear the record of an attacker there.
 func (t *throttle) succeed(host, username string) {
 	t.mu.Lock()
