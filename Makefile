@@ -86,3 +86,13 @@ helm-lint:
 
 deploy-test:
 	HELM=$(HELM) $(GO) test -count=1 -timeout 5m -v ./test/deploy/
+
+# proto regenerates the Go code of proto/ (committed, so a build needs no
+# protoc). It installs nothing. Prerequisites, on PATH:
+#   protoc 3.21 or later    (Debian: apt-get install protobuf-compiler)
+#   protoc-gen-go v1.36.12  (go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12)
+.PHONY: proto
+proto:
+	@command -v protoc >/dev/null || { echo "make proto: protoc not found on PATH; install protobuf-compiler 3.21 or later"; exit 1; }
+	@command -v protoc-gen-go >/dev/null || { echo "make proto: protoc-gen-go not found on PATH; run go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12 and add \$$(go env GOPATH)/bin to PATH"; exit 1; }
+	protoc --proto_path=proto --go_out=. --go_opt=module=github.com/starling-mqtt/starling $$(find proto -name '*.proto' | sort)
