@@ -71,6 +71,16 @@ var metricHelp = map[string]string{
 	"tls_certificate_expiry_timestamp_seconds": "Expiry of the listener's server certificate, as a Unix time.",
 	"tls_reload_failures_total":                "Failed reloads of the listener's certificate, key, CA or CRL files.",
 	"slow_clients_closed_total":                "Connections closed because the client stopped reading while its replies piled up.",
+	"pebble_disk_bytes":                        "Bytes of every file of the node's Pebble store.",
+	"pebble_wal_bytes":                         "Bytes of the live write-ahead log files.",
+	"pebble_memtable_bytes":                    "Bytes of the memtables.",
+	"pebble_l0_files":                          "Files in level 0; a growing number means compactions lag behind writes.",
+	"pebble_read_amplification":                "Sublevels a point read may check.",
+	"pebble_compaction_debt_bytes":             "Estimated bytes to compact before the LSM is in shape.",
+	"pebble_compactions_total":                 "Compactions completed since the store opened.",
+	"pebble_flushes_total":                     "Memtable flushes since the store opened.",
+	"pebble_block_cache_hits_total":            "Block cache hits.",
+	"pebble_block_cache_misses_total":          "Block cache misses.",
 	"publisher_pauses_total":                   "Batches of publishes whose acknowledgements waited for a subscriber that fell behind.",
 	"auth_failures_total":                      "Failed authentications, by reason (bad_credentials, not_authorized, banned, busy, error).",
 	"authorization_denied_total":               "Actions refused by the ACL rules, by action (publish, subscribe, delivery, will).",
@@ -122,6 +132,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("publisher_pauses_total", st.PublisherPauses)
 	counter("slow_clients_closed_total", st.SlowClients)
 	c.collectListeners(ch)
+	es := c.srv.store.EngineStats()
+	gauge("pebble_disk_bytes", int64(es.DiskBytes))
+	gauge("pebble_wal_bytes", int64(es.WALBytes))
+	gauge("pebble_memtable_bytes", int64(es.MemtableBytes))
+	gauge("pebble_l0_files", es.L0Files)
+	gauge("pebble_read_amplification", int64(es.ReadAmplification))
+	gauge("pebble_compaction_debt_bytes", int64(es.CompactionDebt))
+	counter("pebble_compactions_total", uint64(es.Compactions))
+	counter("pebble_flushes_total", uint64(es.Flushes))
+	counter("pebble_block_cache_hits_total", uint64(es.BlockCacheHits))
+	counter("pebble_block_cache_misses_total", uint64(es.BlockCacheMisses))
 	for reason, n := range st.AuthFailures {
 		counter("auth_failures_total", n, reason)
 	}
