@@ -11,8 +11,8 @@ import (
 )
 
 // handlePublish accepts one PUBLISH from the client. Its storage writes join the
-// pending batch; the acknowledgement goes out after the batch commits
-// (flushPending), so a PUBACK or PUBREC always follows a durable write.
+// pending batch, and the acknowledgement goes out after the batch commits
+// (flushPending). So a PUBACK or PUBREC always follows a durable write.
 func (c *conn) handlePublish(p *packet.Publish) error {
 	srv := c.srv
 	lim := &srv.cfg.Limits
@@ -81,7 +81,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		// The payload is declared UTF-8 but is not; MQTT 5.0 section 3.3.2.3.2
 		// lets the receiver reject it with reason 0x99.
 		if p.QoS == 0 {
-			return packet.Errorf(packet.ReasonPayloadFormatInvalid, "payload is not valid UTF-8 although its format indicator says so")
+			return packet.Errorf(packet.ReasonPayloadFormatInvalid, "payload is not valid UTF-8 although its Payload Format Indicator is 1")
 		}
 		return c.refusePublish(p, packet.ReasonPayloadFormatInvalid, "payload is not valid UTF-8")
 	}

@@ -350,8 +350,9 @@ func (s *Server) chainFor(lc *ListenerConfig, anon bool) auth.Chain {
 	return chain
 }
 
-// access is what one connection may do: its policy, and whether the open
-// rule applies (a loopback-only listener while no rules exist).
+// access is the authorization state of one connection: its identity, its
+// policy, and whether the open rule applies (a loopback-only listener while
+// no rules exist).
 type access struct {
 	sec      *security
 	identity auth.Identity // who the client authenticated as
@@ -463,7 +464,7 @@ func peerCertificates(nc net.Conn) []*x509.Certificate {
 	return nil
 }
 
-// listenerState is what connections of one listener share.
+// listenerState is the state that connections of one listener share.
 type listenerState struct {
 	name     string
 	loopback bool
