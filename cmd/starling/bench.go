@@ -20,7 +20,7 @@ const benchUsage = `Usage: starling bench [flags]
 
 Generates MQTT load against one broker and reports throughput, loss,
 duplicates, ordering and latency. Every run is bounded by --duration (and
-by --count when given) and connects only to the broker address given,
+by --count when given) and connects only to the broker addresses given,
 127.0.0.1:1883 by default.
 
 Scenarios:
@@ -28,6 +28,22 @@ Scenarios:
            which only subscriber i subscribes to
   fanin    N publishers on PREFIX/i, one subscriber to PREFIX/+
   fanout   one publisher on PREFIX/0, N subscribers to it
+  shared   N publishers on PREFIX/i, --subs subscribers in one shared
+           subscription $share/GROUP/PREFIX/+; each message reaches one member
+  storm    opens N connections, --parallel handshakes at a time, within
+           --duration; reports connections accepted per second and failures
+  idle     opens N connections (stopping at the first failure, such as a
+           file or port limit), holds them idle for --hold, and reports the
+           broker's resident memory per connection (needs --broker-pid)
+
+storm and idle spread their connections over source addresses 127.1.0.1,
+127.1.0.2, ... (1,000 each) when the broker is on an IPv4 loopback address,
+because one source address has about 28,000 ephemeral ports.
+
+--sub-addr connects the subscribers to another broker than the publishers:
+a cross-node run against two nodes of one cluster. Against two separate
+brokers nothing is delivered, and the run only checks that both accept
+the clients.
 
 Examples:
   starling bench --scenario pairs -n 10 --qos 1 --duration 10s
@@ -87,13 +103,18 @@ func parseBenchFlags(args []string, stderr io.Writer) (bench.Config, string, err
 	addr := fs.String("addr", "", "broker address HOST:PORT (default "+bench.DefaultAddr+"); --host and --port override its parts")
 	host := fs.String("host", "", "broker host name or IP address")
 	port := fs.Int("port", 0, "broker TCP port")
-	scenario := fs.String("scenario", string(cfg.Scenario), "pairs, fanin or fanout")
-	fs.IntVar(&cfg.Clients, "n", cfg.Clients, "number of pairs (pairs), publishers (fanin) or subscribers (fanout)")
+	fs.StringVar(&cfg.SubAddr, "sub-addr", "", "broker address HOST:PORT of the subscribers; empty means the publishers' address")
+	scenario := fs.String("scenario", string(cfg.Scenario), "pairs, fanin, fanout, shared, storm or idle")
+	fs.IntVar(&cfg.Clients, "n", cfg.Clients, "number of pairs (pairs), publishers (fanin, shared), subscribers (fanout) or connections (storm, idle)")
+	fs.IntVar(&cfg.SharedSubscribers, "subs", cfg.SharedSubscribers, "members of the shared subscription group (shared)")
+	fs.StringVar(&cfg.ShareGroup, "group", cfg.ShareGroup, "share name of the shared subscription (shared)")
+	fs.IntVar(&cfg.ConnectParallelism, "parallel", cfg.ConnectParallelism, "maximum connection handshakes in progress at once (storm, idle)")
+	fs.DurationVar(&cfg.Hold, "hold", cfg.Hold, "how long the idle connections stay open after the last one opened (idle)")
 	qos := fs.Uint("qos", 0, "QoS of publishes and subscriptions: 0, 1 or 2")
 	fs.IntVar(&cfg.PayloadSize, "size", cfg.PayloadSize, fmt.Sprintf("payload size in bytes, at least %d (send time, sequence number, publisher, run tag)", bench.HeaderSize))
 	fs.IntVar(&cfg.Inflight, "inflight", cfg.Inflight, "maximum unconfirmed messages per publisher (QoS 0: confirmed by a PINGRESP after every inflight/2 messages)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "total publish rate in messages per second over all publishers; 0 publishes as fast as --inflight allows")
-	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "maximum length of the publishing phase")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "maximum length of the publishing phase, or of opening the connections (storm, idle)")
 	fs.Uint64Var(&cfg.Count, "count", 0, "messages per publisher; 0 means until --duration ends")
 	fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "maximum wait after publishing for outstanding acknowledgements and deliveries")
 	clean := fs.Bool("clean", true, "subscribers use clean sessions; --clean=false keeps their sessions on the broker after the run")

@@ -38,13 +38,15 @@ func (r *run) result(stoppedBy string, phase phaseTimes, toolCPU time.Duration) 
 
 	var latency histogram
 	for j, s := range r.subs {
-		expected := r.expected(j)
 		received := s.received.Load()
-		res.Expected += expected
 		res.Received += received
-		if received < expected {
-			res.Lost += expected - received
-			res.LossySubs++
+		if r.topo.shareGroup == "" {
+			expected := r.expected(j)
+			res.Expected += expected
+			if received < expected {
+				res.Lost += expected - received
+				res.LossySubs++
+			}
 		}
 		res.Duplicates += s.counts.duplicates
 		res.OutOfOrder += s.counts.outOfOrder
@@ -53,6 +55,20 @@ func (r *run) result(stoppedBy string, phase phaseTimes, toolCPU time.Duration) 
 		latency.merge(&s.latency)
 	}
 	res.Latency = summarize(&latency)
+
+	// A shared group expects each message once in total. A message that two
+	// members both received counts twice in Received, and the excess is
+	// reported as GroupDuplicates: no single member can tell.
+	if r.topo.shareGroup != "" {
+		res.Expected = res.Sent
+		if res.Received < res.Expected {
+			res.Lost = res.Expected - res.Received
+		} else {
+			res.GroupDuplicates = res.Received - res.Expected
+		}
+		res.ShareGroup = r.topo.shareGroup
+	}
+	res.SubAddr = cfg.SubAddr
 
 	if secs := phase.publish.Seconds(); secs > 0 {
 		res.SendRate = float64(res.Sent) / secs

@@ -27,6 +27,20 @@ const (
 	// ScenarioFanOut connects one publisher on TOPIC_PREFIX/0 and Clients
 	// subscribers to that topic.
 	ScenarioFanOut Scenario = "fanout"
+
+	// ScenarioShared connects Clients publishers, each on its own topic, and
+	// SharedSubscribers subscribers to $share/SHARE_GROUP/TOPIC_PREFIX/+, so
+	// that the broker delivers each message to one member of the group.
+	ScenarioShared Scenario = "shared"
+
+	// ScenarioStorm opens Clients MQTT connections as fast as
+	// ConnectParallelism allows and measures accepted connections per
+	// second. It publishes nothing.
+	ScenarioStorm Scenario = "storm"
+
+	// ScenarioIdle opens Clients MQTT connections, holds them open and idle
+	// for Hold, and measures the broker's resident memory per connection.
+	ScenarioIdle Scenario = "idle"
 )
 
 // Limits that keep every run bounded.
@@ -48,12 +62,25 @@ type Config struct {
 	// Addr is the broker's TCP address, host:port. Default: DefaultAddr.
 	Addr string
 
+	// SubAddr, when not empty, is the address the subscribers connect to,
+	// while the publishers connect to Addr: a cross-node run against two
+	// nodes of one cluster. Two brokers that share no messages deliver
+	// nothing, so against them the run only checks the plumbing.
+	SubAddr string
+
 	// Scenario selects the topology. Default: ScenarioPairs.
 	Scenario Scenario
 
 	// Clients is the number of pairs (pairs), of publishers (fanin) or of
 	// subscribers (fanout). Default: 10.
 	Clients int
+
+	// SharedSubscribers is the number of members of the shared subscription
+	// group of ScenarioShared. Default: 4.
+	SharedSubscribers int
+
+	// ShareGroup is the share name of ScenarioShared. Default: "bench".
+	ShareGroup string
 
 	// QoS of every PUBLISH and of every subscription: 0, 1 or 2.
 	QoS byte
@@ -117,6 +144,14 @@ type Config struct {
 	Username string
 	Password string
 
+	// ConnectParallelism bounds the connection handshakes in progress at
+	// once in ScenarioStorm and ScenarioIdle. Default: 64.
+	ConnectParallelism int
+
+	// Hold is how long ScenarioIdle keeps its connections open after the
+	// last one opened. Default: 10 s.
+	Hold time.Duration
+
 	// BrokerPID, when not 0, is a broker process on this machine whose CPU
 	// time and resident memory the run samples from /proc before and after.
 	BrokerPID int
@@ -130,19 +165,23 @@ type Config struct {
 // DefaultAddr.
 func DefaultConfig() Config {
 	return Config{
-		Addr:           DefaultAddr,
-		Scenario:       ScenarioPairs,
-		Clients:        10,
-		PayloadSize:    64,
-		Inflight:       16,
-		Duration:       10 * time.Second,
-		Drain:          2 * time.Second,
-		SessionExpiry:  5 * time.Minute,
-		Version:        Version311,
-		TopicPrefix:    "bench",
-		ClientPrefix:   "starling-bench",
-		KeepAlive:      60 * time.Second,
-		ConnectTimeout: 5 * time.Second,
+		Addr:               DefaultAddr,
+		Scenario:           ScenarioPairs,
+		Clients:            10,
+		SharedSubscribers:  4,
+		ShareGroup:         "bench",
+		ConnectParallelism: 64,
+		Hold:               10 * time.Second,
+		PayloadSize:        64,
+		Inflight:           16,
+		Duration:           10 * time.Second,
+		Drain:              2 * time.Second,
+		SessionExpiry:      5 * time.Minute,
+		Version:            Version311,
+		TopicPrefix:        "bench",
+		ClientPrefix:       "starling-bench",
+		KeepAlive:          60 * time.Second,
+		ConnectTimeout:     5 * time.Second,
 	}
 }
 
@@ -152,10 +191,33 @@ func (c *Config) Validate() error {
 	if err := validateAddr(c.Addr); err != nil {
 		return err
 	}
+	if c.SubAddr != "" {
+		if err := validateAddr(c.SubAddr); err != nil {
+			return fmt.Errorf("subscriber %w", err)
+		}
+		if c.Scenario == ScenarioStorm || c.Scenario == ScenarioIdle {
+			return fmt.Errorf("subscriber address: the %s scenario has no subscribers: remove it", c.Scenario)
+		}
+	}
 	switch c.Scenario {
-	case ScenarioPairs, ScenarioFanIn, ScenarioFanOut:
+	case ScenarioPairs, ScenarioFanIn, ScenarioFanOut, ScenarioStorm, ScenarioIdle:
+	case ScenarioShared:
+		if c.SharedSubscribers < 1 || c.SharedSubscribers > MaxClients {
+			return fmt.Errorf("shared subscribers: %d is out of range 1..%d", c.SharedSubscribers, MaxClients)
+		}
+		if err := validateShareGroup(c.ShareGroup); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("scenario: %q is invalid: use pairs, fanin or fanout", c.Scenario)
+		return fmt.Errorf("scenario: %q is invalid: use pairs, fanin, fanout, shared, storm or idle", c.Scenario)
+	}
+	if c.Scenario == ScenarioStorm || c.Scenario == ScenarioIdle {
+		switch {
+		case c.ConnectParallelism < 1 || c.ConnectParallelism > 4096:
+			return fmt.Errorf("connect parallelism: %d is out of range 1..4096", c.ConnectParallelism)
+		case c.Hold < 0 || c.Hold > MaxDuration:
+			return fmt.Errorf("hold: %v is out of range [0, %v]", c.Hold, MaxDuration)
+		}
 	}
 
 	switch {
@@ -228,10 +290,24 @@ func validateTopicPart(field, s string) error {
 	return nil
 }
 
+// validateShareGroup checks a share name: it must not be empty and must not
+// contain '/', '+' or '#' [MQTT-4.8.2-2].
+func validateShareGroup(s string) error {
+	if s == "" || len(s) > 200 {
+		return fmt.Errorf("share group: %q must be 1 to 200 bytes", s)
+	}
+	if strings.ContainsAny(s, "/+#\x00") {
+		return fmt.Errorf("share group: %q must not contain '/', '+', '#' or NUL", s)
+	}
+	return nil
+}
+
 // topology returns the publishers and subscribers of the scenario.
 func (c *Config) topology() topology {
 	n := c.Clients
 	switch c.Scenario {
+	case ScenarioShared:
+		return topology{publishers: n, subscribers: c.SharedSubscribers, wildcard: true, shareGroup: c.ShareGroup}
 	case ScenarioFanIn:
 		return topology{publishers: n, subscribers: 1, sharedSource: false, wildcard: true}
 	case ScenarioFanOut:
@@ -250,8 +326,12 @@ type topology struct {
 	// sharedSource: every subscriber hears publisher 0 (fanout).
 	sharedSource bool
 
-	// wildcard: the single subscriber hears every publisher (fanin).
+	// wildcard: the subscriber hears every publisher (fanin, shared).
 	wildcard bool
+
+	// shareGroup, when not empty, puts every subscriber into one shared
+	// subscription group, so that each message reaches one of them (shared).
+	shareGroup string
 }
 
 // publisherTopic returns the topic of publisher i.
@@ -262,6 +342,8 @@ func (t topology) publisherTopic(prefix string, i int) string {
 // subscriberFilter returns the topic filter of subscriber j.
 func (t topology) subscriberFilter(prefix string, j int) string {
 	switch {
+	case t.shareGroup != "":
+		return "$share/" + t.shareGroup + "/" + prefix + "/+"
 	case t.wildcard:
 		return prefix + "/+"
 	case t.sharedSource:

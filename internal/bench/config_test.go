@@ -41,6 +41,13 @@ func TestConfig_Validate(t *testing.T) {
 		{"topic-prefix-wildcard", func(c *Config) { c.TopicPrefix = "bench/#" }, "topic prefix"},
 		{"topic-prefix-empty", func(c *Config) { c.TopicPrefix = "" }, "topic prefix"},
 		{"client-prefix-empty", func(c *Config) { c.ClientPrefix = "" }, "client prefix"},
+		{"sub-addr-without-port", func(c *Config) { c.SubAddr = "127.0.0.1" }, "subscriber address"},
+		{"sub-addr-storm", func(c *Config) { c.Scenario, c.SubAddr = ScenarioStorm, "127.0.0.1:1884" }, "subscriber address"},
+		{"shared-subscribers-zero", func(c *Config) { c.Scenario, c.SharedSubscribers = ScenarioShared, 0 }, "shared subscribers"},
+		{"share-group-slash", func(c *Config) { c.Scenario, c.ShareGroup = ScenarioShared, "a/b" }, "share group"},
+		{"share-group-empty", func(c *Config) { c.Scenario, c.ShareGroup = ScenarioShared, "" }, "share group"},
+		{"parallelism-zero", func(c *Config) { c.Scenario, c.ConnectParallelism = ScenarioIdle, 0 }, "connect parallelism"},
+		{"hold-negative", func(c *Config) { c.Scenario, c.Hold = ScenarioIdle, -time.Second }, "hold"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

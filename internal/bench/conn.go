@@ -54,12 +54,22 @@ type dialOptions struct {
 	username       string
 	password       string
 	readBuffer     int
+
+	// localAddr, when not nil, is the source address of the TCP connection.
+	localAddr *net.TCPAddr
+
+	// smallBuffers replaces the 64 KiB read and write buffers with
+	// smallBufferSize ones, for connections that carry almost nothing.
+	smallBuffers bool
 }
 
 // dial opens a TCP connection to o.addr and completes the MQTT handshake.
 // A CONNACK with a failure code is returned as an error naming the code.
 func dial(ctx context.Context, o dialOptions, clientID string, cleanStart bool, sessionExpiry uint32) (*conn, connack, error) {
 	d := net.Dialer{Timeout: o.connectTimeout}
+	if o.localAddr != nil {
+		d.LocalAddr = o.localAddr
+	}
 	nc, err := d.DialContext(ctx, "tcp", o.addr)
 	if err != nil {
 		return nil, connack{}, fmt.Errorf("connect %s to %s: %w", clientID, o.addr, err)
@@ -72,9 +82,14 @@ func dial(ctx context.Context, o dialOptions, clientID string, cleanStart bool, 
 		keepAlive:      o.keepAlive,
 		receiveMaximum: 65535,
 		maximumQoS:     2,
-		reader:         bufio.NewReaderSize(nc, max(o.readBuffer, readBufferSize)),
 	}
-	c.mu.w = bufio.NewWriterSize(nc, writeBufferSize)
+	if o.smallBuffers {
+		c.reader = bufio.NewReaderSize(nc, smallBufferSize)
+		c.mu.w = bufio.NewWriterSize(nc, smallBufferSize)
+	} else {
+		c.reader = bufio.NewReaderSize(nc, max(o.readBuffer, readBufferSize))
+		c.mu.w = bufio.NewWriterSize(nc, writeBufferSize)
+	}
 
 	ca, err := c.handshake(clientID, cleanStart, sessionExpiry, o)
 	if err != nil {

@@ -1,7 +1,11 @@
 // Package bench is the load generator behind `starling bench`: it connects
 // MQTT 3.1.1 or 5.0 publishers and subscribers to one broker, publishes
 // stamped messages for a bounded time or count, and measures throughput,
-// loss, duplicates, ordering and latency.
+// loss, duplicates, ordering and latency. The subscribers may connect to a
+// second broker (Config.SubAddr) for cross-node runs. Two scenarios publish nothing: storm opens many
+// connections at once and measures accepted connections per second, and
+// idle holds many connections open and measures the broker's resident
+// memory per connection (connections.go).
 //
 // It owns the clients of a run, a minimal MQTT client codec (wire.go), the
 // payload stamp (payload.go), the statistics (histogram.go, sequence.go) and
@@ -42,8 +46,16 @@
 //     includes the tool's own CPU time.
 //   - No reconnects: a client whose connection fails ends the publishing
 //     phase, and the result lists the error.
-//   - No TLS, WebSocket, retained messages, shared subscriptions or topic
-//     aliases.
+//   - No TLS, WebSocket, retained messages or topic aliases.
+//   - In the shared scenario loss and duplicates across members are
+//     counted for the group as a whole, so one lost message and another
+//     that reached two members cancel out.
+//   - storm and idle spread their connections over source addresses in
+//     127.1.0.0/16 only when the broker is on an IPv4 loopback address.
+//     Otherwise one source address limits a run to about 28,000
+//     connections per broker address.
+//   - Without a cluster, a run with SubAddr against two brokers only checks
+//     that both accept the clients: every message counts as lost.
 //   - Latency includes the time a message waits in the tool's write buffer
 //     behind earlier messages of the same window and in the reader before it
 //     is parsed, which at saturation can be a large part of it.

@@ -38,10 +38,21 @@ type Result struct {
 	Stale      uint64 `json:"stale"`   // messages of another run or not sent by this tool
 	Foreign    uint64 `json:"foreign"` // this run's messages at a subscriber that should not get them
 
+	// ShareGroup is the share name of the shared scenario. Its Expected is
+	// the messages sent and Lost counts the group as a whole, while
+	// LossySubs stays 0: no member is expected to receive a given message.
+	ShareGroup      string `json:"share_group,omitempty"`
+	GroupDuplicates uint64 `json:"group_duplicates,omitempty"` // received by more than one member of the group
+	SubAddr         string `json:"sub_addr,omitempty"`         // subscribers' broker, when not the publishers'
+
 	SendRate    float64 `json:"send_rate"`    // messages per second
 	ReceiveRate float64 `json:"receive_rate"` // first deliveries per second during the publishing phase
 
 	Latency LatencySummary `json:"latency_us"`
+
+	// Connections is the outcome of the storm and idle scenarios, which
+	// publish nothing: their message counts stay 0.
+	Connections *ConnectionStats `json:"connections,omitempty"`
 
 	Broker  *BrokerUsage `json:"broker,omitempty"`
 	ToolCPU float64      `json:"tool_cpu_seconds"` // this process, from before publishing to after the drain
@@ -89,6 +100,10 @@ func (r *Result) WriteText(w io.Writer) error {
 	row := func(name, format string, args ...any) {
 		fmt.Fprintf(tw, "%s\t%s\n", name, fmt.Sprintf(format, args...))
 	}
+	if r.Connections != nil {
+		r.writeConnectionsText(row)
+		return tw.Flush()
+	}
 
 	mode := "saturating"
 	if r.TargetRate > 0 {
@@ -108,7 +123,15 @@ func (r *Result) WriteText(w io.Writer) error {
 	row("sent", "%d (%.0f msg/s), %d confirmed, %d rejected, %d unexpected acks",
 		r.Sent, r.SendRate, r.Confirmed, r.Rejected, r.Unexpected)
 	row("received", "%d of %d expected (%.0f msg/s)", r.Received, r.Expected, r.ReceiveRate)
-	row("lost", "%d (%d subscribers)", r.Lost, r.LossySubs)
+	if r.SubAddr != "" {
+		row("subscribers at", "%s", r.SubAddr)
+	}
+	if r.ShareGroup != "" {
+		row("lost", "%d (group $share/%s)", r.Lost, r.ShareGroup)
+		row("group duplicates", "%d", r.GroupDuplicates)
+	} else {
+		row("lost", "%d (%d subscribers)", r.Lost, r.LossySubs)
+	}
 	row("duplicates", "%d", r.Duplicates)
 	row("out of order", "%d", r.OutOfOrder)
 	if r.Stale > 0 || r.Foreign > 0 {

@@ -39,6 +39,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bench: invalid configuration: %w", err)
 	}
+	switch cfg.Scenario {
+	case ScenarioStorm:
+		return runStorm(ctx, cfg), nil
+	case ScenarioIdle:
+		return runIdle(ctx, cfg), nil
+	}
 	r := &run{
 		cfg:    cfg,
 		topo:   cfg.topology(),
@@ -93,13 +99,17 @@ func (r *run) connect(ctx context.Context) error {
 		readBuffer:     cfg.PayloadSize + len(cfg.TopicPrefix) + 64,
 	}
 
+	subOpts := opts
+	if cfg.SubAddr != "" {
+		subOpts.addr = cfg.SubAddr
+	}
 	r.subs = make([]*subscriber, r.topo.subscribers)
 	err := forEachParallel(ctx, len(r.subs), func(j int) error {
 		var expiry uint32
 		if cfg.Persistent && cfg.Version == Version5 {
 			expiry = uint32(cfg.SessionExpiry / time.Second)
 		}
-		c, _, err := dial(ctx, opts, fmt.Sprintf("%s-sub-%d", cfg.ClientPrefix, j), !cfg.Persistent, expiry)
+		c, _, err := dial(ctx, subOpts, fmt.Sprintf("%s-sub-%d", cfg.ClientPrefix, j), !cfg.Persistent, expiry)
 		if err != nil {
 			return err
 		}
@@ -323,6 +333,9 @@ func (r *run) settled() bool {
 			return false
 		}
 	}
+	if r.topo.shareGroup != "" {
+		return r.totalReceived() >= r.totalSent()
+	}
 	for j, s := range r.subs {
 		if s.received.Load() < r.expected(j) {
 			return false
@@ -331,8 +344,18 @@ func (r *run) settled() bool {
 	return true
 }
 
+func (r *run) totalSent() uint64 {
+	var total uint64
+	for _, p := range r.pubs {
+		total += p.sent.Load()
+	}
+	return total
+}
+
 // expected returns how many messages subscriber j should receive: every
-// message of the publishers it hears.
+// message of the publishers it hears. In a shared subscription group each
+// member receives only a part of them, so settled and result count the
+// group as a whole instead.
 func (r *run) expected(j int) uint64 {
 	first, n := r.topo.sources(j)
 	var total uint64

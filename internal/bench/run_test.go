@@ -22,8 +22,15 @@ func TestMain(m *testing.M) {
 // returns its address. The node shuts down when the test ends.
 func startNode(t *testing.T) string {
 	t.Helper()
+	return startNodeWith(t, node.ListenerConfig{URL: "tcp://127.0.0.1:0"})
+}
+
+// startNodeWith starts an in-process node with one listener configured by
+// lc and returns its address. The node shuts down when the test ends.
+func startNodeWith(t *testing.T, lc node.ListenerConfig) string {
+	t.Helper()
 	srv, err := node.New(node.Config{
-		Listeners: []node.ListenerConfig{{URL: "tcp://127.0.0.1:0"}},
+		Listeners: []node.ListenerConfig{lc},
 		DataDir:   t.TempDir(),
 		Logger:    slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -288,4 +295,67 @@ func TestRun_BrokerStopsReading(t *testing.T) {
 	if res.Lost == 0 {
 		t.Errorf("no loss reported against a broker that delivers nothing: %+v", res)
 	}
+}
+
+func TestRun_SharedGroup(t *testing.T) {
+	cfg := smallConfig(startNode(t))
+	cfg.Scenario = ScenarioShared
+	cfg.Clients = 3
+	cfg.SharedSubscribers = 3
+	cfg.QoS = 1
+	cfg.Rate = 600
+
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkComplete(t, res)
+	if res.Publishers != 3 || res.Subscribers != 3 {
+		t.Errorf("%d publishers and %d subscribers, expected 3 and 3", res.Publishers, res.Subscribers)
+	}
+	if res.Expected != res.Sent {
+		t.Errorf("expected %d deliveries for %d messages sent to one group", res.Expected, res.Sent)
+	}
+	if res.GroupDuplicates != 0 {
+		t.Errorf("%d messages reached more than one member", res.GroupDuplicates)
+	}
+	if res.ShareGroup != "bench" {
+		t.Errorf("share group %q, expected bench", res.ShareGroup)
+	}
+}
+
+func TestRun_SubAddr(t *testing.T) {
+	t.Run("same-node", func(t *testing.T) {
+		addr := startNode(t)
+		cfg := smallConfig(addr)
+		cfg.SubAddr = addr
+		cfg.Rate = 400
+		res, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkComplete(t, res)
+		if res.SubAddr != addr {
+			t.Errorf("sub addr %q, expected %q", res.SubAddr, addr)
+		}
+	})
+
+	t.Run("separate-nodes", func(t *testing.T) {
+		// Two nodes that form no cluster: the clients connect, and nothing
+		// published on one reaches a subscriber of the other.
+		cfg := smallConfig(startNode(t))
+		cfg.SubAddr = startNode(t)
+		cfg.Rate = 400
+		cfg.Drain = 200 * time.Millisecond
+		res, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Errors) > 0 {
+			t.Errorf("errors: %v", res.Errors)
+		}
+		if res.Sent == 0 || res.Received != 0 || res.Lost != res.Sent {
+			t.Errorf("sent %d, received %d, lost %d: expected all lost", res.Sent, res.Received, res.Lost)
+		}
+	})
 }
