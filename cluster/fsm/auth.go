@@ -83,7 +83,7 @@ func authDeleteHandler(kind AuthKind) handler {
 
 func (a *applier) putRules(m *clusterpb.PutRules) (Status, Change, error) {
 	if len(m.Rules) == 0 {
-		return 0, 0, errors.New("missing rules; an empty list is encoded as []")
+		return 0, 0, errors.New("missing rules: encode an empty list as []")
 	}
 	return a.putAuth(AuthRules, RulesName, m.Rules), ChangeAuth, nil
 }

@@ -9,7 +9,7 @@ var (
 	// ErrInvalidCommand marks a command that was committed but cannot be
 	// applied: its envelope or body does not decode, or a field is missing or
 	// out of range. Every replica reads the same bytes and rejects the
-	// command the same way, so the state stays identical everywhere; the
+	// command the same way, so the state stays identical everywhere. The
 	// Result of the command carries the error.
 	ErrInvalidCommand = errors.New("fsm: invalid command")
 
@@ -32,7 +32,7 @@ var (
 type CommandError struct {
 	Index    uint64 // index of the log entry
 	Type     uint32 // Command.type
-	Required uint64 // Command.cluster_version_required, or the version a SetClusterVersion asks for
+	Required uint64 // Command.cluster_version_required, or the version a SetClusterVersion requests
 	Current  uint64 // committed cluster version, or MaxClusterVersion for a SetClusterVersion
 	Reason   string
 }

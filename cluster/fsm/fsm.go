@@ -14,7 +14,7 @@ import (
 // A SetClusterVersion above it stops the node (Apply panics).
 const MaxClusterVersion = 1
 
-// Status says what Apply did with one command.
+// Status is the outcome of Apply for one command.
 type Status uint8
 
 const (
@@ -59,7 +59,7 @@ type Result struct {
 // FSM is the replicated state of the cluster: routes, node records, the
 // membership epoch, the cluster version and auth records. It implements
 // raft.BatchingFSM. Raft calls Apply, ApplyBatch, Snapshot and Restore from
-// its FSM goroutine, one at a time; the read methods may be called from any
+// its FSM goroutine, one at a time. The read methods may be called from any
 // goroutine at any time. The zero value is not usable; call New.
 type FSM struct {
 	mu struct {
@@ -190,7 +190,7 @@ type handler struct {
 
 // handlers lists the command types of cluster version 1. A type added later
 // must be proposed with cluster_version_required set to the version that
-// introduced it, so that no node before that version sees it unless the
+// introduced it, so that no node below that version applies it unless the
 // proposer marked it skippable.
 var handlers = map[clusterpb.CommandType]handler{
 	clusterpb.CommandType_COMMAND_TYPE_ROUTE_BATCH: {

@@ -76,7 +76,7 @@ func (s *subscribers) notify(c Change) {
 }
 
 // WaitApplied blocks until the FSM has applied the log entry at index, or
-// ctx ends. A node answers a peer's wait-until-applied call with it, so
+// ctx ends. A node serves a peer's wait-until-applied call with it, so
 // that a route is in force on every reachable node before the SUBACK that
 // needs it.
 //

@@ -31,7 +31,7 @@ func newRaftNode(t *testing.T, id string) *raftNode {
 	conf.LeaderLeaseTimeout = 50 * time.Millisecond
 	conf.CommitTimeout = 5 * time.Millisecond
 	conf.TrailingLogs = 4
-	conf.SnapshotThreshold = 1 << 20 // snapshots only when the test asks
+	conf.SnapshotThreshold = 1 << 20 // snapshots only when the test requests one
 	conf.Logger = hclog.NewNullLogger()
 
 	_, trans := raft.NewInmemTransport(raft.ServerAddress(id))

@@ -201,12 +201,12 @@ func (st *state) addAuth(r *clusterpb.AuthRecord) error {
 func (st *state) checkSites() error {
 	for site := range st.routes {
 		if _, ok := st.sites[site]; !ok {
-			return fmt.Errorf("routes of site id %q, which no node record holds", site)
+			return fmt.Errorf("routes of site id %q, which no node record contains", site)
 		}
 	}
 	for site := range st.staged {
 		if _, ok := st.sites[site]; !ok {
-			return fmt.Errorf("staged routes of site id %q, which no node record holds", site)
+			return fmt.Errorf("staged routes of site id %q, which no node record contains", site)
 		}
 	}
 	return nil

@@ -31,8 +31,9 @@ const (
 
 	// maxRecordSize bounds one length prefix, so that a corrupt prefix
 	// cannot make Restore allocate gigabytes. The largest record is a
-	// staged set, which a route batch of about 1,000 ops fills; auth records
-	// are small JSON documents.
+	// staged set, which holds a node's whole replacement route set.
+	// NOTE: a staged set of more than roughly 500,000 filters (an estimate
+	// at about 100 bytes per route) exceeds the limit and fails Persist.
 	maxRecordSize = 64 << 20
 )
 
