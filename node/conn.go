@@ -150,40 +150,75 @@ func (c *conn) kick(reason packet.ReasonCode) {
 	c.closeSocket()
 }
 
-// serve runs the connection to its end. It recovers a panic so that one client
-// can never take the node down, logs it with the stack, and closes only this
-// connection.
-func (c *conn) serve() {
-	defer close(c.done)
-	defer c.wg.Wait()
-	defer c.closeSocket()
-	defer func() {
-		if r := recover(); r != nil {
-			c.srv.log.Error("connection panicked; closing it", keyClientID, c.clientID, keyRemote, c.remote,
-				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			c.srv.stats.panics.Add(1)
-			c.detach()
-		}
-	}()
+// A connection's packets are handled by one goroutine at a time, its owner.
+// serve starts as the owner; while data flows the owner reads and handles
+// packets (active); when the socket has nothing buffered the owner hands over
+// to a fresh goroutine that only waits for the next byte (idleWait) and
+// returns. An idle connection so keeps only that goroutine's small stack,
+// not the stack the active phase grew, which matters for fleets of mostly
+// idle devices. Every hand-over is a go statement, so the owners run one
+// after another and each sees what the previous one wrote.
 
-	defer c.releaseReader()
+// serve reads and answers the CONNECT, then runs the first active phase.
+func (c *conn) serve() {
+	defer c.recoverPanic()
 	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
 	if err := c.waitForData(); err != nil {
 		c.srv.log.Debug("connection closed before CONNECT", keyRemote, c.remote, keyErr, err)
+		c.finish()
 		return
 	}
 	if !c.handshake() {
+		c.finish()
 		return
 	}
-	err := c.readLoop()
-	c.flushPending()
-	c.reportClose(err)
-	c.detach()
+	c.active()
 }
 
-// readLoop reads and handles packets until the connection ends. It returns the
-// reason: nil for a normal DISCONNECT.
-func (c *conn) readLoop() error {
+// active handles packets until the socket has nothing buffered, then hands
+// the connection to idleWait, or ends it.
+func (c *conn) active() {
+	idle, err := c.readPhase()
+	if idle {
+		go c.idleWait()
+		return
+	}
+	c.end(err)
+}
+
+// idleWait waits for the next byte without a read buffer, then runs the next
+// active phase in this goroutine.
+func (c *conn) idleWait() {
+	defer c.recoverPanic()
+	c.releaseReader()
+	if c.keepAlive > 0 {
+		// [MQTT-3.1.2-24] Allow one and a half keep alive periods.
+		c.nc.SetReadDeadline(time.Now().Add(time.Duration(c.keepAlive) * 1500 * time.Millisecond))
+	}
+	n, err := c.nc.Read(c.idle.first[:])
+	if n == 0 {
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		c.end(c.readError(err))
+		return
+	}
+	c.srv.stats.bytesIn.Add(1)
+	c.idle.pending, c.idle.src = true, c.src
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(&c.idle)
+	// Move the byte into the buffer, so that readPhase sees data buffered.
+	if _, err := c.br.Peek(1); err != nil {
+		c.end(c.readError(err))
+		return
+	}
+	c.active()
+}
+
+// readPhase reads and handles packets while the read buffer holds data. It
+// returns idle when the buffer is empty and every pending publish is
+// answered, or the reason the connection ends: nil for a normal DISCONNECT.
+func (c *conn) readPhase() (idle bool, err error) {
 	for {
 		if c.keepAlive > 0 {
 			// [MQTT-3.1.2-24] Allow one and a half keep alive periods.
@@ -191,24 +226,55 @@ func (c *conn) readLoop() error {
 		}
 		if c.br == nil || c.br.Buffered() == 0 {
 			if err := c.flushPending(); err != nil {
-				return err
+				return false, err
 			}
-			if err := c.waitForData(); err != nil {
-				return c.readError(err)
-			}
+			return true, nil
 		}
 		p, err := packet.Read(c.br, c.version, c.srv.cfg.Limits.MaxPacketSize)
 		if err != nil {
-			return c.readError(err)
+			return false, c.readError(err)
 		}
 		c.srv.stats.packetsIn.Add(1)
 		if err := c.handle(p); err != nil {
-			return err
+			return false, err
 		}
 		if c.normalDisconnect {
-			return nil
+			return false, nil
 		}
 	}
+}
+
+// end closes a connection whose session is bound: pending publishes are
+// answered, the reaction to err is sent, and the session is detached.
+func (c *conn) end(err error) {
+	c.flushPending()
+	c.reportClose(err)
+	c.detach()
+	c.finish()
+}
+
+// finish releases what the connection holds and tells the server it is gone.
+// It runs exactly once, in the connection's last owner.
+func (c *conn) finish() {
+	c.releaseReader()
+	c.closeSocket()
+	c.wg.Wait()
+	close(c.done)
+	c.srv.connFinished(c)
+}
+
+// recoverPanic ends the connection after a panic in its owner, so that one
+// client can never take the node down; it logs the panic with the stack.
+func (c *conn) recoverPanic() {
+	r := recover()
+	if r == nil {
+		return
+	}
+	c.srv.log.Error("connection panicked; closing it", keyClientID, c.clientID, keyRemote, c.remote,
+		"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	c.srv.stats.panics.Add(1)
+	c.detach()
+	c.finish()
 }
 
 // errKeepAlive, errClosedByServer and errPeerClosed classify ends that are not

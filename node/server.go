@@ -189,15 +189,19 @@ func (s *Server) acceptLoop(ln *transport.Listener, ls *listenerState) {
 		}
 		s.mu.conns[c] = struct{}{}
 		s.mu.Unlock()
+		// The connection's last owner calls connFinished, which releases
+		// this slot.
 		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			c.serve()
-			s.mu.Lock()
-			delete(s.mu.conns, c)
-			s.mu.Unlock()
-		}()
+		go c.serve()
 	}
+}
+
+// connFinished forgets a connection that has ended.
+func (s *Server) connFinished(c *conn) {
+	s.mu.Lock()
+	delete(s.mu.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 func (s *Server) closeListeners() {
