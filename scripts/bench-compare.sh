@@ -166,17 +166,21 @@ start_broker persist "$PERSIST_PORT" "$PERSIST_CMD"
 # The cells: name, the Starling and the Mosquitto it compares, then the
 # flags of the run. Every message cell uses 64-byte payloads, MQTT 3.1.1
 # and 16 unconfirmed messages per publisher.
+# The persistent sessions stay subscribed to their topics after a run, so
+# the persistent cells use their own topics and client identifiers: on
+# bench/i they would get a queue of every later cell's messages.
 MSG="--size 64 --inflight 16 --duration $DURATION --protocol 3.1.1"
 PAIRS="--scenario pairs -n $CLIENTS $MSG"
+KEPT="--clean=false --topic-prefix persist --client-prefix starling-bench-persist"
 CELLS=(
 	"qos0-saturating|starling|mosquitto|$PAIRS --qos 0 --clean=true"
 	"qos1-saturating|starling|mosquitto|$PAIRS --qos 1 --clean=true"
-	"qos1-persistent|starling|persist|$PAIRS --qos 1 --clean=false"
-	"qos1-relaxed|relaxed|persist|$PAIRS --qos 1 --clean=false"
+	"qos1-persistent|starling|persist|$PAIRS --qos 1 $KEPT"
+	"qos1-relaxed|relaxed|persist|$PAIRS --qos 1 $KEPT"
 	"qos0-rate|starling|mosquitto|$PAIRS --qos 0 --clean=true --rate $RATE"
 	"qos1-rate|starling|mosquitto|$PAIRS --qos 1 --clean=true --rate $RATE"
-	"qos1-persistent-rate|starling|persist|$PAIRS --qos 1 --clean=false --rate $RATE"
-	"qos1-relaxed-rate|relaxed|persist|$PAIRS --qos 1 --clean=false --rate $RATE"
+	"qos1-persistent-rate|starling|persist|$PAIRS --qos 1 $KEPT --rate $RATE"
+	"qos1-relaxed-rate|relaxed|persist|$PAIRS --qos 1 $KEPT --rate $RATE"
 	"shared|starling|mosquitto|--scenario shared -n $CLIENTS --subs $SHARED_SUBS $MSG --qos 1 --clean=true"
 	"storm|starling|mosquitto|--scenario storm -n $STORM --parallel 64 --duration 60s"
 	"idle|starling|mosquitto|--scenario idle -n $IDLE --parallel 64 --duration 60s --hold $HOLD"
@@ -399,8 +403,9 @@ MOSQUITTO_VERSION=$("$MOSQUITTO" -h 2>&1 | head -n1 || true)
 	echo "PINGRESP. The pairs cells are $CLIENTS publisher/subscriber pairs"
 	echo "(publisher i to topic bench/i, subscribed by subscriber i only). Fixed-rate"
 	echo "cells publish $RATE msg/s in total. Clean subscribers connect with clean"
-	echo "session 1. Persistent subscribers connect with clean session 0 and keep"
-	echo "their sessions between runs, so each broker stores their QoS 1 messages"
+	echo "session 1. Persistent subscribers connect with clean session 0, on their"
+	echo "own topics persist/i, and keep their sessions between runs, so each"
+	echo "broker stores their QoS 1 messages"
 	echo "as its durability setting says: Starling's default sync mode acknowledges"
 	echo "after fsync, \`--durability relaxed\` does not wait for it, and Mosquitto"
 	echo "with \`persistence true\` keeps sessions in memory and saves them to its"
