@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"net"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -163,16 +165,28 @@ func TestSecurity_NonLoopbackWithoutUsersRefusesAndSaysHow(t *testing.T) {
 	}
 	dir := t.TempDir()
 	// 0.0.0.0 binds every interface; the test itself connects only through
-	// 127.0.0.1.
-	port := strings.Split(freeLoopbackAddr(t), ":")[1]
+	// 127.0.0.1. The port must be free on every address, so ask for one on
+	// 0.0.0.0 rather than on one loopback address.
+	probe, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(probe.Addr().(*net.TCPAddr).Port)
+	probe.Close()
 	log := new(syncBuffer)
 	cmd := exec.Command(starlingBin, "serve", "--listen", "tcp://0.0.0.0:"+port, "--data-dir", filepath.Join(dir, "data"))
 	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	waitFor(t, 10*time.Second, func() error {
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("broker log:\n%s", log.String())
+		}
+	}()
+	waitFor(t, 20*time.Second, func() error {
 		if !strings.Contains(log.String(), "starling started") {
 			return fmt.Errorf("not started yet")
 		}
