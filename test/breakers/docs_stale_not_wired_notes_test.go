@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDocs_StaleNotWiredNotes starts `starling serve` with a tls listener,
@@ -34,7 +35,15 @@ auth:
 `)
 	b.args = []string{"--config", cfg}
 	b.start()
-	logText := b.log.String()
+	// start returns once the first listener answers; the log lines of the
+	// second listener may come a moment later.
+	var logText string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		logText = b.log.String()
+		if strings.Contains(logText, "transport=tls") && strings.Contains(logText, "loaded JWT keys") {
+			break
+		}
+	}
 	if !strings.Contains(logText, "transport=tls") || !strings.Contains(logText, "loaded JWT keys") {
 		t.Fatalf("the node did not report a tls listener and JWT keys:\n%s", logText)
 	}
