@@ -414,9 +414,9 @@ MOSQUITTO_VERSION=$("$MOSQUITTO" -h 2>&1 | head -n1 || true)
 	echo "one group \`\$share/bench/bench/+\`. The storm cell opens $STORM connections,"
 	echo "64 handshakes at a time, and keeps them open until the last CONNACK. The"
 	echo "idle cell restarts both brokers before each run (with the same data), so"
-	echo "that memory freed by earlier cells does not absorb the growth, then opens"
-	echo "$IDLE connections, holds them $HOLD and checks that each still replies to"
-	echo "a PINGREQ. Both spread their connections over the source"
+	echo "that memory freed by earlier cells does not absorb the growth. It then"
+	echo "opens $IDLE connections, holds them $HOLD and checks that each still replies"
+	echo "to a PINGREQ. Both spread their connections over the source"
 	echo "addresses 127.1.0.1, 127.1.0.2, ... (1,000 each)."
 	echo
 	echo "Brokers (Starling with a configuration file that raises the listener's"
