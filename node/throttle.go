@@ -70,25 +70,33 @@ func (t *throttle) check(host, username string) (time.Duration, bool) {
 	now := t.now()
 	worst := 0
 	last := now
-	for _, key := range []string{host, pairKey(host, username)} {
+	pair := pairKey(host, username)
+	for _, key := range []string{host, pair} {
 		f := t.entries[key]
 		if f == nil || now.Sub(f.last) >= t.cfg.BanFor {
 			continue
 		}
-		// Attempts still being checked count as failures, so a burst of
-		// parallel logins cannot all pass before the first failure lands.
-		if n := f.count + f.pending; n > worst {
+		n := f.count
+		if key == pair {
+			// Attempts on this user name still being checked count as
+			// failures, so a burst of parallel guesses cannot all pass
+			// before the first failure lands. Only the pair counts them:
+			// many devices logging in at once from one address (a NAT, a
+			// reconnect storm) are not guesses.
+			n += f.pending
+		}
+		if n > worst {
 			worst, last = n, f.last
 		}
 	}
 	if worst >= t.cfg.BanAfter {
 		return t.cfg.BanFor - now.Sub(last), true
 	}
-	for _, key := range []string{host, pairKey(host, username)} {
-		f := t.entries[key]
+	if username != "" {
+		f := t.entries[pair]
 		if f == nil || now.Sub(f.last) >= t.cfg.BanFor {
 			f = &failures{last: now}
-			t.entries[key] = f
+			t.entries[pair] = f
 		}
 		f.pending++
 	}
@@ -114,7 +122,9 @@ func (t *throttle) fail(host, username string) {
 			t.entries[key] = f
 		}
 		f.count++
-		f.pending = max(f.pending-1, 0)
+		if key != host {
+			f.pending = max(f.pending-1, 0)
+		}
 		f.last = now
 	}
 }
@@ -125,9 +135,6 @@ func (t *throttle) succeed(host, username string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.entries, pairKey(host, username))
-	if f := t.entries[host]; f != nil {
-		f.pending = max(f.pending-1, 0)
-	}
 }
 
 // abandon settles a checked attempt that ended without a decision (an
@@ -135,10 +142,8 @@ func (t *throttle) succeed(host, username string) {
 func (t *throttle) abandon(host, username string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, key := range []string{host, pairKey(host, username)} {
-		if f := t.entries[key]; f != nil {
-			f.pending = max(f.pending-1, 0)
-		}
+	if f := t.entries[pairKey(host, username)]; f != nil {
+		f.pending = max(f.pending-1, 0)
 	}
 }
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -63,5 +64,20 @@ func TestThrottle_ParallelAttemptsCountAsPending(t *testing.T) {
 	}
 	if allowed != 5 {
 		t.Fatalf("%d of 60 parallel attempts were checked, want 5", allowed)
+	}
+}
+
+func TestThrottle_StormFromOneAddressNotBanned(t *testing.T) {
+	th := newThrottle(ThrottleConfig{FreeFailures: 3, BanAfter: 20, BanFor: time.Minute})
+	// A reconnect storm: many devices, each its own user or anonymous,
+	// logging in at once from one address, none failing.
+	for i := 0; i < 500; i++ {
+		user := ""
+		if i%2 == 0 {
+			user = fmt.Sprintf("dev-%d", i)
+		}
+		if wait, banned := th.check("10.0.0.1", user); banned || wait != 0 {
+			t.Fatalf("attempt %d (user %q): wait %v banned %v", i, user, wait, banned)
+		}
 	}
 }
