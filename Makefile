@@ -17,6 +17,7 @@ help:
 	@echo "make lint    gofmt, go vet and go mod verify"
 	@echo "make fuzz    run each fuzz target for FUZZTIME (default $(FUZZTIME))"
 	@echo "make conformance  run the MQTT conformance suite and print its coverage"
+	@echo "make bench-compare  compare Starling with Mosquitto (about 8 minutes), write docs/benchmarks.md"
 	@echo "make image   build the starling:dev container image"
 	@echo "make helm-lint    lint the Helm chart"
 	@echo "make deploy-test  test the image, Compose project and chart"
@@ -99,3 +100,7 @@ proto:
 	@command -v protoc >/dev/null || { echo "make proto: protoc not found on PATH; install protobuf-compiler 3.21 or later"; exit 1; }
 	@command -v protoc-gen-go >/dev/null || { echo "make proto: protoc-gen-go not found on PATH; run go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12 and add \$$(go env GOPATH)/bin to PATH"; exit 1; }
 	protoc --proto_path=proto --go_out=. --go_opt=module=github.com/starling-mqtt/starling $$(find proto -name '*.proto' | sort)
+
+.PHONY: bench-compare
+bench-compare:
+	scripts/bench-compare.sh
