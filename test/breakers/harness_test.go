@@ -187,10 +187,14 @@ func (b *broker) start() {
 			t.Fatalf("starling exited during start:\n%s", b.log.String())
 		default:
 		}
+		// "starling started" comes after every listener is bound, so a
+		// test may use its second listener at once.
 		c, err := net.DialTimeout("tcp", b.addr, time.Second)
 		if err == nil {
 			c.Close()
-			return
+			if strings.Contains(b.log.String(), "starling started") {
+				return
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
