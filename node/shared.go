@@ -10,6 +10,8 @@ import (
 )
 
 // sharedPicker holds the per-group state of the shared subscription strategies.
+// NOTE: entries are never removed, so a node that sees many short-lived share
+// groups keeps one small entry for each of them until it restarts.
 type sharedPicker struct {
 	seed     maphash.Seed
 	counters sync.Map // group key -> *atomic.Uint64, for round robin
