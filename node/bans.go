@@ -13,7 +13,7 @@ import (
 	"github.com/starling-mqtt/starling/storage"
 )
 
-// BanKind is what a ban matches.
+// BanKind is the kind of value a ban matches.
 type BanKind string
 
 // Ban kinds.

@@ -24,7 +24,7 @@ type Config struct {
 	// DataDir is the directory of the Pebble store. Default: ./data.
 	DataDir string
 
-	// Durability says when a QoS 1/2 acknowledgement may be sent: after an fsync
+	// Durability decides when a QoS 1/2 acknowledgement may be sent: after an fsync
 	// (storage.DurabilitySync, the default) or after the write is queued
 	// (storage.DurabilityRelaxed, which can lose the last few milliseconds on a
 	// crash).
@@ -68,7 +68,7 @@ type ListenerConfig struct {
 
 	// AllowAnonymous admits clients without credentials. Nil means true for a
 	// loopback-only address and false otherwise, so that a node reachable from
-	// the network never accepts anonymous clients unless told to.
+	// the network never accepts anonymous clients unless configured to.
 	AllowAnonymous *bool
 
 	// CertIdentity is the client certificate field that becomes the user
@@ -118,7 +118,7 @@ type Limits struct {
 	MaxQueuedMessages int
 	MaxQueuedBytes    int64
 
-	// QueueOverflow is what happens to a message that arrives at a full queue:
+	// QueueOverflow is the policy for a message that arrives at a full queue:
 	// "drop_oldest" (default) removes the oldest waiting message, "drop_newest"
 	// discards the arriving one. Either way the drop is counted and logged.
 	QueueOverflow string

@@ -40,7 +40,7 @@ type conn struct {
 	maxOutPacket      uint32 // the client's Maximum Packet Size; 0: no limit
 	problemInfo       bool   // the client's Request Problem Information
 	sess              atomic.Pointer[session]
-	access            atomic.Pointer[access] // what it may do; replaced by re-authentication and reloads
+	access            atomic.Pointer[access] // identity and rules; replaced by re-authentication and reloads
 	authFinal         []byte                 // SCRAM server-final-message for the CONNACK
 	authMethod        string                 // enhanced authentication method of CONNECT; "" for none
 	reauth            authExchange           // a re-authentication in progress; owned by the reader
@@ -151,15 +151,16 @@ func (c *conn) kick(reason packet.ReasonCode) {
 }
 
 // A connection's packets are handled by one goroutine at a time, its owner.
-// serve starts as the owner; while data flows the owner reads and handles
-// packets (active); when the socket has nothing buffered the owner hands over
-// to a fresh goroutine that only waits for the next byte (idleWait) and
-// returns. An idle connection so keeps only that goroutine's small stack,
-// not the stack the active phase grew, which matters for fleets of mostly
-// idle devices. Every hand-over is a go statement, so the owners run one
-// after another and each sees what the previous one wrote.
+// serve is the first owner. While data flows, the owner reads and handles
+// packets (active). When the socket has nothing buffered, the owner starts a
+// fresh goroutine that only waits for the next byte (idleWait) and returns.
+// An idle connection therefore keeps only that goroutine's small stack, not
+// the stack the active phase grew, which matters for fleets of mostly idle
+// devices. Every hand-over is a go statement, so the owners run one after
+// another and each observes what the previous one wrote.
 
-// serve reads and answers the CONNECT, then runs the first active phase.
+// serve reads the CONNECT, replies with a CONNACK, then runs the first active
+// phase.
 func (c *conn) serve() {
 	defer c.recoverPanic()
 	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
@@ -190,24 +191,15 @@ func (c *conn) active() {
 // active phase in this goroutine.
 func (c *conn) idleWait() {
 	defer c.recoverPanic()
-	c.releaseReader()
 	if c.keepAlive > 0 {
 		// [MQTT-3.1.2-24] Allow one and a half keep alive periods.
 		c.nc.SetReadDeadline(time.Now().Add(time.Duration(c.keepAlive) * 1500 * time.Millisecond))
 	}
-	n, err := c.nc.Read(c.idle.first[:])
-	if n == 0 {
-		if err == nil {
-			err = io.ErrNoProgress
-		}
+	if err := c.waitForData(); err != nil {
 		c.end(c.readError(err))
 		return
 	}
-	c.srv.stats.bytesIn.Add(1)
-	c.idle.pending, c.idle.src = true, c.src
-	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(&c.idle)
-	// Move the byte into the buffer, so that readPhase sees data buffered.
+	// Move the byte into the buffer, so that readPhase finds data buffered.
 	if _, err := c.br.Peek(1); err != nil {
 		c.end(c.readError(err))
 		return
@@ -217,7 +209,7 @@ func (c *conn) idleWait() {
 
 // readPhase reads and handles packets while the read buffer holds data. It
 // returns idle when the buffer is empty and every pending publish is
-// answered, or the reason the connection ends: nil for a normal DISCONNECT.
+// acknowledged, or the reason the connection ends: nil for a normal DISCONNECT.
 func (c *conn) readPhase() (idle bool, err error) {
 	for {
 		if c.keepAlive > 0 {
@@ -245,7 +237,7 @@ func (c *conn) readPhase() (idle bool, err error) {
 }
 
 // end closes a connection whose session is bound: pending publishes are
-// answered, the reaction to err is sent, and the session is detached.
+// acknowledged, the reaction to err is sent, and the session is detached.
 func (c *conn) end(err error) {
 	c.flushPending()
 	c.reportClose(err)
@@ -253,7 +245,7 @@ func (c *conn) end(err error) {
 	c.finish()
 }
 
-// finish releases what the connection holds and tells the server it is gone.
+// finish releases what the connection holds and removes it from the server.
 // It runs exactly once, in the connection's last owner.
 func (c *conn) finish() {
 	c.releaseReader()
@@ -264,7 +256,7 @@ func (c *conn) finish() {
 }
 
 // recoverPanic ends the connection after a panic in its owner, so that one
-// client can never take the node down; it logs the panic with the stack.
+// client can never take the node down. It logs the panic with the stack.
 func (c *conn) recoverPanic() {
 	r := recover()
 	if r == nil {

@@ -8,7 +8,7 @@ import (
 	"github.com/starling-mqtt/starling/storage"
 )
 
-// sessionExpiryOf returns the Session Expiry Interval a CONNECT asks for. In
+// sessionExpiryOf returns the Session Expiry Interval a CONNECT requests. In
 // 3.1 and 3.1.1, clean session 0 means a session that never expires.
 func sessionExpiryOf(cp *packet.Connect) uint32 {
 	if cp.ProtocolVersion != packet.Version5 {
@@ -290,7 +290,7 @@ func (s *Server) expire(ss *session, gen uint64) {
 // endSessionLocked discards the session: its subscriptions leave the router,
 // its queues are dropped, and with fromStorage its records are deleted. It
 // returns a will that was still waiting for its delay and the shared
-// subscription messages that must go to another member; the caller publishes
+// subscription messages that must go to another member. The caller publishes
 // and redelivers them after releasing the lock.
 func (ss *session) endSessionLocked(fromStorage bool) (*willMsg, []*delivery) {
 	srv := ss.srv

@@ -38,7 +38,7 @@ stopped node. Passwords are read without echo from the terminal, or from
 standard input with --password-stdin; they are never printed or logged.
 `
 
-// userBackend is where user commands apply: a running node or a data directory.
+// userBackend is the target of user commands: a running node or a data directory.
 type userBackend interface {
 	list(ctx context.Context) ([]userInfo, error)
 	get(ctx context.Context, name string) (userInfo, error)
