@@ -95,11 +95,15 @@ deploy-test:
 # protoc). It installs nothing. Prerequisites, on PATH:
 #   protoc 3.21 or later    (Debian: apt-get install protobuf-compiler)
 #   protoc-gen-go v1.36.12  (go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12)
+#   protoc-gen-go-grpc v1.6.2 (go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2)
 .PHONY: proto
 proto:
 	@command -v protoc >/dev/null || { echo "make proto: protoc not found on PATH; install protobuf-compiler 3.21 or later"; exit 1; }
 	@command -v protoc-gen-go >/dev/null || { echo "make proto: protoc-gen-go not found on PATH; run go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12 and add \$$(go env GOPATH)/bin to PATH"; exit 1; }
-	protoc --proto_path=proto --go_out=. --go_opt=module=github.com/starling-mqtt/starling $$(find proto -name '*.proto' | sort)
+	@command -v protoc-gen-go-grpc >/dev/null || { echo "make proto: protoc-gen-go-grpc not found on PATH; run go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2 and add \$$(go env GOPATH)/bin to PATH"; exit 1; }
+	protoc --proto_path=proto --go_out=. --go_opt=module=github.com/starling-mqtt/starling \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/starling-mqtt/starling \
+		$$(find proto -name '*.proto' | sort)
 
 .PHONY: bench-compare
 bench-compare:
