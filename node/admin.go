@@ -257,13 +257,16 @@ func (s *Server) publishMessage(msg *message) error {
 			return fmt.Errorf("node: retained store is full; %q not retained", msg.topic)
 		}
 	}
-	targets := s.route(msg, b, nil)
+	var forwards []forwardTicket
+	targets := s.route(msg, b, nil, &forwards)
 	if !b.Empty() {
 		if err := b.Commit(); err != nil {
 			s.stats.storageErrors.Add(1)
+			s.releaseForwards(forwards, false)
 			return fmt.Errorf("store message on %q: %w", msg.topic, err)
 		}
 	}
+	s.releaseForwards(forwards, true)
 	s.applyRetained(updates)
 	for _, t := range targets {
 		t.sess.deliver(t.d)

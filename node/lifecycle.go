@@ -114,6 +114,9 @@ func (ss *session) bindLocked(c *conn, cp *packet.Connect) error {
 	wasPersistent := ss.persistent.Load()
 	ss.mu.expiry = expiry
 	ss.persistent.Store(expiry > 0)
+	if wasPersistent != (expiry > 0) {
+		ss.reflagRoutesLocked()
+	}
 	c.sess.Store(ss)
 
 	switch {
@@ -297,7 +300,7 @@ func (ss *session) endSessionLocked(fromStorage bool) (*willMsg, []*delivery) {
 	orphans := ss.takeSharedForRedeliveryLocked()
 	ss.mu.ended = true
 	for _, sub := range ss.mu.subs {
-		srv.trie.Remove(ss.id, sub.group, sub.topic)
+		ss.removeSubscriptionLocked(sub)
 	}
 	srv.stats.subscriptions.Add(-int64(len(ss.mu.subs)))
 	ss.mu.subs = nil

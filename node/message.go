@@ -24,6 +24,13 @@ type message struct {
 	expiresAt time.Time         // zero: never
 	publisher string            // client id of the publisher, for No Local
 
+	// Set for a message that another node forwarded: its origin, unique in
+	// the cluster, and the share groups this node is to serve.
+	fromPeer    bool
+	originSite  string
+	originID    uint64
+	shareGroups []string
+
 	// stored is set by the goroutine that routes the message, before any
 	// session sees it, once the body is part of a storage batch.
 	stored bool
@@ -186,4 +193,15 @@ func decodeWill(b []byte) (*willMsg, error) {
 	w := &packet.Will{Topic: pub.Topic, Payload: pub.Payload, QoS: pub.QoS, Retain: pub.Retain, Properties: pub.Properties}
 	w.Properties.WillDelay = delay
 	return &willMsg{Will: w, username: username, restoredLoopback: flags&1 != 0}, nil
+}
+
+// servesGroup reports whether a forwarded message is to be delivered to the
+// shared group with this key here.
+func (m *message) servesGroup(key string) bool {
+	for _, k := range m.shareGroups {
+		if k == key {
+			return true
+		}
+	}
+	return false
 }

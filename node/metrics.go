@@ -159,7 +159,10 @@ func (s *Server) Ready() bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.mu.listeners) == len(s.cfg.Listeners)
+	if len(s.mu.listeners) != len(s.cfg.Listeners) {
+		return false
+	}
+	return s.cluster == nil || s.cluster.Ready()
 }
 
 // collectListeners exports each listener's transport counters.

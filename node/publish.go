@@ -104,7 +104,11 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		// loop, so the message is delivered live and acknowledged, and
 		// stageRetained has logged that it was not retained.
 	}
-	c.pending.targets = srv.route(msg, c.pending.batch, c.pending.targets)
+	if p.QoS > 0 && srv.forwardFull(msg.topic) {
+		srv.stats.forwardRefused.Add(1)
+		return c.refusePublish(p, packet.ReasonQuotaExceeded, "a peer's outbox is full")
+	}
+	c.pending.targets = srv.route(msg, c.pending.batch, c.pending.targets, &c.pending.forwards)
 
 	switch p.QoS {
 	case 1:
@@ -210,11 +214,16 @@ func (c *conn) flushPending() error {
 		if err != nil {
 			srv.log.Error("storage commit failed; closing the publisher's connection without acknowledging",
 				keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
+			srv.releaseForwards(pp.forwards, false)
 			c.pending = pendingPublishes{}
 			return packet.Errorf(packet.ReasonUnspecifiedError, "storage failure")
 		}
 	}
 	srv.applyRetained(pp.retained)
+	if len(pp.forwards) > 0 {
+		srv.releaseForwards(pp.forwards, true)
+		pp.forwards = pp.forwards[:0]
+	}
 	var slow *session
 	for i, t := range pp.targets {
 		if t.sess.deliver(t.d) {
@@ -237,8 +246,10 @@ func (c *conn) flushPending() error {
 // route finds the sessions that must receive msg and returns one delivery per
 // session (and per shared group) appended to out. Deliveries to persistent
 // sessions at QoS 1/2 are written to b, with the message body, so that they
-// survive a crash once b commits.
-func (s *Server) route(msg *message, b *storage.Batch, out []target) []target {
+// survive a crash once b commits. In a cluster, the message is also staged
+// for the other nodes with matching routes, and their tickets appended to
+// fw; a nil fw keeps the message on this node.
+func (s *Server) route(msg *message, b *storage.Batch, out []target, fw *[]forwardTicket) []target {
 	scratch := s.matchPool.Get().(*[]router.Entry)
 	defer func() {
 		clear(*scratch)
@@ -248,6 +259,9 @@ func (s *Server) route(msg *message, b *storage.Batch, out []target) []target {
 	matches := s.trie.Match(msg.topic, (*scratch)[:0])
 	*scratch = matches
 	if len(matches) == 0 {
+		if fw != nil {
+			s.routeRemote(msg, b, nil, fw)
+		}
 		return out
 	}
 
@@ -268,6 +282,9 @@ func (s *Server) route(msg *message, b *storage.Batch, out []target) []target {
 				shared = make(map[string][]router.Entry)
 			}
 			key := shareKey(e.Group, e.Filter)
+			if msg.fromPeer && !msg.servesGroup(key) {
+				continue // the sending node chose another node for this group
+			}
 			shared[key] = append(shared[key], *e)
 			continue
 		}
@@ -285,6 +302,9 @@ func (s *Server) route(msg *message, b *storage.Batch, out []target) []target {
 	}
 	for i := start; i < len(out); i++ {
 		s.stageDelivery(msg, b, out[i])
+	}
+	if fw != nil {
+		s.routeRemote(msg, b, shared, fw)
 	}
 	return out
 }

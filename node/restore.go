@@ -155,7 +155,7 @@ func (s *Server) restoreSubscriptions() error {
 			subID: rec.SubID,
 		}
 		ss.mu.subs[rec.Filter] = sub
-		s.trie.Add(ss.subscriptionEntry(sub))
+		ss.addSubscriptionLocked(sub) // no cluster yet: SetCluster re-asserts the routes
 		s.stats.subscriptions.Add(1)
 		return nil
 	})

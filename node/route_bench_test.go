@@ -36,7 +36,7 @@ func BenchmarkRoute(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				out = srv.route(msg, batch, out[:0])
+				out = srv.route(msg, batch, out[:0], nil)
 			}
 			if len(out) != matching {
 				b.Fatalf("routed to %d, want %d", len(out), matching)

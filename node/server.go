@@ -33,6 +33,10 @@ type Server struct {
 	shared    sharedPicker
 	stats     stats
 	persister persister
+	routes    routeTable
+	cluster   Cluster // nil on a single node; set by SetCluster before Start
+
+	sharedTurn atomic.Uint64 // picks among the nodes that serve a share group
 
 	matchPool  sync.Pool // *[]router.Entry scratch for route
 	indexPool  sync.Pool // map[string]int scratch for route

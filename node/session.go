@@ -37,6 +37,10 @@ type subscription struct {
 	topic  string // filter without the $share prefix
 	opts   packet.Subscription
 	subID  uint32
+
+	// durable is the persistence the subscription's route was counted with
+	// (routeTable); it follows the session's through reflagRoutesLocked.
+	durable bool
 }
 
 // session is the state of one client id: clean (memory only, ends with its

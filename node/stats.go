@@ -18,6 +18,8 @@ type stats struct {
 	protocolErrors, panics, expiredSessions          atomic.Uint64
 	retainedRejected, storageErrors                  atomic.Uint64
 	sharedRedelivered, publisherPauses, slowClients  atomic.Uint64
+	routeWaitTimeouts, forwardRefused, forwardedIn   atomic.Uint64
+	forwardFailed                                    atomic.Uint64
 	subscriptions, retainedBytes, retainedCount      atomic.Int64
 	queued, inflight, connected                      atomic.Int64
 	authFailures                                     [authFailReasons]atomic.Uint64

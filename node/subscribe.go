@@ -25,16 +25,17 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 	}
 
 	sess.mu.Lock()
-	defer sess.mu.Unlock()
 	codes := make([]packet.ReasonCode, len(p.Subscriptions))
 	var b *storage.Batch
 	var retained []*delivery
+	var waits []<-chan struct{}
 	for i, req := range p.Subscriptions {
-		code, isNew, err := sess.subscribeLocked(c, req, subID, &b)
+		code, isNew, err := sess.subscribeLocked(c, req, subID, &b, &waits)
 		if err != nil {
 			if b != nil {
 				b.Close()
 			}
+			sess.mu.Unlock()
 			return err
 		}
 		codes[i] = code
@@ -53,10 +54,20 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		err := b.Commit()
 		b.Close()
 		if err != nil {
+			sess.mu.Unlock()
 			srv.log.Error("store subscriptions failed", keyClientID, c.clientID, keyErr, err)
 			return packet.Errorf(packet.ReasonUnspecifiedError, "storage failure")
 		}
 	}
+	if len(waits) > 0 {
+		// Route before SUBACK (DESIGN.md invariant 6). The session's lock is
+		// released meanwhile, so deliveries to it go on; the spec allows a
+		// matching PUBLISH before the SUBACK (MQTT 5.0 section 3.8.4).
+		sess.mu.Unlock()
+		srv.waitRoutes(waits)
+		sess.mu.Lock()
+	}
+	defer sess.mu.Unlock()
 	if c.version != packet.Version5 {
 		for i, code := range codes {
 			if code > packet.ReasonGrantedQoS2 {
@@ -72,7 +83,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 // subscribeLocked validates one subscription and applies it. It returns the
 // SUBACK reason code, whether the subscription is new, and an error only for
 // a protocol violation that closes the connection.
-func (ss *session) subscribeLocked(c *conn, req packet.Subscription, subID uint32, b **storage.Batch) (packet.ReasonCode, bool, error) {
+func (ss *session) subscribeLocked(c *conn, req packet.Subscription, subID uint32, b **storage.Batch, waits *[]<-chan struct{}) (packet.ReasonCode, bool, error) {
 	srv := ss.srv
 	lim := &srv.cfg.Limits
 	if err := router.ValidateFilter(req.Filter, lim.MaxTopicLength, lim.MaxTopicLevels); err != nil {
@@ -103,8 +114,17 @@ func (ss *session) subscribeLocked(c *conn, req packet.Subscription, subID uint3
 	qos := min(req.QoS, *feat.MaxQoS)
 	sub := &subscription{filter: req.Filter, group: group, topic: topic, opts: req, subID: subID}
 	sub.opts.QoS = qos
+	if old := ss.mu.subs[req.Filter]; old != nil {
+		// Same filter, same session: the route is counted already.
+		sub.durable = old.durable
+		srv.trie.Add(ss.subscriptionEntry(sub))
+		if ch := srv.routePending(sub); ch != nil {
+			*waits = append(*waits, ch)
+		}
+	} else if ch := ss.addSubscriptionLocked(sub); ch != nil {
+		*waits = append(*waits, ch)
+	}
 	ss.mu.subs[req.Filter] = sub
-	srv.trie.Add(ss.subscriptionEntry(sub))
 	if !exists {
 		srv.stats.subscriptions.Add(1)
 	}
@@ -141,7 +161,7 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 			continue
 		}
 		delete(sess.mu.subs, f)
-		srv.trie.Remove(sess.id, sub.group, sub.topic)
+		sess.removeSubscriptionLocked(sub)
 		srv.stats.subscriptions.Add(-1)
 		if sess.persistent.Load() {
 			if b == nil {

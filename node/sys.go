@@ -61,7 +61,7 @@ func (s *Server) publishSys(topic, value string) {
 	s.retained.Set(topic, msg)
 	b := s.store.NewBatch() // stays empty: QoS 0 deliveries are never written
 	defer b.Close()
-	for _, t := range s.route(msg, b, nil) {
+	for _, t := range s.route(msg, b, nil, nil) {
 		t.sess.deliver(t.d)
 	}
 }

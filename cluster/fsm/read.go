@@ -11,6 +11,14 @@ import (
 
 // Routes returns every route, sorted by site id, filter and share group.
 func (f *FSM) Routes() []Route {
+	routes, _ := f.RoutesAt()
+	return routes
+}
+
+// RoutesAt returns every route, sorted as Routes sorts them, and the index of
+// the last log entry applied to them. The two are read together, so a caller
+// that builds a view from the routes knows which entries it reflects.
+func (f *FSM) RoutesAt() ([]Route, uint64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	n := 0
@@ -22,7 +30,7 @@ func (f *FSM) Routes() []Route {
 		out = appendRoutes(out, site, rs.routes)
 	}
 	slices.SortFunc(out, compareRoutes)
-	return out
+	return out, f.mu.st.applied
 }
 
 // RoutesFor returns the routes of one site id, sorted by filter and share

@@ -31,6 +31,7 @@ type fileConfig struct {
 	Features    fileFeatures   `yaml:"features"`
 	SysInterval duration       `yaml:"sys_interval"`
 	Auth        fileAuth       `yaml:"auth"`
+	Cluster     fileCluster    `yaml:"cluster"`
 }
 
 type fileListener struct {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/starling-mqtt/starling/cluster"
 	"github.com/starling-mqtt/starling/node"
 	"github.com/starling-mqtt/starling/node/auth"
 )
@@ -29,7 +30,7 @@ type httpServer struct {
 
 // startHTTP binds addr and serves in a goroutine owned by the returned server;
 // stop it with shutdown.
-func startHTTP(addr string, n *node.Server, enablePprof bool, adminToken string, log *slog.Logger) (*httpServer, error) {
+func startHTTP(addr string, n *node.Server, cl *cluster.Cluster, enablePprof bool, adminToken string, log *slog.Logger) (*httpServer, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(n.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -39,7 +40,7 @@ func startHTTP(addr string, n *node.Server, enablePprof bool, adminToken string,
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !n.Ready() {
+		if !n.Ready() || (cl != nil && !cl.Ready()) {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
@@ -59,6 +60,7 @@ func startHTTP(addr string, n *node.Server, enablePprof bool, adminToken string,
 		admin := &userAdmin{store: n.AuthStore(), reload: n.ReloadAuth, params: auth.DefaultParams(), token: adminToken}
 		admin.register(mux)
 		newOpsAdmin(n, admin.guard, log).register(mux)
+		registerClusterAdmin(mux, cl, admin.guard)
 	} else {
 		log.Warn("admin API disabled: --http is not loopback-only and no admin token is set (STARLING_ADMIN_TOKEN_FILE)", "addr", addr)
 	}

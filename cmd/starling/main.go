@@ -79,6 +79,8 @@ func serve(args []string) int {
 	httpAddr := fs.String("http", "", "address of the /metrics, /healthz and /readyz endpoints, e.g. 127.0.0.1:8080 (env STARLING_HTTP; default off)")
 	enablePprof := fs.Bool("pprof", false, "serve /debug/pprof/ on the --http address (loopback only)")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take before connections are cut")
+	var cf clusterFlags
+	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -86,6 +88,7 @@ func serve(args []string) int {
 	setByFlag := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { setByFlag[f.Name] = true })
 	st.applyEnv(setByFlag)
+	cf.applyEnv(setByFlag)
 	if v, ok := os.LookupEnv("STARLING_HTTP"); ok && !setByFlag["http"] {
 		*httpAddr = v
 	}
@@ -97,6 +100,10 @@ func serve(args []string) int {
 			fmt.Fprintln(os.Stderr, "starling:", err)
 			return 2
 		}
+	}
+	if err := cf.merge(&fc.Cluster); err != nil {
+		fmt.Fprintln(os.Stderr, "starling: invalid configuration:", err)
+		return 2
 	}
 	cfg, logs, err := buildConfig(fc, st)
 	if err != nil {
@@ -120,8 +127,17 @@ func serve(args []string) int {
 		logger.Error("start failed", "err", err)
 		return 1
 	}
+	cl, err := startCluster(fc.Cluster, cfg, srv, logger)
+	if err != nil {
+		logger.Error("start failed", "err", err)
+		srv.Shutdown(context.Background())
+		return 1
+	}
 	if err := srv.Start(); err != nil {
 		logger.Error("start failed", "err", err)
+		if cl != nil {
+			cl.Close()
+		}
 		srv.Shutdown(context.Background())
 		return 1
 	}
@@ -133,7 +149,7 @@ func serve(args []string) int {
 			srv.Shutdown(context.Background())
 			return 1
 		}
-		if web, err = startHTTP(*httpAddr, srv, *enablePprof, token, logger); err != nil {
+		if web, err = startHTTP(*httpAddr, srv, cl, *enablePprof, token, logger); err != nil {
 			logger.Error("start failed", "err", err)
 			srv.Shutdown(context.Background())
 			return 1
@@ -153,6 +169,12 @@ func serve(args []string) int {
 
 	ctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 	defer cancel()
+	if cl != nil {
+		// The cluster goes first: its forwarder writes to the node's
+		// store, which Shutdown closes. What it has not sent stays in the
+		// outboxes for the next start.
+		cl.Close()
+	}
 	err = srv.Shutdown(ctx)
 	if web != nil {
 		web.shutdown(ctx)

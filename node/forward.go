@@ -1,0 +1,247 @@
+package node
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/starling-mqtt/starling/node/packet"
+	"github.com/starling-mqtt/starling/proto/clusterpb"
+	"github.com/starling-mqtt/starling/router"
+	"github.com/starling-mqtt/starling/storage"
+)
+
+// forwardTicket is a message staged for another node: the cluster holds it
+// until the publisher's batch commits (Release) or fails (Abort).
+type forwardTicket = any
+
+// routeRemote stages msg for every other node with a matching route and
+// appends the tickets to fw. A shared group with a member on this node is
+// served here (localGroups); one served only elsewhere goes to one node
+// that has members, chosen in turn. Messages that arrived from another
+// node are never forwarded again: routes are one hop.
+func (s *Server) routeRemote(msg *message, b *storage.Batch, localGroups map[string][]router.Entry, fw *[]forwardTicket) {
+	if s.cluster == nil || msg.fromPeer || isSysTopic(msg.topic) {
+		return
+	}
+	scratch := s.matchPool.Get().(*[]router.Entry)
+	defer func() {
+		clear(*scratch)
+		*scratch = (*scratch)[:0]
+		s.matchPool.Put(scratch)
+	}()
+	remote := s.cluster.MatchRemote(msg.topic, (*scratch)[:0])
+	*scratch = remote
+	if len(remote) == 0 {
+		return
+	}
+
+	// sites maps a site id to the share groups it is to serve; a plain
+	// route adds the site with no group.
+	sites := make(map[string][]string, len(remote))
+	var groups map[string][]string // share key -> candidate sites
+	for i := range remote {
+		e := &remote[i]
+		if e.Group == "" {
+			if _, ok := sites[e.ClientID]; !ok {
+				sites[e.ClientID] = nil
+			}
+			continue
+		}
+		key := shareKey(e.Group, e.Filter)
+		if _, ok := localGroups[key]; ok {
+			continue
+		}
+		if groups == nil {
+			groups = make(map[string][]string)
+		}
+		groups[key] = append(groups[key], e.ClientID)
+	}
+	for key, candidates := range groups {
+		site := candidates[int(s.sharedTurn.Add(1)%uint64(len(candidates)))]
+		sites[site] = append(sites[site], wireShareKey(key))
+	}
+
+	if msg.id == 0 {
+		msg.id = s.store.NextID() // the origin id, unique with this node's site id
+	}
+	now := time.Now()
+	for site, keys := range sites {
+		m := msg.forwardMessage(now)
+		m.ShareGroups = keys
+		t, err := s.cluster.Stage(site, m, b)
+		if err != nil {
+			s.stats.forwardFailed.Add(1)
+			s.clientWarn.log(s.log, "message not forwarded to a node", "peer_site", site, keyTopic, msg.topic, keyErr, err)
+			continue
+		}
+		*fw = append(*fw, t)
+	}
+}
+
+// wireShareKey converts a share key to the "group/filter" form of
+// ForwardMessage.share_groups; a group name never contains '/'.
+func wireShareKey(key string) string {
+	group, filter, _ := strings.Cut(key, "\x00")
+	return group + "/" + filter
+}
+
+// releaseForwards hands staged messages to the cluster after their batch
+// committed, or gives their sequence numbers up when it failed.
+func (s *Server) releaseForwards(fw []forwardTicket, committed bool) {
+	for i, t := range fw {
+		if committed {
+			s.cluster.Release(t)
+		} else {
+			s.cluster.Abort(t)
+		}
+		fw[i] = nil
+	}
+}
+
+// forwardFull reports whether some node that msg would be forwarded to has a
+// full outbox, so a QoS 1/2 publish must be refused rather than acknowledged
+// and then lost (invariant 7).
+func (s *Server) forwardFull(topic string) bool {
+	if s.cluster == nil {
+		return false
+	}
+	scratch := s.matchPool.Get().(*[]router.Entry)
+	defer func() {
+		clear(*scratch)
+		*scratch = (*scratch)[:0]
+		s.matchPool.Put(scratch)
+	}()
+	remote := s.cluster.MatchRemote(topic, (*scratch)[:0])
+	*scratch = remote
+	for i := range remote {
+		if s.cluster.Full(remote[i].ClientID) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardMessage converts m to its form between nodes. The sequence number
+// is the cluster's to set.
+func (m *message) forwardMessage(now time.Time) *clusterpb.ForwardMessage {
+	// The cluster fills in OriginSiteId, which the node does not know.
+	fm := &clusterpb.ForwardMessage{
+		OriginId:  m.id,
+		Topic:     m.topic,
+		Payload:   m.payload,
+		Qos:       uint32(m.qos),
+		Retain:    m.retain,
+		Publisher: m.publisher,
+	}
+	if !m.expiresAt.IsZero() {
+		fm.ExpiresAtUnixMs = m.expiresAt.UnixMilli()
+	}
+	p := &m.props
+	if p.PayloadFormat != 0 || p.ContentType != "" || p.ResponseTopic != "" || p.CorrelationData != nil || len(p.UserProperties) > 0 {
+		mp := &clusterpb.MessageProperties{
+			PayloadFormat:   uint32(p.PayloadFormat),
+			ContentType:     p.ContentType,
+			ResponseTopic:   p.ResponseTopic,
+			CorrelationData: p.CorrelationData,
+		}
+		for _, kv := range p.UserProperties {
+			mp.UserProperties = append(mp.UserProperties, &clusterpb.UserProperty{Key: kv.Key, Value: kv.Value})
+		}
+		fm.Properties = mp
+	}
+	return fm
+}
+
+// messageFromForward converts a message that arrived from another node.
+func messageFromForward(fm *clusterpb.ForwardMessage) (*message, error) {
+	if fm.Qos > 2 {
+		return nil, fmt.Errorf("QoS %d", fm.Qos)
+	}
+	if fm.Topic == "" {
+		return nil, fmt.Errorf("empty topic")
+	}
+	m := &message{
+		topic:      fm.Topic,
+		payload:    fm.Payload,
+		qos:        byte(fm.Qos),
+		retain:     fm.Retain,
+		publisher:  fm.Publisher,
+		fromPeer:   true,
+		originSite: fm.OriginSiteId,
+		originID:   fm.OriginId,
+	}
+	for _, k := range fm.ShareGroups {
+		group, filter, ok := strings.Cut(k, "/")
+		if !ok {
+			return nil, fmt.Errorf("share group %q is not group/filter", k)
+		}
+		m.shareGroups = append(m.shareGroups, shareKey(group, filter))
+	}
+	if fm.ExpiresAtUnixMs != 0 {
+		m.expiresAt = time.UnixMilli(fm.ExpiresAtUnixMs)
+	}
+	if mp := fm.Properties; mp != nil {
+		m.props = packet.Properties{
+			PayloadFormat:   byte(mp.PayloadFormat),
+			ContentType:     mp.ContentType,
+			ResponseTopic:   mp.ResponseTopic,
+			CorrelationData: mp.CorrelationData,
+		}
+		for _, kv := range mp.UserProperties {
+			m.props.UserProperties = append(m.props.UserProperties, packet.UserProperty{Key: kv.Key, Value: kv.Value})
+		}
+	}
+	return m, nil
+}
+
+// DeliverForwarded hands messages that another node forwarded, in order, to
+// the local sessions. The deliveries to persistent sessions and the
+// sender's high-water mark are written in one batch, synced when it holds
+// a QoS 1/2 delivery, before the messages reach the sessions; so once it
+// returns, the sender may forget them, and a resend after a crash of this
+// node is recognised by its sequence number.
+func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMessage, highWater uint64) error {
+	b := s.store.NewBatch()
+	defer b.Close()
+	var targets []target
+	now := time.Now()
+	needSync := false
+	for _, fm := range msgs {
+		msg, err := messageFromForward(fm)
+		if err != nil {
+			s.log.Warn("forwarded message dropped: invalid", "peer_site", senderSite, keyErr, err)
+			continue
+		}
+		if msg.expired(now) {
+			s.stats.expired.Add(1)
+			continue
+		}
+		if msg.qos > 0 {
+			needSync = true
+		}
+		s.stats.forwardedIn.Add(1)
+		targets = s.route(msg, b, targets, nil)
+	}
+	b.PutForwardHighWater(senderSite, highWater)
+	var err error
+	if needSync {
+		err = b.Commit()
+	} else {
+		err = b.CommitNoSync()
+	}
+	if err != nil {
+		s.stats.storageErrors.Add(1)
+		return fmt.Errorf("store forwarded messages from %s: %w", senderSite, err)
+	}
+	for _, t := range targets {
+		t.sess.deliver(t.d)
+	}
+	return nil
+}
+
+// ForwardHighWater returns the highest sequence number handled from the
+// node with site id senderSite.
+func (s *Server) ForwardHighWater(senderSite string) (uint64, error) {
+	return s.store.ForwardHighWater(senderSite)
+}
