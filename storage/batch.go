@@ -19,14 +19,15 @@ const maxScratch = 64 << 10
 // or a QoS or retain handling above 2) record the first such error, and
 // Commit returns it without writing anything.
 type Batch struct {
-	s       *Store
-	pb      *pebble.Batch
-	ops     []refOp  // reference-changing operations in call order
-	touched []uint64 // scratch for refIndex.applyLocked
-	key     []byte   // scratch for keys
-	val     []byte   // scratch for values
-	err     error    // first invalid argument
-	used    bool     // Commit or CommitNoSync was called
+	s          *Store
+	pb         *pebble.Batch
+	ops        []refOp     // reference-changing operations in call order
+	touched    []uint64    // scratch for refIndex.applyLocked
+	key        []byte      // scratch for keys
+	val        []byte      // scratch for values
+	err        error       // first invalid argument
+	outboxPuts []outboxPut // counted into Store.outbox after the commit
+	used       bool        // Commit or CommitNoSync was called
 }
 
 // NewBatch returns an empty batch.
@@ -304,6 +305,7 @@ func (b *Batch) commit(sync bool) error {
 	if !sync {
 		s.dirty.Store(true)
 	}
+	s.outbox.add(b.outboxPuts)
 	return nil
 }
 

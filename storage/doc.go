@@ -32,6 +32,9 @@
 //	0x20 messageID:8                 Message body
 //	0x21 topic                       retained Message, stored whole
 //	0x30 namespace:1 name            security record (user, group, role), encoded by the auth layer
+//	0x40 siteID 0x00 seq:8           outbox entry toward peer siteID: version byte, encoded clusterpb.ForwardMessage
+//	0x41 siteID                      uvarint: every forward seq toward siteID below it may have been handed out
+//	0x42 siteID                      uvarint: highest forward seq received from siteID and delivered
 //
 // Every value starts with a record version byte, currently 1, followed by
 // fixed bytes, varints and length-prefixed fields as documented on each
@@ -68,7 +71,8 @@
 // and operations hold a gate slot, not the mutex, while they run.
 // refIndex.mu is taken with no other Store mutex held. No Store mutex is
 // held while waiting for an fsync, except idAllocator.mu during the synced
-// write that reserves the next id block.
+// write that reserves the next id block, and outboxIndex.reserveMu during
+// the synced write of ReserveForwardSeq. outboxIndex.mu is a leaf.
 //
 // # Limitations
 //

@@ -18,6 +18,9 @@ const (
 	kindMessage      byte = 0x20
 	kindRetained     byte = 0x21
 	kindAuthRecord   byte = 0x30
+	kindOutbox       byte = 0x40 // see outbox.go
+	kindForwardSeq   byte = 0x41
+	kindHighWater    byte = 0x42
 )
 
 // clientSep ends the client id inside a key. MQTT forbids U+0000 in client

@@ -25,10 +25,11 @@ type Store struct {
 	log *slog.Logger
 	db  *pebble.DB
 
-	gate gate                  // counts operations that use db; Close waits for them
-	refs refIndex              // message reference counts, see refcount.go
-	ids  idAllocator           // see ids.go
-	fail atomic.Pointer[error] // first write failure; nil while healthy
+	gate   gate                  // counts operations that use db; Close waits for them
+	refs   refIndex              // message reference counts, see refcount.go
+	ids    idAllocator           // see ids.go
+	outbox outboxIndex           // see outbox.go
+	fail   atomic.Pointer[error] // first write failure; nil while healthy
 
 	// dirty is set after a write that was not fsynced and cleared by the
 	// sync goroutine before it fsyncs the WAL.
@@ -82,6 +83,9 @@ func (s *Store) loadState() error {
 		return err
 	}
 	if err := s.loadIDLimit(); err != nil {
+		return err
+	}
+	if err := s.loadOutboxIndex(); err != nil {
 		return err
 	}
 	stats, err := s.rebuildRefs()
