@@ -71,6 +71,7 @@ func (c *Cluster) checkForwardHello(ctx context.Context, hello *clusterpb.Forwar
 // Stage implements node.Cluster.
 func (c *Cluster) Stage(site string, m *clusterpb.ForwardMessage, b *storage.Batch) (any, error) {
 	m.OriginSiteId = c.siteID
+	m.ReceiverIncarnation = c.incarnationOf(site)
 	return c.fwd.Stage(site, m, b)
 }
 
@@ -161,4 +162,13 @@ func (p *clientPool) close() {
 // forwardClient dials a peer for the forwarder.
 func (p *clientPool) forwardClient(_ context.Context, peer forward.Peer) (clusterpb.PeerClient, error) {
 	return p.peerClient(peer.Name, peer.Addr)
+}
+
+// Incarnation implements node.Cluster.
+func (c *Cluster) Incarnation() uint64 { return c.incarnation.Load() }
+
+// incarnationOf returns the committed boot incarnation of the node with
+// site id site, or 0 when it has no record.
+func (c *Cluster) incarnationOf(site string) uint64 {
+	return c.view.incarnationOf(site)
 }

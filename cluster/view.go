@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/starling-mqtt/starling/cluster/fsm"
@@ -19,6 +20,10 @@ type routeView struct {
 	c     *Cluster
 	delay time.Duration // test hook: Config.ApplyDelay
 	trie  *router.Trie
+
+	// incarnations maps site ids to committed boot incarnations, for the
+	// publish path, which must not copy the node records per message.
+	incarnations atomic.Pointer[map[string]uint64]
 
 	mu struct {
 		sync.Mutex
@@ -83,6 +88,11 @@ func (v *routeView) refresh() {
 		}
 	}
 	v.mu.entries = next
+	incs := make(map[string]uint64)
+	for _, n := range v.c.fsm.Nodes() {
+		incs[n.SiteID] = n.Incarnation
+	}
+	v.incarnations.Store(&incs)
 	v.mu.index = index
 	close(v.mu.changed)
 	v.mu.changed = make(chan struct{})
@@ -150,4 +160,12 @@ func (v *routeView) waitEverywhere(index uint64) {
 		}()
 	}
 	wg.Wait()
+}
+
+// incarnationOf returns the committed incarnation of a site, 0 if unknown.
+func (v *routeView) incarnationOf(site string) uint64 {
+	if m := v.incarnations.Load(); m != nil {
+		return (*m)[site]
+	}
+	return 0
 }

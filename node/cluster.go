@@ -43,6 +43,9 @@ type Cluster interface {
 	Release(ticket any)
 	Abort(ticket any)
 
+	// Incarnation returns this node's boot incarnation in the cluster.
+	Incarnation() uint64
+
 	// Ready reports whether the node has caught up with the cluster and may
 	// report itself ready (DESIGN.md, Readiness).
 	Ready() bool

@@ -213,6 +213,11 @@ func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMe
 			s.log.Warn("forwarded message dropped: invalid", "peer_site", senderSite, keyErr, err)
 			continue
 		}
+		if fm.ReceiverIncarnation != 0 && s.cluster != nil && fm.ReceiverIncarnation < s.cluster.Incarnation() {
+			// Staged before this node restarted: only the persistent
+			// sessions, which the durable route was kept for, wanted it.
+			msg.durableOnly = true
+		}
 		if msg.expired(now) {
 			s.stats.expired.Add(1)
 			continue

@@ -30,6 +30,7 @@ type message struct {
 	originSite  string
 	originID    uint64
 	shareGroups []string
+	durableOnly bool // deliver to persistent sessions only
 
 	// stored is set by the goroutine that routes the message, before any
 	// session sees it, once the body is part of a storage batch.

@@ -352,7 +352,7 @@ func (s *Server) mergeTarget(out []target, start int, index map[string]int, msg 
 // group the client was chosen from, "" for a plain subscription.
 func (s *Server) addTarget(out []target, msg *message, e *router.Entry, key string) []target {
 	sess := s.reg.get(e.ClientID)
-	if sess == nil {
+	if sess == nil || (msg.durableOnly && !sess.persistent.Load()) {
 		return out
 	}
 	d := &delivery{

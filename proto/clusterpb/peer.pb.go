@@ -217,9 +217,14 @@ type ForwardMessage struct {
 	Properties      *MessageProperties `protobuf:"bytes,10,opt,name=properties,proto3" json:"properties,omitempty"`
 	// Shared groups, as "group/filter", that the receiver is to deliver the
 	// message to; a group not named here is served by another node.
-	ShareGroups   []string `protobuf:"bytes,11,rep,name=share_groups,json=shareGroups,proto3" json:"share_groups,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ShareGroups []string `protobuf:"bytes,11,rep,name=share_groups,json=shareGroups,proto3" json:"share_groups,omitempty"`
+	// The receiving node's boot incarnation when the message was staged for
+	// it. A message that waited in an outbox across a restart of the
+	// receiver is delivered only to its persistent sessions: clean sessions
+	// subscribed after the restart never asked for it. 0: unknown.
+	ReceiverIncarnation uint64 `protobuf:"varint,12,opt,name=receiver_incarnation,json=receiverIncarnation,proto3" json:"receiver_incarnation,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ForwardMessage) Reset() {
@@ -327,6 +332,13 @@ func (x *ForwardMessage) GetShareGroups() []string {
 		return x.ShareGroups
 	}
 	return nil
+}
+
+func (x *ForwardMessage) GetReceiverIncarnation() uint64 {
+	if x != nil {
+		return x.ReceiverIncarnation
+	}
+	return 0
 }
 
 // MessageProperties are the MQTT 5.0 publish properties that travel with a
@@ -875,7 +887,7 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\x0esender_site_id\x18\x02 \x01(\tR\fsenderSiteId\x12(\n" +
 	"\x10receiver_site_id\x18\x03 \x01(\tR\x0ereceiverSiteId\".\n" +
 	"\x0fForwardResponse\x12\x1b\n" +
-	"\tacked_seq\x18\x01 \x01(\x04R\backedSeq\"\xf5\x02\n" +
+	"\tacked_seq\x18\x01 \x01(\x04R\backedSeq\"\xa8\x03\n" +
 	"\x0eForwardMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12$\n" +
 	"\x0eorigin_site_id\x18\x02 \x01(\tR\foriginSiteId\x12\x1b\n" +
@@ -890,7 +902,8 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"properties\x18\n" +
 	" \x01(\v2&.starling.cluster.v1.MessagePropertiesR\n" +
 	"properties\x12!\n" +
-	"\fshare_groups\x18\v \x03(\tR\vshareGroups\"\xfb\x01\n" +
+	"\fshare_groups\x18\v \x03(\tR\vshareGroups\x121\n" +
+	"\x14receiver_incarnation\x18\f \x01(\x04R\x13receiverIncarnation\"\xfb\x01\n" +
 	"\x11MessageProperties\x12%\n" +
 	"\x0epayload_format\x18\x01 \x01(\rR\rpayloadFormat\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12%\n" +
