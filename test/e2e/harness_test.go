@@ -261,6 +261,9 @@ type brokerOptions struct {
 	// MosquittoConfig holds extra lines for mosquitto's configuration. Starling
 	// ignores them.
 	MosquittoConfig []string
+	// Command, when set, builds the broker's command line instead of the
+	// options above; the cluster tests use it.
+	Command func(b *broker) (*exec.Cmd, error)
 }
 
 // limits mirrors the "limits" section of Starling's YAML configuration. Zero
@@ -643,6 +646,9 @@ func tail(s string, n int) string {
 
 // command builds the exec.Cmd for the configured broker kind.
 func (b *broker) command() (*exec.Cmd, error) {
+	if b.opts.Command != nil {
+		return b.opts.Command(b)
+	}
 	switch b.kind {
 	case kindMosquitto:
 		conf := filepath.Join(b.dir, "mosquitto.conf")

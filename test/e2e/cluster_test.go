@@ -1,0 +1,462 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestCluster_ThreeNodesFormFromBootstrapExpect(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	leaders := map[string]bool{}
+	for _, name := range []string{"n1", "n2", "n3"} {
+		st := c.node(name).mustStatus(t)
+		leaders[st.Leader] = true
+		if len(st.Members) != 3 {
+			t.Fatalf("%s sees %d members, want 3: %+v", name, len(st.Members), st.Members)
+		}
+		for _, m := range st.Members {
+			if m.State != "joined" || m.Gossip != "alive" || m.Suffrage != "Voter" {
+				t.Errorf("%s sees %s as %s/%s/%s, want joined/alive/Voter", name, m.Name, m.State, m.Gossip, m.Suffrage)
+			}
+		}
+	}
+	if len(leaders) != 1 || leaders[""] {
+		t.Fatalf("nodes disagree on the leader: %v", leaders)
+	}
+}
+
+func TestCluster_PublishReachesSubscriberOnAnotherNode(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	n1, n3 := c.node("n1"), c.node("n3")
+
+	for _, version := range []byte{4, 5} {
+		for qos := byte(0); qos <= 2; qos++ {
+			t.Run(fmt.Sprintf("v%d/qos%d", version, qos), func(t *testing.T) {
+				topic := fmt.Sprintf("cross/v%d/q%d/leaf", version, qos)
+				sub, _ := connectRaw(t, n3.broker, "sub", connectSpec{Version: version, ClientID: fmt.Sprintf("sub-%d-%d", version, qos), Clean: true, Keepalive: 60})
+				sub.mustSubscribe(fmt.Sprintf("cross/v%d/+/#", version), 2)
+				pub, _ := connectRaw(t, n1.broker, "pub", connectSpec{Version: version, ClientID: fmt.Sprintf("pub-%d-%d", version, qos), Clean: true, Keepalive: 60})
+				for i := range 5 {
+					pub.publish(topic, qos, false, fmt.Sprintf("m%d", i))
+				}
+				for i := range 5 {
+					m := sub.receive(ioTimeout)
+					if m.Topic != topic || m.Payload != fmt.Sprintf("m%d", i) || m.QoS != qos {
+						t.Fatalf("message %d: got %s %q QoS %d, want %s %q QoS %d", i, m.Topic, m.Payload, m.QoS, topic, fmt.Sprintf("m%d", i), qos)
+					}
+				}
+				sub.expectNoPublish(quietPeriod)
+			})
+		}
+	}
+
+	t.Run("v5 properties", func(t *testing.T) {
+		sub, _ := connectRaw(t, n3.broker, "sub", v5("props-sub", true))
+		sub.mustSubscribe("props/#", 1)
+		pub, _ := connectRaw(t, n1.broker, "pub", v5("props-pub", true))
+		pub.publish("props/a", 1, false, "{}",
+			propByte(propPayloadFormat, 1),
+			propU32(propMessageExpiry, 3600),
+			propString(propContentType, "application/json"),
+			propString(propResponseTopic, "reply/here"),
+			propString(propCorrelationData, "corr-1"),
+			propPair(propUserProperty, "k1", "v1"),
+			propPair(propUserProperty, "k2", "v2"),
+			propPair(propUserProperty, "k1", "v3"))
+		m := sub.receive(ioTimeout)
+		checks := []struct {
+			id   byte
+			want string
+		}{
+			{propContentType, "application/json"},
+			{propResponseTopic, "reply/here"},
+			{propCorrelationData, "corr-1"},
+		}
+		for _, ck := range checks {
+			if got, _ := m.Props.str(ck.id); got != ck.want {
+				t.Errorf("property %#x = %q, want %q", ck.id, got, ck.want)
+			}
+		}
+		if v, _ := m.Props.u32(propPayloadFormat); v != 1 {
+			t.Errorf("payload format = %d, want 1", v)
+		}
+		if v, ok := m.Props.u32(propMessageExpiry); !ok || v > 3600 || v < 3500 {
+			t.Errorf("message expiry = %d (present %v), want about 3600", v, ok)
+		}
+		var users []string
+		for _, v := range m.Props[propUserProperty] {
+			users = append(users, v.(string))
+		}
+		if want := []string{"k1=v1", "k2=v2", "k1=v3"}; !slices.Equal(users, want) {
+			t.Errorf("user properties %v, want %v in order", users, want)
+		}
+	})
+}
+
+// routeBeforeSuback runs the invariant 6 check n times: a subscriber on
+// subNode gets its SUBACK, and a publish on pubNode at that moment must reach
+// it. Every fourth round a second subscriber subscribes while the first
+// one's route is still pending, and must get the message too.
+func routeBeforeSuback(t *testing.T, subNode, pubNode *clusterNode, rounds int) {
+	pub, _ := connectRaw(t, pubNode.broker, "pub", v3("rb-pub", true))
+	misses := 0
+	for i := range rounds {
+		filter := fmt.Sprintf("rb/%d/+", i)
+		topic := fmt.Sprintf("rb/%d/x", i)
+		first, _ := connectRaw(t, subNode.broker, "first", v3(fmt.Sprintf("rb-a-%d", i), true))
+		var second *rawClient
+		if i%4 == 3 {
+			// The first SUBSCRIBE is in flight; the second arrives while
+			// its route is pending and must wait for the same commit.
+			first.send(encodeSubscribe(4, 1, []subscription{{Filter: filter, Options: 1}}))
+			second, _ = connectRaw(t, subNode.broker, "second", v3(fmt.Sprintf("rb-b-%d", i), true))
+			second.mustSubscribe(filter, 1)
+		} else {
+			first.mustSubscribe(filter, 1)
+		}
+		pub.publish(topic, 1, false, "now")
+		for _, c := range []*rawClient{first, second} {
+			if c == nil {
+				continue
+			}
+			m, err := c.next(5 * time.Second)
+			for err == nil && m.Type == typeSuback {
+				m, err = c.next(5 * time.Second)
+			}
+			if err != nil || m.Type != typePublish {
+				misses++
+				t.Errorf("round %d: %s missed the message published right after its SUBACK: %v %v", i, c.name, m, err)
+			}
+			c.close()
+		}
+		if misses > 5 {
+			t.Fatalf("stopping after %d misses", misses)
+		}
+	}
+}
+
+func TestCluster_RouteBeforeSubackNoMiss(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	start := time.Now()
+	rounds := scaled(1000, 10000)
+	routeBeforeSuback(t, c.node("n1"), c.node("n2"), rounds)
+	t.Logf("%d rounds in %v", rounds, time.Since(start))
+}
+
+func TestCluster_RouteBeforeSubackWithSlowApply(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3, ApplyDelay: map[string]time.Duration{"n2": 20 * time.Millisecond}})
+	start := time.Now()
+	rounds := scaled(1000, 10000)
+	routeBeforeSuback(t, c.node("n1"), c.node("n2"), rounds)
+	t.Logf("%d rounds in %v", rounds, time.Since(start))
+}
+
+// qos1Publisher publishes QoS 1 messages numbered from 0 until stop closes
+// and records the numbers whose PUBACK arrived.
+type qos1Publisher struct {
+	mu    sync.Mutex
+	acked []int
+}
+
+func (p *qos1Publisher) run(t *testing.T, n *clusterNode, id, topic string, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	c, in := newPaho(t, n.broker, id)
+	_ = in
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		tok := c.Publish(topic, 1, false, fmt.Sprintf("%d", i))
+		if !tok.WaitTimeout(ioTimeout) || tok.Error() != nil {
+			continue
+		}
+		p.mu.Lock()
+		p.acked = append(p.acked, i)
+		p.mu.Unlock()
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestCluster_KillNodeUnderQoS1LoadLosesNothingAcked(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3, DeadGrace: 2 * time.Second})
+	n1, n2, n3 := c.node("n1"), c.node("n2"), c.node("n3")
+
+	sub, in := newPaho(t, n2.broker, "load-sub")
+	pahoSubscribe(t, sub, "load/#", 1)
+	victim, _ := newPaho(t, n3.broker, "victim-sub")
+	pahoSubscribe(t, victim, "load/#", 1)
+	before := n1.mustStatus(t).RemoteRoutes
+
+	var pub qos1Publisher
+	stop, done := make(chan struct{}), make(chan struct{})
+	go pub.run(t, n1, "load-pub", "load/x", stop, done)
+	time.Sleep(time.Second)
+	n3.Kill()
+	killedAt := time.Now()
+	time.Sleep(time.Second)
+	close(stop)
+	<-done
+
+	pub.mu.Lock()
+	acked := append([]int(nil), pub.acked...)
+	pub.mu.Unlock()
+	if len(acked) < 50 {
+		t.Fatalf("only %d messages acknowledged; the load did not run", len(acked))
+	}
+	in.waitCount(t, len(acked), 3*ioTimeout)
+	got := map[string]bool{}
+	for _, m := range in.all() {
+		got[m.Payload] = true
+	}
+	for _, i := range acked {
+		if !got[fmt.Sprint(i)] {
+			t.Errorf("acknowledged message %d never reached the subscriber on n2", i)
+		}
+	}
+
+	// n3's clean subscription dies with it: its route goes after the grace.
+	waitFor(t, 30*time.Second, func() error {
+		st, err := n1.status()
+		if err != nil {
+			return err
+		}
+		if st.RemoteRoutes >= before {
+			return fmt.Errorf("n1 still has %d remote routes, had %d with n3", st.RemoteRoutes, before)
+		}
+		return nil
+	})
+	t.Logf("%d messages acknowledged, all delivered; n3's route purged %v after kill -9", len(acked), time.Since(killedAt).Round(100*time.Millisecond))
+}
+
+func TestCluster_RestartedNodeGetsQueuedMessagesForPersistentSession(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3, DeadGrace: 2 * time.Second})
+	n1, n3 := c.node("n1"), c.node("n3")
+
+	sub, _ := connectRaw(t, n3.broker, "durable", v3("durable-sub", false))
+	sub.mustSubscribe("durable/#", 1)
+	sub.close()
+
+	for round, wait := range []time.Duration{0, 4 * time.Second} {
+		n3.Kill()
+		time.Sleep(wait) // 0: within the grace; 4 s: past it
+		pub, _ := connectRaw(t, n1.broker, "pub", v3(fmt.Sprintf("durable-pub-%d", round), true))
+		const n = 100
+		for i := range n {
+			if code := pub.publish("durable/x", 1, false, fmt.Sprintf("%d-%d", round, i)); code != 0 {
+				t.Fatalf("round %d: PUBACK %d code %#x", round, i, code)
+			}
+		}
+		pub.close()
+		n3.Start()
+		c.waitReady(60 * time.Second)
+		sub, _ = connectRaw(t, n3.broker, "durable", v3("durable-sub", false))
+		msgs := sub.receiveN(n, 3*ioTimeout)
+		for i, m := range msgs {
+			if m.Payload != fmt.Sprintf("%d-%d", round, i) {
+				t.Fatalf("round %d: message %d is %q, want %q (lost or out of order)", round, i, m.Payload, fmt.Sprintf("%d-%d", round, i))
+			}
+		}
+		sub.expectNoPublish(quietPeriod)
+		sub.close()
+	}
+}
+
+func TestCluster_QoS2ExactlyOnceWhenReceiverKilledMidForward(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	n1, n3 := c.node("n1"), c.node("n3")
+
+	sub, _ := connectRaw(t, n3.broker, "qos2-sub", v3("qos2-sub", false))
+	sub.mustSubscribe("eo/#", 2)
+	sub.close()
+
+	var acked atomic.Int64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		pub, _ := connectRaw(t, n1.broker, "qos2-pub", v3("qos2-pub", true))
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if pub.publish("eo/x", 2, false, fmt.Sprint(i)) == 0 {
+				acked.Store(int64(i + 1))
+			}
+		}
+	}()
+	waitFor(t, 30*time.Second, func() error {
+		if acked.Load() < 150 {
+			return fmt.Errorf("%d acknowledged", acked.Load())
+		}
+		return nil
+	})
+	n3.Kill()
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	<-done
+	n3.Start()
+	c.waitReady(60 * time.Second)
+
+	total := int(acked.Load())
+	sub, _ = connectRaw(t, n3.broker, "qos2-sub", v3("qos2-sub", false))
+	seen := map[string]int{}
+	for len(seen) < total {
+		m := sub.receive(3 * ioTimeout)
+		seen[m.Payload]++
+	}
+	sub.expectNoPublish(quietPeriod)
+	for i := range total {
+		if n := seen[fmt.Sprint(i)]; n != 1 {
+			t.Errorf("QoS 2 message %d delivered %d times, want exactly once", i, n)
+		}
+	}
+	t.Logf("%d QoS 2 messages, each delivered once across a kill -9 of the receiving node", total)
+}
+
+func TestCluster_GrowsToFiveWithThreeVoters(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	c.add(4)
+	c.add(5)
+	c.waitReady(60 * time.Second)
+	waitFor(t, 30*time.Second, func() error {
+		st, err := c.node("n1").status()
+		if err != nil {
+			return err
+		}
+		voters, nonvoters := 0, 0
+		for _, m := range st.Members {
+			switch m.Suffrage {
+			case "Voter":
+				voters++
+			case "Nonvoter":
+				nonvoters++
+			}
+		}
+		if voters != 3 || nonvoters != 2 {
+			return fmt.Errorf("%d voters and %d nonvoters, want 3 and 2: %+v", voters, nonvoters, st.Members)
+		}
+		return nil
+	})
+
+	// A nonvoter has the full state: a subscriber there gets a message
+	// published on a voter.
+	sub, _ := connectRaw(t, c.node("n5").broker, "sub", v3("grow-sub", true))
+	sub.mustSubscribe("grow/x", 1)
+	pub, _ := connectRaw(t, c.node("n1").broker, "pub", v3("grow-pub", true))
+	pub.publish("grow/x", 1, false, "hi")
+	if m := sub.receive(ioTimeout); m.Payload != "hi" {
+		t.Fatalf("got %q", m.Payload)
+	}
+}
+
+// TestCluster_FieldBugB23RestartLeavesRoutesCorrect follows field bug B23
+// steps 1-3 and 5 (the partition of step 4 belongs to the partition tests).
+func TestCluster_FieldBugB23RestartLeavesRoutesCorrect(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	n1, n2, n3 := c.node("n1"), c.node("n2"), c.node("n3")
+
+	s1, _ := connectRaw(t, n2.broker, "s1", v3("b23-s1", true))
+	s1.mustSubscribe("rt/#", 1)
+	s3, _ := connectRaw(t, n3.broker, "s3", v3("b23-s3", true))
+	s3.mustSubscribe("rt/x", 1)
+
+	// Step 2: kill node-3, publish from node-1 at once.
+	n3.Kill()
+	pub, _ := connectRaw(t, n1.broker, "pub", v3("b23-pub", true))
+	for i := range 100 {
+		pub.publish("rt/x", 1, false, fmt.Sprint(i))
+	}
+	s1.receiveN(100, 2*ioTimeout)
+	n3.Start()
+	c.waitReady(60 * time.Second)
+	s3, _ = connectRaw(t, n3.broker, "s3", v3("b23-s3", true))
+	s3.mustSubscribe("rt/x", 1)
+	pub3, _ := connectRaw(t, n3.broker, "pub3", v3("b23-pub3", true))
+	pub.publish("rt/x", 1, false, "from-n1")
+	pub3.publish("rt/x", 1, false, "from-n3")
+	for _, c := range []*rawClient{s1, s3} {
+		got := []string{c.receive(ioTimeout).Payload, c.receive(ioTimeout).Payload}
+		slices.Sort(got)
+		if !slices.Equal(got, []string{"from-n1", "from-n3"}) {
+			t.Fatalf("%s got %v, want one each from n1 and n3", c.name, got)
+		}
+		c.expectNoPublish(quietPeriod)
+	}
+
+	// Step 3: a route that comes and goes leaves no trace on node-1.
+	before := n1.mustStatus(t).RemoteRoutes
+	s3b, _ := connectRaw(t, n3.broker, "s3b", v3("b23-s3b", true))
+	s3b.mustSubscribe("rt/y", 1)
+	if got := n1.mustStatus(t).RemoteRoutes; got != before+1 {
+		t.Fatalf("n1 has %d remote routes after rt/y, want %d", got, before+1)
+	}
+	s3b.unsubscribe("rt/y")
+	waitFor(t, 10*time.Second, func() error {
+		if got := n1.mustStatus(t).RemoteRoutes; got != before {
+			return fmt.Errorf("n1 has %d remote routes after the unsubscribe, want %d", got, before)
+		}
+		return nil
+	})
+
+	// Step 5: stop node-1 and node-2 together, start both; a leader is
+	// elected and messages flow again.
+	var wg sync.WaitGroup
+	for _, n := range []*clusterNode{n1, n2} {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.Stop() }()
+	}
+	wg.Wait()
+	n1.Start()
+	n2.Start()
+	c.waitReady(60 * time.Second)
+	s1, _ = connectRaw(t, n2.broker, "s1", v3("b23-s1", true))
+	s1.mustSubscribe("rt/#", 1)
+	pub, _ = connectRaw(t, n1.broker, "pub", v3("b23-pub", true))
+	pub.publish("rt/x", 1, false, "after")
+	for _, c := range []*rawClient{s1, s3} {
+		if m := c.receive(2 * ioTimeout); m.Payload != "after" {
+			t.Fatalf("%s got %q after the restart of n1 and n2", c.name, m.Payload)
+		}
+	}
+}
+
+func TestCluster_RefusesPlaintextOffLoopback(t *testing.T) {
+	t.Parallel()
+	if !isStarling() {
+		t.Skip("starling only")
+	}
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"--peer-bind", "0.0.0.0:0", "--cluster-bind", "127.0.0.1:0"},
+		{"--peer-bind", "127.0.0.1:0", "--cluster-bind", "0.0.0.0:0"},
+	} {
+		cmd := exec.Command(starlingBin, append([]string{"serve", "--listen", "tcp://127.0.0.1:0",
+			"--data-dir", dir, "--node-name", "n1", "--advertise", "127.0.0.1"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("%v: started without TLS and gossip key off loopback:\n%s", args, out)
+		}
+		text := strings.ToLower(string(out))
+		if !strings.Contains(text, "insecure") {
+			t.Errorf("%v: the error does not name the insecure flag:\n%s", args, out)
+		}
+	}
+}
