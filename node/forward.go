@@ -197,16 +197,18 @@ func messageFromForward(fm *clusterpb.ForwardMessage) (*message, error) {
 
 // DeliverForwarded hands messages that another node forwarded, in order, to
 // the local sessions. The deliveries to persistent sessions and the
-// sender's high-water mark are written in one batch, synced when it holds
-// a QoS 1/2 delivery, before the messages reach the sessions; so once it
-// returns, the sender may forget them, and a resend after a crash of this
-// node is recognised by its sequence number.
+// sender's high-water mark are written in one batch before the messages
+// reach the sessions; so once it returns, the sender may forget them, and a
+// resend after a crash of this node is recognised by its sequence number.
+// The batch is synced only when it holds a delivery to a persistent
+// session: deliveries to clean sessions die with the node anyway, and a
+// high-water mark lost with them only lets through resends that nothing
+// here has seen.
 func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMessage, highWater uint64) error {
 	b := s.store.NewBatch()
 	defer b.Close()
 	var targets []target
 	now := time.Now()
-	needSync := false
 	for _, fm := range msgs {
 		msg, err := messageFromForward(fm)
 		if err != nil {
@@ -222,11 +224,12 @@ func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMe
 			s.stats.expired.Add(1)
 			continue
 		}
-		if msg.qos > 0 {
-			needSync = true
-		}
 		s.stats.forwardedIn.Add(1)
 		targets = s.route(msg, b, targets, nil)
+	}
+	needSync := false
+	for _, t := range targets {
+		needSync = needSync || t.d.stored
 	}
 	b.PutForwardHighWater(senderSite, highWater)
 	var err error
