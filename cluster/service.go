@@ -92,6 +92,9 @@ func (c *Cluster) Abort(t any) {
 // Full implements node.Cluster.
 func (c *Cluster) Full(site string) bool { return c.fwd.Full(site) }
 
+// Congested implements node.Cluster.
+func (c *Cluster) Congested(site string) bool { return c.fwd.Congested(site) }
+
 // livePeers returns the committed records of the other nodes that are
 // joined or back and alive in gossip.
 func (c *Cluster) livePeers() []fsm.Node {

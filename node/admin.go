@@ -257,16 +257,16 @@ func (s *Server) publishMessage(msg *message) error {
 			return fmt.Errorf("node: retained store is full; %q not retained", msg.topic)
 		}
 	}
-	var forwards []forwardTicket
-	targets := s.route(msg, b, nil, &forwards)
+	var fw forwards
+	targets := s.route(msg, b, nil, &fw)
 	if !b.Empty() {
 		if err := b.Commit(); err != nil {
 			s.stats.storageErrors.Add(1)
-			s.releaseForwards(forwards, false)
+			fw.release(s.cluster, false)
 			return fmt.Errorf("store message on %q: %w", msg.topic, err)
 		}
 	}
-	s.releaseForwards(forwards, true)
+	fw.release(s.cluster, true)
 	s.applyRetained(updates)
 	for _, t := range targets {
 		t.sess.deliver(t.d)

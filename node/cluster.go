@@ -53,6 +53,10 @@ type Cluster interface {
 	// Full reports whether the outbox toward site has reached its bound, so
 	// new QoS 1/2 publishes for it are refused (invariant 7).
 	Full(site string) bool
+
+	// Congested reports whether the stream toward site is behind, so the
+	// node slows the publishers that feed it.
+	Congested(site string) bool
 }
 
 // SetCluster joins the node to a cluster. Call it after New and before

@@ -442,7 +442,7 @@ type pendingPublishes struct {
 	targets  []target
 	acks     []packet.Packet
 	retained []retainedUpdate
-	forwards []forwardTicket // staged for other nodes; released after the batch commits
+	forwards forwards // staged for other nodes; released after the batch commits
 }
 
 type target struct {

@@ -11,16 +11,22 @@ import (
 	"github.com/starling-mqtt/starling/storage"
 )
 
-// forwardTicket is a message staged for another node: the cluster holds it
-// until the publisher's batch commits (Release) or fails (Abort).
-type forwardTicket = any
+// forwards are the messages of one batch staged for other nodes: the
+// cluster holds each ticket until the batch commits (Release) or fails
+// (Abort).
+type forwards struct {
+	tickets []any
+	// congested is set when a stream that got one of them is behind, so
+	// the publisher is slowed (waitForSlowPeers).
+	congested bool
+}
 
 // routeRemote stages msg for every other node with a matching route and
 // appends the tickets to fw. A shared group with a member on this node is
 // served here (localGroups); one served only elsewhere goes to one node
 // that has members, chosen in turn. Messages that arrived from another
 // node are never forwarded again: routes are one hop.
-func (s *Server) routeRemote(msg *message, b *storage.Batch, localGroups map[string][]router.Entry, fw *[]forwardTicket) {
+func (s *Server) routeRemote(msg *message, b *storage.Batch, localGroups map[string][]router.Entry, fw *forwards) {
 	if s.cluster == nil || msg.fromPeer || isSysTopic(msg.topic) {
 		return
 	}
@@ -75,7 +81,10 @@ func (s *Server) routeRemote(msg *message, b *storage.Batch, localGroups map[str
 			s.clientWarn.log(s.log, "message not forwarded to a node", "peer_site", site, keyTopic, msg.topic, keyErr, err)
 			continue
 		}
-		*fw = append(*fw, t)
+		fw.tickets = append(fw.tickets, t)
+		if s.cluster.Congested(site) {
+			fw.congested = true
+		}
 	}
 }
 
@@ -86,17 +95,20 @@ func wireShareKey(key string) string {
 	return group + "/" + filter
 }
 
-// releaseForwards hands staged messages to the cluster after their batch
-// committed, or gives their sequence numbers up when it failed.
-func (s *Server) releaseForwards(fw []forwardTicket, committed bool) {
-	for i, t := range fw {
+// release hands staged messages to the cluster after their batch
+// committed, or gives their sequence numbers up when it failed, and
+// empties fw for reuse.
+func (fw *forwards) release(c Cluster, committed bool) {
+	for i, t := range fw.tickets {
 		if committed {
-			s.cluster.Release(t)
+			c.Release(t)
 		} else {
-			s.cluster.Abort(t)
+			c.Abort(t)
 		}
-		fw[i] = nil
+		fw.tickets[i] = nil
 	}
+	fw.tickets = fw.tickets[:0]
+	fw.congested = false
 }
 
 // forwardFull reports whether some node that msg would be forwarded to has a

@@ -214,15 +214,15 @@ func (c *conn) flushPending() error {
 		if err != nil {
 			srv.log.Error("storage commit failed; closing the publisher's connection without acknowledging",
 				keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
-			srv.releaseForwards(pp.forwards, false)
+			pp.forwards.release(srv.cluster, false)
 			c.pending = pendingPublishes{}
 			return packet.Errorf(packet.ReasonUnspecifiedError, "storage failure")
 		}
 	}
 	srv.applyRetained(pp.retained)
-	if len(pp.forwards) > 0 {
-		srv.releaseForwards(pp.forwards, true)
-		pp.forwards = pp.forwards[:0]
+	slowPeers := pp.forwards.congested
+	if len(pp.forwards.tickets) > 0 {
+		pp.forwards.release(srv.cluster, true)
 	}
 	var slow *session
 	for i, t := range pp.targets {
@@ -233,6 +233,11 @@ func (c *conn) flushPending() error {
 	}
 	if slow != nil {
 		c.waitForSlowReader(slow)
+	} else if slowPeers {
+		// A stream to another node is behind: the same pause as for a
+		// slow local reader, before QoS 0 drops and the outbox bound.
+		c.srv.stats.publisherPauses.Add(1)
+		time.Sleep(maxPublisherPause)
 	}
 	for i, ack := range pp.acks {
 		c.send(ack)
@@ -249,7 +254,7 @@ func (c *conn) flushPending() error {
 // survive a crash once b commits. In a cluster, the message is also staged
 // for the other nodes with matching routes, and their tickets appended to
 // fw; a nil fw keeps the message on this node.
-func (s *Server) route(msg *message, b *storage.Batch, out []target, fw *[]forwardTicket) []target {
+func (s *Server) route(msg *message, b *storage.Batch, out []target, fw *forwards) []target {
 	scratch := s.matchPool.Get().(*[]router.Entry)
 	defer func() {
 		clear(*scratch)

@@ -239,3 +239,20 @@ func (f *Forwarder) Close() {
 	f.cancel()
 	f.wg.Wait()
 }
+
+// Congested reports whether the stream toward siteID is behind: its send
+// queue is over half its bound, or it reads the outbox from disk. The node
+// then holds its publishers' acknowledgements back for a moment, so a
+// sustained overload slows publishers before QoS 0 messages are dropped
+// and before the outbox fills.
+func (f *Forwarder) Congested(siteID string) bool {
+	f.mu.Lock()
+	p := f.peers[siteID]
+	f.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.diskMode || p.mu.queue.bytes > f.cfg.MaxQueueBytes/2
+}
