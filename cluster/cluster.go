@@ -110,6 +110,7 @@ func Start(ctx context.Context, cfg Config, node Node) (*Cluster, error) {
 		TLS:          cfg.PeerTLS,
 		Insecure:     cfg.Insecure,
 		RaftPeerName: c.nameAtPeerAddr,
+		MaxMsgSize:   maxGRPCMessage(cfg.MaxPacketSize),
 		Logger:       cfg.Logger,
 	})
 	if err != nil {
@@ -238,6 +239,16 @@ func (c *Cluster) SiteID() string { return c.siteID }
 // and its routes under this incarnation are committed (DESIGN.md,
 // Readiness).
 func (c *Cluster) Ready() bool { return c.ready.Load() }
+
+// maxGRPCMessage returns the gRPC message limit of the peer port: above a
+// forward request of the forwarder's batch size, and above one message of
+// the largest MQTT packet with its envelope.
+func maxGRPCMessage(maxPacket int) int {
+	if maxPacket <= 0 {
+		maxPacket = 1 << 20
+	}
+	return max(4<<20, max(maxPacket, forward.DefaultBatchMaxBytes)+64<<10)
+}
 
 // advertiseAddr joins the advertised host with the port of bind.
 func advertiseAddr(host, bind string) string {

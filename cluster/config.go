@@ -79,6 +79,11 @@ type Config struct {
 	// (default) or membership.ProfileLocal for nodes on one host.
 	Profile membership.Profile
 
+	// MaxPacketSize is the node's largest MQTT packet; the peer port's
+	// gRPC message limit is set above it, so any message a client may
+	// publish can be forwarded. Default 1 MiB.
+	MaxPacketSize int
+
 	// ApplyDelay delays every update of this node's view of remote routes.
 	// A test hook: it stands for a slow node in route-before-SUBACK tests.
 	ApplyDelay time.Duration

@@ -13,6 +13,7 @@ import (
 const (
 	DefaultMaxQueueBytes     = 64 << 20
 	DefaultBatchMax          = 256
+	DefaultBatchMaxBytes     = 1 << 20
 	DefaultMaxOutboxBytes    = 1 << 30
 	DefaultMaxOutboxMessages = 1_000_000
 	DefaultSeqBlock          = 1 << 16
@@ -63,6 +64,12 @@ type Config struct {
 	// BatchMax is the largest number of messages in one request. Default:
 	// DefaultBatchMax.
 	BatchMax int
+
+	// BatchMaxBytes bounds the encoded size of the messages of one
+	// request; a single larger message still goes alone. It keeps every
+	// request under the receiver's gRPC message limit, which the peer port
+	// sets above the largest MQTT packet. Default: DefaultBatchMaxBytes.
+	BatchMaxBytes int
 
 	// MaxOutboxBytes and MaxOutboxMessages bound each peer's outbox on
 	// disk: at either, Full reports true. Defaults: DefaultMaxOutboxBytes
@@ -134,6 +141,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BatchMax == 0 {
 		c.BatchMax = DefaultBatchMax
+	}
+	if c.BatchMaxBytes <= 0 {
+		c.BatchMaxBytes = DefaultBatchMaxBytes
 	}
 	if c.MaxOutboxBytes == 0 {
 		c.MaxOutboxBytes = DefaultMaxOutboxBytes

@@ -580,7 +580,7 @@ func TestQueue_TakeCompacts(t *testing.T) {
 	}
 	var got []*clusterpb.ForwardMessage
 	for q.len() > 0 {
-		got = q.take(got, 100)
+		got = q.take(got, 100, 1<<30)
 		if q.len() > 0 && q.head > len(q.items)/2 && q.head > 1024 {
 			t.Fatalf("head %d of %d items was not compacted", q.head, len(q.items))
 		}
@@ -592,5 +592,23 @@ func TestQueue_TakeCompacts(t *testing.T) {
 	}
 	if q.bytes != 0 {
 		t.Errorf("bytes after taking everything = %d, want 0", q.bytes)
+	}
+}
+
+func TestQueue_TakeStopsAtByteBound(t *testing.T) {
+	var q queue
+	for i := range 10 {
+		q.push(entry{m: &clusterpb.ForwardMessage{Seq: uint64(i + 1)}, size: 400})
+	}
+	got := q.take(nil, 100, 1000)
+	if len(got) != 2 {
+		t.Fatalf("took %d messages of 400 bytes under a 1000-byte bound, want 2", len(got))
+	}
+	got = q.take(nil, 100, 100)
+	if len(got) != 1 || got[0].Seq != 3 {
+		t.Fatalf("a message larger than the bound must still go alone: got %v", got)
+	}
+	if q.len() != 7 || q.bytes != 7*400 {
+		t.Fatalf("queue holds %d messages, %d bytes; want 7, 2800", q.len(), q.bytes)
 	}
 }

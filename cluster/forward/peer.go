@@ -314,15 +314,22 @@ func (q *queue) push(e entry) {
 
 func (q *queue) len() int { return len(q.items) - q.head }
 
-// take appends up to n messages from the front to dst.
-func (q *queue) take(dst []*clusterpb.ForwardMessage, n int) []*clusterpb.ForwardMessage {
+// take appends up to n messages of at most maxBytes in all from the front
+// to dst; the first message goes whatever its size.
+func (q *queue) take(dst []*clusterpb.ForwardMessage, n int, maxBytes int64) []*clusterpb.ForwardMessage {
 	end := min(q.head+n, len(q.items))
-	for i := q.head; i < end; i++ {
+	var size int64
+	i := q.head
+	for ; i < end; i++ {
+		if i > q.head && size+q.items[i].size > maxBytes {
+			break
+		}
+		size += q.items[i].size
 		dst = append(dst, q.items[i].m)
 		q.bytes -= q.items[i].size
 		q.items[i] = entry{}
 	}
-	q.head = end
+	q.head = i
 
 	// Reuse the array once it is empty, and move the rest to the front
 	// once the taken part is most of it, so it does not grow forever.

@@ -268,7 +268,7 @@ func (p *peer) takeQueued(dst []*clusterpb.ForwardMessage) ([]*clusterpb.Forward
 	if p.mu.queue.len() == 0 {
 		return dst, p.mu.diskMode
 	}
-	return p.mu.queue.take(dst, p.f.cfg.BatchMax), false
+	return p.mu.queue.take(dst, p.f.cfg.BatchMax, int64(p.f.cfg.BatchMaxBytes)), false
 }
 
 // send sends msgs as one request and advances sent. It clears msgs so that
@@ -321,10 +321,16 @@ func (p *peer) sendFromDisk(st stream, buf *[]*clusterpb.ForwardMessage, after, 
 	total := 0
 	for after < through {
 		msgs := (*buf)[:0]
+		size, full := 0, false
 		err := p.f.cfg.Store.ScanOutbox(p.site, after, p.f.cfg.BatchMax, func(seq uint64, value []byte) error {
 			if seq > through {
 				return errScanDone
 			}
+			if len(msgs) > 0 && size+len(value) > p.f.cfg.BatchMaxBytes {
+				full = true
+				return errScanDone
+			}
+			size += len(value)
 			m := new(clusterpb.ForwardMessage)
 			if err := proto.Unmarshal(value, m); err != nil {
 				return fmt.Errorf("decode outbox entry %d: %w", seq, err)
@@ -345,7 +351,7 @@ func (p *peer) sendFromDisk(st stream, buf *[]*clusterpb.ForwardMessage, after, 
 		}
 		total += n
 		after = p.sent.Load()
-		if n < p.f.cfg.BatchMax {
+		if n < p.f.cfg.BatchMax && !full {
 			break
 		}
 	}

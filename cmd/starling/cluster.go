@@ -160,6 +160,7 @@ func clusterConfig(fc fileCluster, cfg node.Config, logger *slog.Logger) (cluste
 		RouteWait:       time.Duration(fc.RouteWait),
 		Profile:         membership.Profile(fc.Profile),
 		ApplyDelay:      time.Duration(fc.ApplyDelay),
+		MaxPacketSize:   int(cfg.Limits.MaxPacketSize),
 		Logger:          logger,
 	}
 	if cc.GossipBind == "" || cc.PeerBind == "" {
@@ -228,8 +229,10 @@ func startCluster(fc fileCluster, cfg node.Config, srv *node.Server, logger *slo
 	return cl, nil
 }
 
-// registerClusterAdmin serves GET /api/v1/cluster: this node's view of the
-// cluster, or 404 on a single node.
+// registerClusterAdmin serves the cluster endpoints, which answer 404 on a
+// single node: GET /api/v1/cluster, this node's view of the cluster, and
+// POST /api/v1/cluster/nodes/{name}/remove, which removes a node for good
+// and runs only on the Raft leader.
 func registerClusterAdmin(mux *http.ServeMux, cl *cluster.Cluster, guard func(http.HandlerFunc) http.HandlerFunc) {
 	mux.HandleFunc("GET /api/v1/cluster", guard(func(w http.ResponseWriter, r *http.Request) {
 		if cl == nil {
@@ -238,4 +241,43 @@ func registerClusterAdmin(mux *http.ServeMux, cl *cluster.Cluster, guard func(ht
 		}
 		writeJSON(w, http.StatusOK, cl.Status())
 	}))
+	mux.HandleFunc("POST /api/v1/cluster/nodes/{name}/remove", guard(func(w http.ResponseWriter, r *http.Request) {
+		if cl == nil {
+			writeError(w, http.StatusNotFound, errors.New("this node is not in a cluster"))
+			return
+		}
+		force := false
+		if v := r.URL.Query().Get("force"); v != "" {
+			var err error
+			if force, err = strconv.ParseBool(v); err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("force = %q is invalid: use true or false", v))
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), removeNodeTimeout)
+		defer cancel()
+		removed, err := cl.RemoveNode(ctx, r.PathValue("name"), force)
+		if err != nil {
+			writeError(w, removeNodeStatus(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, removed)
+	}))
+}
+
+// removeNodeTimeout bounds the Raft commits of one node removal.
+const removeNodeTimeout = 30 * time.Second
+
+// removeNodeStatus maps an error of cluster.RemoveNode to an HTTP status.
+func removeNodeStatus(err error) int {
+	var notLeader *cluster.NotLeaderError
+	switch {
+	case errors.Is(err, cluster.ErrNodeNotFound):
+		return http.StatusNotFound
+	case errors.As(err, &notLeader) && notLeader.Leader == "":
+		return http.StatusServiceUnavailable
+	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrRemoveSelf), errors.Is(err, cluster.ErrNodeAlive):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
 }
