@@ -58,6 +58,24 @@ func TestCluster_PublishReachesSubscriberOnAnotherNode(t *testing.T) {
 		}
 	}
 
+	t.Run("large payloads", func(t *testing.T) {
+		// Twenty messages of 900 KB queue up together: more than the
+		// 4 MiB of one gRPC message, so requests must be split by size.
+		sub, _ := connectRaw(t, n3.broker, "sub", v3("large-sub", true))
+		sub.mustSubscribe("large/#", 1)
+		pub, _ := connectRaw(t, n1.broker, "pub", v3("large-pub", true))
+		payload := strings.Repeat("x", 900_000)
+		for i := range 20 {
+			pub.send(encodePublish(4, publishSpec{Topic: "large/x", QoS: 1, ID: uint16(i + 1), Payload: []byte(fmt.Sprint(i) + payload)}))
+		}
+		for i := range 20 {
+			m := sub.receive(3 * ioTimeout)
+			if !strings.HasPrefix(m.Payload, fmt.Sprint(i)+"x") || len(m.Payload) != len(fmt.Sprint(i))+len(payload) {
+				t.Fatalf("message %d: got %d bytes starting %q", i, len(m.Payload), m.Payload[:min(8, len(m.Payload))])
+			}
+		}
+	})
+
 	t.Run("v5 properties", func(t *testing.T) {
 		sub, _ := connectRaw(t, n3.broker, "sub", v5("props-sub", true))
 		sub.mustSubscribe("props/#", 1)
