@@ -67,6 +67,11 @@ type Config struct {
 	// node whose death is committed. Default 60 s.
 	DeadGrace time.Duration
 
+	// ReapTime is how long a dead node's durable routes, and the messages
+	// waiting for it in other nodes' outboxes, are kept before the node is
+	// removed from the cluster. Default 24 h.
+	ReapTime time.Duration
+
 	// VoterGrace is how long a dead voter keeps its seat before a healthy
 	// nonvoter replaces it. Default 10 min.
 	VoterGrace time.Duration
@@ -96,6 +101,7 @@ const (
 	DefaultVoters     = 3
 	DefaultDeadGrace  = 60 * time.Second
 	DefaultVoterGrace = 10 * time.Minute
+	DefaultReapTime   = 24 * time.Hour
 	DefaultRouteWait  = 2 * time.Second
 )
 
@@ -108,6 +114,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.VoterGrace == 0 {
 		c.VoterGrace = DefaultVoterGrace
+	}
+	if c.ReapTime == 0 {
+		c.ReapTime = DefaultReapTime
 	}
 	if c.RouteWait == 0 {
 		c.RouteWait = DefaultRouteWait

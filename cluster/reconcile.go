@@ -101,6 +101,16 @@ func (c *Cluster) reconcileStep(r *reconciler) error {
 				State: clusterpb.NodeState_NODE_STATE_DEAD, PeerAddr: n.PeerAddr, MqttAddr: n.MQTTAddr}
 			return c.proposeLeader(clusterpb.CommandType_COMMAND_TYPE_NODE_RECORD, rec)
 		}
+		if now.Sub(since) >= c.cfg.ReapTime {
+			// Gone for good: its durable routes and the messages waiting
+			// for it in outboxes go too (each node drops its outbox when
+			// the record disappears).
+			c.log.Warn("dead node reaped; its durable routes and queued messages are dropped",
+				"peer", n.Name, "site_id", n.SiteID, "reap_time", c.cfg.ReapTime)
+			delete(r.deadSince, n.Name)
+			return c.proposeLeader(clusterpb.CommandType_COMMAND_TYPE_NODE_LEAVE,
+				&clusterpb.NodeLeave{Name: n.Name, RemoveRecord: true})
+		}
 		if now.Sub(since) >= c.cfg.DeadGrace && r.purged[n.Name] != n.Incarnation {
 			r.purged[n.Name] = n.Incarnation
 			c.log.Info("dead node's grace period over; purging its non-durable routes", "peer", n.Name, "grace", c.cfg.DeadGrace)

@@ -40,6 +40,7 @@ type fileCluster struct {
 	Voters     int      `yaml:"voters"`
 	DeadGrace  duration `yaml:"dead_grace"`
 	VoterGrace duration `yaml:"voter_grace"`
+	ReapTime   duration `yaml:"reap_time"`
 	RouteWait  duration `yaml:"route_wait"`
 	Profile    string   `yaml:"profile"`
 	// ApplyDelay is a test hook (see cluster.Config.ApplyDelay); it is
@@ -157,6 +158,7 @@ func clusterConfig(fc fileCluster, cfg node.Config, logger *slog.Logger) (cluste
 		Voters:          fc.Voters,
 		DeadGrace:       time.Duration(fc.DeadGrace),
 		VoterGrace:      time.Duration(fc.VoterGrace),
+		ReapTime:        time.Duration(fc.ReapTime),
 		RouteWait:       time.Duration(fc.RouteWait),
 		Profile:         membership.Profile(fc.Profile),
 		ApplyDelay:      time.Duration(fc.ApplyDelay),
