@@ -38,6 +38,9 @@ type Node interface {
 	// Store is the node's storage; outbox entries commit in its batches.
 	Store() *storage.Store
 	forward.Deliverer
+	// ReloadAuth makes a change of users, groups, roles or rules apply to
+	// the connected clients.
+	ReloadAuth(ctx context.Context) error
 }
 
 // Cluster is this node's membership in a cluster. It implements
@@ -174,6 +177,7 @@ func Start(ctx context.Context, cfg Config, node Node) (*Cluster, error) {
 	c.loop(c.registerLoop)
 	c.loop(c.reconcileLoop)
 	c.loop(c.peersLoop)
+	c.loop(func() { c.authLoop(node.ReloadAuth) })
 	c.log.Info("cluster started", "site_id", siteID, "incarnation", inc,
 		"peer_addr", peerAdvertise, "gossip_addr", c.members.LocalNode().Addr)
 	ok = true

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/starling-mqtt/starling/node/auth"
 	"github.com/starling-mqtt/starling/storage"
@@ -22,15 +24,74 @@ import (
 //
 // It is safe for concurrent use; writes are serialized by a mutex so that the
 // user version counter grows strictly.
+//
+// The records themselves live in an AuthRecords: the node's own store on a
+// single node, the cluster's Raft state in a cluster (SetAuthRecords), so
+// that every node sees the same users, groups, roles and rules. The user
+// version counter always stays in the node's store.
 type AuthStore struct {
-	store *storage.Store
-	mu    sync.Mutex // serializes writes and the version counter
+	store   *storage.Store
+	mu      sync.Mutex // serializes writes and the version counter
+	records atomic.Pointer[authRecordsBox]
+}
+
+// authRecordsBox lets an interface value sit in an atomic.Pointer.
+type authRecordsBox struct{ r AuthRecords }
+
+// AuthRecords is where an AuthStore keeps its encoded records, by namespace
+// (storage.RecordUser, RecordGroup, RecordRole, and RecordMeta for the
+// global rules) and name.
+type AuthRecords interface {
+	// Record returns one record, or an error wrapping storage.ErrNotFound.
+	Record(ns byte, name string) ([]byte, error)
+	// Records calls fn for every record of a namespace.
+	Records(ns byte, fn func(name string, raw []byte) error) error
+	// PutRecord stores a record durably before it returns.
+	PutRecord(ctx context.Context, ns byte, name string, raw []byte) error
+	// DeleteRecord removes a record; a missing one is not an error.
+	DeleteRecord(ctx context.Context, ns byte, name string) error
 }
 
 var _ auth.Store = (*AuthStore)(nil)
 
 // NewAuthStore returns an auth.Store on the node's storage.
-func NewAuthStore(s *storage.Store) *AuthStore { return &AuthStore{store: s} }
+func NewAuthStore(s *storage.Store) *AuthStore {
+	a := &AuthStore{store: s}
+	a.records.Store(&authRecordsBox{r: localRecords{s}})
+	return a
+}
+
+// SetRecords moves the store onto another backend, such as the cluster's.
+func (a *AuthStore) SetRecords(r AuthRecords) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.records.Store(&authRecordsBox{r: r})
+}
+
+func (a *AuthStore) backend() AuthRecords { return a.records.Load().r }
+
+// localRecords keeps auth records in the node's Pebble store.
+type localRecords struct{ s *storage.Store }
+
+func (l localRecords) Record(ns byte, name string) ([]byte, error) { return l.s.Record(ns, name) }
+
+func (l localRecords) Records(ns byte, fn func(string, []byte) error) error {
+	return l.s.Records(ns, fn)
+}
+
+func (l localRecords) PutRecord(_ context.Context, ns byte, name string, raw []byte) error {
+	b := l.s.NewBatch()
+	defer b.Close()
+	b.PutRecord(ns, name, raw)
+	return b.Commit()
+}
+
+func (l localRecords) DeleteRecord(_ context.Context, ns byte, name string) error {
+	b := l.s.NewBatch()
+	defer b.Close()
+	b.DeleteRecord(ns, name)
+	return b.Commit()
+}
 
 // userVersionKey names the counter of user versions in RecordMeta.
 const userVersionKey = "user-version"
@@ -78,7 +139,7 @@ func recordOfUser(u auth.User) userRecord {
 }
 
 func (a *AuthStore) get(ns byte, kind, name string, v any) error {
-	raw, err := a.store.Record(ns, name)
+	raw, err := a.backend().Record(ns, name)
 	if errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("%s %q: %w", kind, name, auth.ErrNotFound)
 	}
@@ -91,18 +152,12 @@ func (a *AuthStore) get(ns byte, kind, name string, v any) error {
 	return nil
 }
 
-func (a *AuthStore) put(ns byte, kind, name string, v any, extra func(*storage.Batch)) error {
+func (a *AuthStore) put(ns byte, kind, name string, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s %q: %w", kind, name, err)
 	}
-	b := a.store.NewBatch()
-	defer b.Close()
-	b.PutRecord(ns, name, raw)
-	if extra != nil {
-		extra(b)
-	}
-	if err := b.Commit(); err != nil {
+	if err := a.backend().PutRecord(context.Background(), ns, name, raw); err != nil {
 		return fmt.Errorf("store %s %q: %w", kind, name, err)
 	}
 	return nil
@@ -111,10 +166,7 @@ func (a *AuthStore) put(ns byte, kind, name string, v any, extra func(*storage.B
 func (a *AuthStore) remove(ns byte, kind, name string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	b := a.store.NewBatch()
-	defer b.Close()
-	b.DeleteRecord(ns, name)
-	if err := b.Commit(); err != nil {
+	if err := a.backend().DeleteRecord(context.Background(), ns, name); err != nil {
 		return fmt.Errorf("delete %s %q: %w", kind, name, err)
 	}
 	return nil
@@ -123,7 +175,7 @@ func (a *AuthStore) remove(ns byte, kind, name string) error {
 // list decodes every record of a namespace, sorted by name.
 func list[T any](a *AuthStore, ns byte, kind string, name func(T) string) ([]T, error) {
 	var out []T
-	err := a.store.Records(ns, func(key string, raw []byte) error {
+	err := a.backend().Records(ns, func(key string, raw []byte) error {
 		var v T
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return fmt.Errorf("decode %s %q: %w", kind, key, err)
@@ -177,13 +229,18 @@ func (a *AuthStore) PutUser(_ context.Context, u auth.User) (auth.User, error) {
 	case err != nil && !errors.Is(err, storage.ErrNotFound):
 		return auth.User{}, fmt.Errorf("read user version: %w", err)
 	}
-	version++
+	// In a cluster several nodes write users, each with its own counter:
+	// the clock keeps their versions apart, the counter keeps this node's
+	// strictly growing.
+	version = max(version+1, uint64(time.Now().UnixNano()))
 	u.Version = version
-	rec := recordOfUser(u)
-	err = a.put(storage.RecordUser, "user", u.Name, rec, func(b *storage.Batch) {
-		b.PutRecord(storage.RecordMeta, userVersionKey, binary.BigEndian.AppendUint64(nil, version))
-	})
-	if err != nil {
+	b := a.store.NewBatch()
+	defer b.Close()
+	b.PutRecord(storage.RecordMeta, userVersionKey, binary.BigEndian.AppendUint64(nil, version))
+	if err := b.Commit(); err != nil {
+		return auth.User{}, fmt.Errorf("store user version: %w", err)
+	}
+	if err := a.put(storage.RecordUser, "user", u.Name, recordOfUser(u)); err != nil {
 		return auth.User{}, err
 	}
 	return u, nil
@@ -213,7 +270,7 @@ func (a *AuthStore) PutGroup(_ context.Context, g auth.Group) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.put(storage.RecordGroup, "group", g.Name, g, nil)
+	return a.put(storage.RecordGroup, "group", g.Name, g)
 }
 
 // DeleteGroup implements auth.Store.
@@ -240,7 +297,7 @@ func (a *AuthStore) PutRole(_ context.Context, r auth.Role) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.put(storage.RecordRole, "role", r.Name, r, nil)
+	return a.put(storage.RecordRole, "role", r.Name, r)
 }
 
 // DeleteRole implements auth.Store.
@@ -248,15 +305,16 @@ func (a *AuthStore) DeleteRole(_ context.Context, name string) error {
 	return a.remove(storage.RecordRole, "role", name)
 }
 
-// rulesKey names the global rule list in RecordMeta. The list is stored whole:
-// its order is part of its meaning, and operators edit it as a unit.
-const rulesKey = "acl-rules"
+// RulesRecordName names the global rule list in RecordMeta. The list is
+// stored whole: its order is part of its meaning, and operators edit it as a
+// unit.
+const RulesRecordName = "acl-rules"
 
 var _ auth.RuleStore = (*AuthStore)(nil)
 
 // Rules implements auth.RuleStore.
 func (a *AuthStore) Rules(_ context.Context) ([]auth.GlobalRule, error) {
-	raw, err := a.store.Record(storage.RecordMeta, rulesKey)
+	raw, err := a.backend().Record(storage.RecordMeta, RulesRecordName)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	}
@@ -281,10 +339,7 @@ func (a *AuthStore) PutRules(_ context.Context, rules []auth.GlobalRule) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	b := a.store.NewBatch()
-	defer b.Close()
-	b.PutRecord(storage.RecordMeta, rulesKey, raw)
-	if err := b.Commit(); err != nil {
+	if err := a.backend().PutRecord(context.Background(), storage.RecordMeta, RulesRecordName, raw); err != nil {
 		return fmt.Errorf("store global rules: %w", err)
 	}
 	return nil

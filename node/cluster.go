@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -220,4 +221,52 @@ func (s *Server) waitRoutes(waits []<-chan struct{}) {
 			return
 		}
 	}
+}
+
+// UseClusterAuth moves the node's users, groups, roles and global rules onto
+// the cluster's replicated records, so every node authenticates and
+// authorizes alike. The configuration file's auth section is written there
+// in the background once ready reports that proposals can commit.
+//
+// NOTE: records that this node kept in its own store before it joined a
+// cluster are not copied over; add them again with starling user or the
+// admin API.
+func (s *Server) UseClusterAuth(r AuthRecords, ready func() bool) {
+	as, ok := s.sec.store.(*AuthStore)
+	if !ok {
+		s.log.Warn("a custom auth store is configured; users, groups and rules stay on this node")
+		return
+	}
+	as.SetRecords(r)
+	if err := s.ReloadAuth(context.Background()); err != nil {
+		s.log.Warn("reloading auth from the cluster failed", keyErr, err)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-tick.C:
+			}
+			if !ready() {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := s.ApplyAuthSeed(ctx, s.cfg.Auth.Seed)
+			cancel()
+			if err == nil {
+				return
+			}
+			s.log.Warn("writing the configured users to the cluster failed; retrying in 2 s", keyErr, err)
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}()
 }

@@ -228,13 +228,14 @@ func startCluster(fc fileCluster, cfg node.Config, srv *node.Server, logger *slo
 		return nil, err
 	}
 	srv.SetCluster(cl)
+	srv.UseClusterAuth(cl.AuthRecords(), cl.Ready)
 	return cl, nil
 }
 
-// registerClusterAdmin serves the cluster endpoints, which answer 404 on a
-// single node: GET /api/v1/cluster, this node's view of the cluster, and
-// POST /api/v1/cluster/nodes/{name}/remove, which removes a node for good
-// and runs only on the Raft leader.
+// registerClusterAdmin serves the cluster endpoints, which return 404 on a
+// single node. GET /api/v1/cluster returns this node's view of the
+// cluster. POST /api/v1/cluster/nodes/{name}/remove removes a node for good
+// and succeeds only on the Raft leader.
 func registerClusterAdmin(mux *http.ServeMux, cl *cluster.Cluster, guard func(http.HandlerFunc) http.HandlerFunc) {
 	mux.HandleFunc("GET /api/v1/cluster", guard(func(w http.ResponseWriter, r *http.Request) {
 		if cl == nil {

@@ -478,3 +478,34 @@ func TestCluster_RefusesPlaintextOffLoopback(t *testing.T) {
 		}
 	}
 }
+
+func TestCluster_RolesAndGroupsReplicateToEveryNode(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	ctl := func(n *clusterNode, args ...string) (string, error) {
+		out, err := exec.Command(starlingBin, append([]string{"ctl", "--http", n.http}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := ctl(c.node("n1"), "role", "put", "sensors", "--rule", "allow:publish:sensors/%c/#"); err != nil {
+		t.Fatalf("role put on n1: %v\n%s", err, out)
+	}
+	if out, err := ctl(c.node("n2"), "group", "put", "fleet", "--role", "sensors"); err != nil {
+		t.Fatalf("group put on n2: %v\n%s", err, out)
+	}
+	for _, name := range []string{"n1", "n2", "n3"} {
+		out, err := ctl(c.node(name), "role", "get", "sensors", "-o", "json")
+		if err != nil || !strings.Contains(out, "sensors/%c/#") {
+			t.Errorf("role get on %s: %v\n%s", name, err, out)
+		}
+		out, err = ctl(c.node(name), "group", "get", "fleet", "-o", "json")
+		if err != nil || !strings.Contains(out, "sensors") {
+			t.Errorf("group get on %s: %v\n%s", name, err, out)
+		}
+	}
+	if out, err := ctl(c.node("n3"), "role", "delete", "sensors"); err != nil {
+		t.Fatalf("role delete on n3: %v\n%s", err, out)
+	}
+	if out, err := ctl(c.node("n1"), "role", "get", "sensors"); err == nil {
+		t.Fatalf("role still on n1 after its delete on n3:\n%s", out)
+	}
+}
