@@ -62,6 +62,8 @@ type routeSyncer struct {
 	leaderLost time.Time
 
 	batches, ops, failures atomic.Uint64 // for status and metrics
+
+	timer routeBatchTimer // times committed batches, for metrics
 }
 
 func newRouteSyncer(c *Cluster) *routeSyncer {
@@ -184,6 +186,7 @@ func (s *routeSyncer) flush() (bool, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	defer s.timer.observeSince(time.Now(), &s.batches, s.batches.Load())
 	index, err := c.propose(ctx, clusterpb.CommandType_COMMAND_TYPE_ROUTE_BATCH, batch)
 	if err != nil {
 		s.putBack(batch, taken)
