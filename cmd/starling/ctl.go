@@ -41,6 +41,11 @@ Usage:
   starling ctl authz check [--user NAME] [--client ID] --publish TOPIC | --subscribe FILTER
   starling ctl ban list | add KIND VALUE [--for DURATION] [--reason TEXT] | remove KIND VALUE
       (KIND is client_id, username or address; an address may be a CIDR range)
+  starling ctl cluster status
+  starling ctl cluster remove NODE [--force]
+  starling ctl cluster recover --data-dir DIR --peers NAME=SITEID@HOST:PORT,... [--yes]
+      (offline, on a stopped node: rebuilds the Raft configuration after a
+      lost quorum; see docs/cluster.md before running it)
 
 Flags of every command:
   --http ADDR        admin endpoint of the node (env STARLING_HTTP; default 127.0.0.1:8080)
@@ -78,6 +83,8 @@ type ctlOptions struct {
 	publish, subscribe string
 
 	banFor, banReason string
+
+	cluster clusterCtlOptions
 }
 
 // ctlCommand is one ctl command: the words that name it, how many arguments
@@ -113,6 +120,9 @@ var ctlCommands = []ctlCommand{
 	{words: []string{"ban", "list"}, run: (*ctlRun).listBans},
 	{words: []string{"ban", "add"}, args: 2, flags: []string{"for", "reason"}, run: (*ctlRun).addBan},
 	{words: []string{"ban", "remove"}, args: 2, run: (*ctlRun).removeBan},
+	{words: []string{"cluster", "status"}, run: (*ctlRun).clusterStatus},
+	{words: []string{"cluster", "remove"}, args: 1, flags: []string{"force"}, run: (*ctlRun).removeClusterNode},
+	{words: []string{"cluster", "recover"}, flags: []string{"data-dir", "peers", "yes"}, run: (*ctlRun).recoverCluster},
 }
 
 // ctlRun is the state of one ctl invocation.
@@ -195,6 +205,7 @@ func newCtlFlags() (*ctlOptions, *flag.FlagSet) {
 	fs.StringVar(&o.subscribe, "subscribe", "", "check a subscription to this topic filter")
 	fs.StringVar(&o.banFor, "for", "", "how long the ban lasts, e.g. 30m or 24h (default: until removed)")
 	fs.StringVar(&o.banReason, "reason", "", "why the ban was added, kept with it")
+	o.cluster.register(fs)
 	return o, fs
 }
 

@@ -33,6 +33,9 @@ type httpServer struct {
 func startHTTP(addr string, n *node.Server, cl *cluster.Cluster, enablePprof bool, adminToken string, log *slog.Logger) (*httpServer, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(n.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cl != nil {
+		reg.MustRegister(cl.Collector())
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
