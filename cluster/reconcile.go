@@ -178,15 +178,18 @@ func (c *Cluster) proposeLeader(typ clusterpb.CommandType, body proto.Message) e
 func (c *Cluster) peersLoop() {
 	changes, cancel := c.fsm.Subscribe(fsm.ChangeNodes)
 	defer cancel()
+	reaper := newOutboxReaper(c)
 	for {
 		var peers []forward.Peer
-		for _, n := range c.fsm.Nodes() {
+		nodes := c.fsm.Nodes()
+		for _, n := range nodes {
 			if n.SiteID == c.siteID || n.State == fsm.NodeLeft {
 				continue
 			}
 			peers = append(peers, forward.Peer{Name: n.Name, SiteID: n.SiteID, Addr: n.PeerAddr})
 		}
 		c.fwd.SetPeers(peers)
+		reaper.reap(nodes)
 		select {
 		case <-c.stop:
 			return

@@ -144,7 +144,14 @@ func (s *routeSyncer) run() {
 		case <-wait:
 		}
 		if !c.registered.Load() {
-			retry = 0 // registerLoop calls replaceAll once the record commits
+			// registerLoop calls replaceAll once the record commits. Until
+			// then, with no leader in sight, SUBACKs must not wait for it.
+			retry = 0
+			if c.raft.Leader() == "" {
+				retry = s.onFailure(errNoLeader, 50*time.Millisecond)
+			} else {
+				s.leaderLost = time.Time{}
+			}
 			continue
 		}
 		// Let changes that arrive together share a Raft entry.
