@@ -54,6 +54,14 @@ func (p *Port) admit(conn net.Conn) {
 	}
 
 	// Hand-off: wait for Raft or gRPC to call Accept.
+	if a.target == p.raft {
+		rc, ok := p.trackRaftConn(a.conn)
+		if !ok {
+			_ = a.conn.Close()
+			return
+		}
+		a.conn = rc
+	}
 	select {
 	case a.target.conns <- a.conn:
 		if a.target == p.raft {
@@ -63,9 +71,58 @@ func (p *Port) admit(conn net.Conn) {
 		}
 		p.logger.Debug("peer connection accepted", keyRemote, conn.RemoteAddr().String(), keyNode, a.node, keyProtocol, a.protocol)
 	case <-a.target.done:
+		_ = a.conn.Close()
 		p.reject(conn, slog.LevelDebug, a.node, a.protocol+" listener closed", nil)
 	case <-ctx.Done():
+		_ = a.conn.Close()
 		p.rejectAfterDeadline(ctx, conn, a.node, "Accept by "+a.protocol)
+	}
+}
+
+// raftConn is an inbound Raft connection that the port closes on Close.
+type raftConn struct {
+	net.Conn
+	p    *Port
+	once sync.Once
+}
+
+func (c *raftConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.p.raftConns.Lock()
+		delete(c.p.raftConns.m, c)
+		c.p.raftConns.Unlock()
+	})
+	return err
+}
+
+// trackRaftConn wraps conn so that Close can close it; false once the port
+// is closed.
+func (p *Port) trackRaftConn(conn net.Conn) (*raftConn, bool) {
+	rc := &raftConn{Conn: conn, p: p}
+	p.raftConns.Lock()
+	defer p.raftConns.Unlock()
+	if p.raftConns.closed {
+		return nil, false
+	}
+	if p.raftConns.m == nil {
+		p.raftConns.m = make(map[*raftConn]struct{})
+	}
+	p.raftConns.m[rc] = struct{}{}
+	return rc, true
+}
+
+// closeRaftConns closes every inbound Raft connection still open.
+func (p *Port) closeRaftConns() {
+	p.raftConns.Lock()
+	p.raftConns.closed = true
+	conns := make([]*raftConn, 0, len(p.raftConns.m))
+	for rc := range p.raftConns.m {
+		conns = append(conns, rc)
+	}
+	p.raftConns.Unlock()
+	for _, rc := range conns {
+		_ = rc.Close()
 	}
 }
 

@@ -71,6 +71,16 @@ type Port struct {
 	// wg tracks the accept loop and every admit goroutine.
 	wg sync.WaitGroup
 
+	// raftConns holds the inbound connections handed to Raft, which Close
+	// closes: hashicorp/raft's transport does not close them itself, so
+	// its reading goroutines would outlive the port until the other node
+	// hung up.
+	raftConns struct {
+		sync.Mutex
+		m      map[*raftConn]struct{}
+		closed bool
+	}
+
 	rejectLog logLimiter
 	stats     struct {
 		raftConns, grpcConns, rejected atomic.Uint64
@@ -231,7 +241,8 @@ func (p *Port) ReloadTLS() error {
 
 // Close stops accepting, closes the listener and both virtual listeners,
 // ends every pending handshake and waits for the port's goroutines.
-// Connections already handed to Raft or gRPC belong to them and stay open.
+// Connections already handed to gRPC belong to it and stay open; those
+// handed to Raft are closed.
 // Close is idempotent and returns the listener's close error, if any.
 //
 // Close the Raft transport and stop the gRPC server first: Raft's accept
@@ -244,6 +255,7 @@ func (p *Port) Close() error {
 		p.raft.Close()
 		p.grpc.Close()
 		p.wg.Wait()
+		p.closeRaftConns()
 		p.closeReloaders()
 		p.logger.Info("peer port closed", keyNode, p.cfg.NodeName, keyAddr, p.ln.Addr().String())
 	})
