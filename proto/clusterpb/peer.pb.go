@@ -152,8 +152,12 @@ func (x *ForwardHello) GetReceiverSiteId() string {
 // sequence number up to acked_seq: the receiver has handed it to its local
 // sessions and written it for the persistent ones.
 type ForwardResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AckedSeq      uint64                 `protobuf:"varint,1,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	AckedSeq uint64                 `protobuf:"varint,1,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
+	// Messages at or below acked_seq that the receiver could not give to the
+	// share group they named, because the group has no member left there:
+	// the sender offers each to its next choice of node.
+	Declined      []*Declined `protobuf:"bytes,2,rep,name=declined,proto3" json:"declined,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -195,6 +199,67 @@ func (x *ForwardResponse) GetAckedSeq() uint64 {
 	return 0
 }
 
+func (x *ForwardResponse) GetDeclined() []*Declined {
+	if x != nil {
+		return x.Declined
+	}
+	return nil
+}
+
+// Declined names one message and one share group ("group/filter") that a
+// receiver declined.
+type Declined struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	ShareGroup    string                 `protobuf:"bytes,2,opt,name=share_group,json=shareGroup,proto3" json:"share_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Declined) Reset() {
+	*x = Declined{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Declined) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Declined) ProtoMessage() {}
+
+func (x *Declined) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Declined.ProtoReflect.Descriptor instead.
+func (*Declined) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Declined) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Declined) GetShareGroup() string {
+	if x != nil {
+		return x.ShareGroup
+	}
+	return ""
+}
+
 // ForwardMessage is one published message on its way to a node that holds
 // matching subscribers.
 type ForwardMessage struct {
@@ -223,13 +288,18 @@ type ForwardMessage struct {
 	// receiver is delivered only to its persistent sessions: clean sessions
 	// subscribed after the restart never asked for it. 0: unknown.
 	ReceiverIncarnation uint64 `protobuf:"varint,12,opt,name=receiver_incarnation,json=receiverIncarnation,proto3" json:"receiver_incarnation,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Set on a retained update, which every node receives whatever its
+	// routes: the receiver stores the message as its retained value for the
+	// topic (an empty payload is a delete, kept as a tombstone) when this
+	// clock is later than the one it has, and delivers it to nobody.
+	RetainedClock *HLC `protobuf:"bytes,13,opt,name=retained_clock,json=retainedClock,proto3" json:"retained_clock,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ForwardMessage) Reset() {
 	*x = ForwardMessage{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -241,7 +311,7 @@ func (x *ForwardMessage) String() string {
 func (*ForwardMessage) ProtoMessage() {}
 
 func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -254,7 +324,7 @@ func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardMessage.ProtoReflect.Descriptor instead.
 func (*ForwardMessage) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{3}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ForwardMessage) GetSeq() uint64 {
@@ -341,6 +411,264 @@ func (x *ForwardMessage) GetReceiverIncarnation() uint64 {
 	return 0
 }
 
+func (x *ForwardMessage) GetRetainedClock() *HLC {
+	if x != nil {
+		return x.RetainedClock
+	}
+	return nil
+}
+
+// HLC is a hybrid logical clock reading: wall time in milliseconds, a
+// counter for events within one millisecond, and the site id of the node
+// that took the reading as the tie-break.
+type HLC struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WallMs        int64                  `protobuf:"varint,1,opt,name=wall_ms,json=wallMs,proto3" json:"wall_ms,omitempty"`
+	Logical       uint32                 `protobuf:"varint,2,opt,name=logical,proto3" json:"logical,omitempty"`
+	SiteId        string                 `protobuf:"bytes,3,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HLC) Reset() {
+	*x = HLC{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HLC) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HLC) ProtoMessage() {}
+
+func (x *HLC) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HLC.ProtoReflect.Descriptor instead.
+func (*HLC) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *HLC) GetWallMs() int64 {
+	if x != nil {
+		return x.WallMs
+	}
+	return 0
+}
+
+func (x *HLC) GetLogical() uint32 {
+	if x != nil {
+		return x.Logical
+	}
+	return 0
+}
+
+func (x *HLC) GetSiteId() string {
+	if x != nil {
+		return x.SiteId
+	}
+	return ""
+}
+
+// RetainedEntry is one retained message, or a tombstone, with its clock.
+type RetainedEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Message       *ForwardMessage        `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetainedEntry) Reset() {
+	*x = RetainedEntry{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetainedEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetainedEntry) ProtoMessage() {}
+
+func (x *RetainedEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetainedEntry.ProtoReflect.Descriptor instead.
+func (*RetainedEntry) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RetainedEntry) GetMessage() *ForwardMessage {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+type RetainedDigestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The number of buckets, a power of two; topics go to buckets by hash.
+	Buckets       uint32 `protobuf:"varint,1,opt,name=buckets,proto3" json:"buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetainedDigestRequest) Reset() {
+	*x = RetainedDigestRequest{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetainedDigestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetainedDigestRequest) ProtoMessage() {}
+
+func (x *RetainedDigestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetainedDigestRequest.ProtoReflect.Descriptor instead.
+func (*RetainedDigestRequest) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RetainedDigestRequest) GetBuckets() uint32 {
+	if x != nil {
+		return x.Buckets
+	}
+	return 0
+}
+
+type RetainedDigestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One hash per bucket over the (topic, clock) pairs in it.
+	Hashes        []uint64 `protobuf:"fixed64,1,rep,packed,name=hashes,proto3" json:"hashes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetainedDigestResponse) Reset() {
+	*x = RetainedDigestResponse{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetainedDigestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetainedDigestResponse) ProtoMessage() {}
+
+func (x *RetainedDigestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetainedDigestResponse.ProtoReflect.Descriptor instead.
+func (*RetainedDigestResponse) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RetainedDigestResponse) GetHashes() []uint64 {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+type RetainedFetchRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Buckets uint32                 `protobuf:"varint,1,opt,name=buckets,proto3" json:"buckets,omitempty"`
+	// The buckets to send; empty means every retained message.
+	Want          []uint32 `protobuf:"varint,2,rep,packed,name=want,proto3" json:"want,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetainedFetchRequest) Reset() {
+	*x = RetainedFetchRequest{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetainedFetchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetainedFetchRequest) ProtoMessage() {}
+
+func (x *RetainedFetchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetainedFetchRequest.ProtoReflect.Descriptor instead.
+func (*RetainedFetchRequest) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RetainedFetchRequest) GetBuckets() uint32 {
+	if x != nil {
+		return x.Buckets
+	}
+	return 0
+}
+
+func (x *RetainedFetchRequest) GetWant() []uint32 {
+	if x != nil {
+		return x.Want
+	}
+	return nil
+}
+
 // MessageProperties are the MQTT 5.0 publish properties that travel with a
 // message to its subscribers.
 type MessageProperties struct {
@@ -356,7 +684,7 @@ type MessageProperties struct {
 
 func (x *MessageProperties) Reset() {
 	*x = MessageProperties{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +696,7 @@ func (x *MessageProperties) String() string {
 func (*MessageProperties) ProtoMessage() {}
 
 func (x *MessageProperties) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +709,7 @@ func (x *MessageProperties) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageProperties.ProtoReflect.Descriptor instead.
 func (*MessageProperties) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MessageProperties) GetPayloadFormat() uint32 {
@@ -429,7 +757,7 @@ type UserProperty struct {
 
 func (x *UserProperty) Reset() {
 	*x = UserProperty{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -441,7 +769,7 @@ func (x *UserProperty) String() string {
 func (*UserProperty) ProtoMessage() {}
 
 func (x *UserProperty) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -454,7 +782,7 @@ func (x *UserProperty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserProperty.ProtoReflect.Descriptor instead.
 func (*UserProperty) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UserProperty) GetKey() string {
@@ -481,7 +809,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +821,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +834,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -528,7 +856,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +868,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +881,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -579,7 +907,7 @@ type WaitAppliedRequest struct {
 
 func (x *WaitAppliedRequest) Reset() {
 	*x = WaitAppliedRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -591,7 +919,7 @@ func (x *WaitAppliedRequest) String() string {
 func (*WaitAppliedRequest) ProtoMessage() {}
 
 func (x *WaitAppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -604,7 +932,7 @@ func (x *WaitAppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitAppliedRequest.ProtoReflect.Descriptor instead.
 func (*WaitAppliedRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WaitAppliedRequest) GetIndex() uint64 {
@@ -623,7 +951,7 @@ type WaitAppliedResponse struct {
 
 func (x *WaitAppliedResponse) Reset() {
 	*x = WaitAppliedResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -635,7 +963,7 @@ func (x *WaitAppliedResponse) String() string {
 func (*WaitAppliedResponse) ProtoMessage() {}
 
 func (x *WaitAppliedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -648,7 +976,7 @@ func (x *WaitAppliedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitAppliedResponse.ProtoReflect.Descriptor instead.
 func (*WaitAppliedResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WaitAppliedResponse) GetAppliedIndex() uint64 {
@@ -666,7 +994,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +1006,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +1019,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{16}
 }
 
 type StatusResponse struct {
@@ -710,7 +1038,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +1050,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +1063,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StatusResponse) GetName() string {
@@ -810,7 +1138,7 @@ type PeerStream struct {
 
 func (x *PeerStream) Reset() {
 	*x = PeerStream{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +1150,7 @@ func (x *PeerStream) String() string {
 func (*PeerStream) ProtoMessage() {}
 
 func (x *PeerStream) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +1163,7 @@ func (x *PeerStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStream.ProtoReflect.Descriptor instead.
 func (*PeerStream) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PeerStream) GetPeer() string {
@@ -885,9 +1213,14 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\vsender_name\x18\x01 \x01(\tR\n" +
 	"senderName\x12$\n" +
 	"\x0esender_site_id\x18\x02 \x01(\tR\fsenderSiteId\x12(\n" +
-	"\x10receiver_site_id\x18\x03 \x01(\tR\x0ereceiverSiteId\".\n" +
+	"\x10receiver_site_id\x18\x03 \x01(\tR\x0ereceiverSiteId\"i\n" +
 	"\x0fForwardResponse\x12\x1b\n" +
-	"\tacked_seq\x18\x01 \x01(\x04R\backedSeq\"\xa8\x03\n" +
+	"\tacked_seq\x18\x01 \x01(\x04R\backedSeq\x129\n" +
+	"\bdeclined\x18\x02 \x03(\v2\x1d.starling.cluster.v1.DeclinedR\bdeclined\"=\n" +
+	"\bDeclined\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1f\n" +
+	"\vshare_group\x18\x02 \x01(\tR\n" +
+	"shareGroup\"\xe9\x03\n" +
 	"\x0eForwardMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12$\n" +
 	"\x0eorigin_site_id\x18\x02 \x01(\tR\foriginSiteId\x12\x1b\n" +
@@ -903,7 +1236,21 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	" \x01(\v2&.starling.cluster.v1.MessagePropertiesR\n" +
 	"properties\x12!\n" +
 	"\fshare_groups\x18\v \x03(\tR\vshareGroups\x121\n" +
-	"\x14receiver_incarnation\x18\f \x01(\x04R\x13receiverIncarnation\"\xfb\x01\n" +
+	"\x14receiver_incarnation\x18\f \x01(\x04R\x13receiverIncarnation\x12?\n" +
+	"\x0eretained_clock\x18\r \x01(\v2\x18.starling.cluster.v1.HLCR\rretainedClock\"Q\n" +
+	"\x03HLC\x12\x17\n" +
+	"\awall_ms\x18\x01 \x01(\x03R\x06wallMs\x12\x18\n" +
+	"\alogical\x18\x02 \x01(\rR\alogical\x12\x17\n" +
+	"\asite_id\x18\x03 \x01(\tR\x06siteId\"N\n" +
+	"\rRetainedEntry\x12=\n" +
+	"\amessage\x18\x01 \x01(\v2#.starling.cluster.v1.ForwardMessageR\amessage\"1\n" +
+	"\x15RetainedDigestRequest\x12\x18\n" +
+	"\abuckets\x18\x01 \x01(\rR\abuckets\"0\n" +
+	"\x16RetainedDigestResponse\x12\x16\n" +
+	"\x06hashes\x18\x01 \x03(\x06R\x06hashes\"D\n" +
+	"\x14RetainedFetchRequest\x12\x18\n" +
+	"\abuckets\x18\x01 \x01(\rR\abuckets\x12\x12\n" +
+	"\x04want\x18\x02 \x03(\rR\x04want\"\xfb\x01\n" +
 	"\x11MessageProperties\x12%\n" +
 	"\x0epayload_format\x18\x01 \x01(\rR\rpayloadFormat\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12%\n" +
@@ -941,12 +1288,14 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\tconnected\x18\x02 \x01(\bR\tconnected\x12\x10\n" +
 	"\x03lag\x18\x03 \x01(\x04R\x03lag\x12!\n" +
 	"\foutbox_depth\x18\x04 \x01(\x04R\voutboxDepth\x12!\n" +
-	"\foutbox_bytes\x18\x05 \x01(\x04R\voutboxBytes2\xeb\x02\n" +
+	"\foutbox_bytes\x18\x05 \x01(\x04R\voutboxBytes2\xb8\x04\n" +
 	"\x04Peer\x12X\n" +
 	"\aForward\x12#.starling.cluster.v1.ForwardRequest\x1a$.starling.cluster.v1.ForwardResponse(\x010\x01\x12T\n" +
 	"\aPropose\x12#.starling.cluster.v1.ProposeRequest\x1a$.starling.cluster.v1.ProposeResponse\x12`\n" +
 	"\vWaitApplied\x12'.starling.cluster.v1.WaitAppliedRequest\x1a(.starling.cluster.v1.WaitAppliedResponse\x12Q\n" +
-	"\x06Status\x12\".starling.cluster.v1.StatusRequest\x1a#.starling.cluster.v1.StatusResponseB=Z;github.com/starling-mqtt/starling/proto/clusterpb;clusterpbb\x06proto3"
+	"\x06Status\x12\".starling.cluster.v1.StatusRequest\x1a#.starling.cluster.v1.StatusResponse\x12i\n" +
+	"\x0eRetainedDigest\x12*.starling.cluster.v1.RetainedDigestRequest\x1a+.starling.cluster.v1.RetainedDigestResponse\x12`\n" +
+	"\rRetainedFetch\x12).starling.cluster.v1.RetainedFetchRequest\x1a\".starling.cluster.v1.RetainedEntry0\x01B=Z;github.com/starling-mqtt/starling/proto/clusterpb;clusterpbb\x06proto3"
 
 var (
 	file_starling_cluster_v1_peer_proto_rawDescOnce sync.Once
@@ -960,41 +1309,54 @@ func file_starling_cluster_v1_peer_proto_rawDescGZIP() []byte {
 	return file_starling_cluster_v1_peer_proto_rawDescData
 }
 
-var file_starling_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_starling_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_starling_cluster_v1_peer_proto_goTypes = []any{
-	(*ForwardRequest)(nil),      // 0: starling.cluster.v1.ForwardRequest
-	(*ForwardHello)(nil),        // 1: starling.cluster.v1.ForwardHello
-	(*ForwardResponse)(nil),     // 2: starling.cluster.v1.ForwardResponse
-	(*ForwardMessage)(nil),      // 3: starling.cluster.v1.ForwardMessage
-	(*MessageProperties)(nil),   // 4: starling.cluster.v1.MessageProperties
-	(*UserProperty)(nil),        // 5: starling.cluster.v1.UserProperty
-	(*ProposeRequest)(nil),      // 6: starling.cluster.v1.ProposeRequest
-	(*ProposeResponse)(nil),     // 7: starling.cluster.v1.ProposeResponse
-	(*WaitAppliedRequest)(nil),  // 8: starling.cluster.v1.WaitAppliedRequest
-	(*WaitAppliedResponse)(nil), // 9: starling.cluster.v1.WaitAppliedResponse
-	(*StatusRequest)(nil),       // 10: starling.cluster.v1.StatusRequest
-	(*StatusResponse)(nil),      // 11: starling.cluster.v1.StatusResponse
-	(*PeerStream)(nil),          // 12: starling.cluster.v1.PeerStream
+	(*ForwardRequest)(nil),         // 0: starling.cluster.v1.ForwardRequest
+	(*ForwardHello)(nil),           // 1: starling.cluster.v1.ForwardHello
+	(*ForwardResponse)(nil),        // 2: starling.cluster.v1.ForwardResponse
+	(*Declined)(nil),               // 3: starling.cluster.v1.Declined
+	(*ForwardMessage)(nil),         // 4: starling.cluster.v1.ForwardMessage
+	(*HLC)(nil),                    // 5: starling.cluster.v1.HLC
+	(*RetainedEntry)(nil),          // 6: starling.cluster.v1.RetainedEntry
+	(*RetainedDigestRequest)(nil),  // 7: starling.cluster.v1.RetainedDigestRequest
+	(*RetainedDigestResponse)(nil), // 8: starling.cluster.v1.RetainedDigestResponse
+	(*RetainedFetchRequest)(nil),   // 9: starling.cluster.v1.RetainedFetchRequest
+	(*MessageProperties)(nil),      // 10: starling.cluster.v1.MessageProperties
+	(*UserProperty)(nil),           // 11: starling.cluster.v1.UserProperty
+	(*ProposeRequest)(nil),         // 12: starling.cluster.v1.ProposeRequest
+	(*ProposeResponse)(nil),        // 13: starling.cluster.v1.ProposeResponse
+	(*WaitAppliedRequest)(nil),     // 14: starling.cluster.v1.WaitAppliedRequest
+	(*WaitAppliedResponse)(nil),    // 15: starling.cluster.v1.WaitAppliedResponse
+	(*StatusRequest)(nil),          // 16: starling.cluster.v1.StatusRequest
+	(*StatusResponse)(nil),         // 17: starling.cluster.v1.StatusResponse
+	(*PeerStream)(nil),             // 18: starling.cluster.v1.PeerStream
 }
 var file_starling_cluster_v1_peer_proto_depIdxs = []int32{
 	1,  // 0: starling.cluster.v1.ForwardRequest.hello:type_name -> starling.cluster.v1.ForwardHello
-	3,  // 1: starling.cluster.v1.ForwardRequest.messages:type_name -> starling.cluster.v1.ForwardMessage
-	4,  // 2: starling.cluster.v1.ForwardMessage.properties:type_name -> starling.cluster.v1.MessageProperties
-	5,  // 3: starling.cluster.v1.MessageProperties.user_properties:type_name -> starling.cluster.v1.UserProperty
-	12, // 4: starling.cluster.v1.StatusResponse.streams:type_name -> starling.cluster.v1.PeerStream
-	0,  // 5: starling.cluster.v1.Peer.Forward:input_type -> starling.cluster.v1.ForwardRequest
-	6,  // 6: starling.cluster.v1.Peer.Propose:input_type -> starling.cluster.v1.ProposeRequest
-	8,  // 7: starling.cluster.v1.Peer.WaitApplied:input_type -> starling.cluster.v1.WaitAppliedRequest
-	10, // 8: starling.cluster.v1.Peer.Status:input_type -> starling.cluster.v1.StatusRequest
-	2,  // 9: starling.cluster.v1.Peer.Forward:output_type -> starling.cluster.v1.ForwardResponse
-	7,  // 10: starling.cluster.v1.Peer.Propose:output_type -> starling.cluster.v1.ProposeResponse
-	9,  // 11: starling.cluster.v1.Peer.WaitApplied:output_type -> starling.cluster.v1.WaitAppliedResponse
-	11, // 12: starling.cluster.v1.Peer.Status:output_type -> starling.cluster.v1.StatusResponse
-	9,  // [9:13] is the sub-list for method output_type
-	5,  // [5:9] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	4,  // 1: starling.cluster.v1.ForwardRequest.messages:type_name -> starling.cluster.v1.ForwardMessage
+	3,  // 2: starling.cluster.v1.ForwardResponse.declined:type_name -> starling.cluster.v1.Declined
+	10, // 3: starling.cluster.v1.ForwardMessage.properties:type_name -> starling.cluster.v1.MessageProperties
+	5,  // 4: starling.cluster.v1.ForwardMessage.retained_clock:type_name -> starling.cluster.v1.HLC
+	4,  // 5: starling.cluster.v1.RetainedEntry.message:type_name -> starling.cluster.v1.ForwardMessage
+	11, // 6: starling.cluster.v1.MessageProperties.user_properties:type_name -> starling.cluster.v1.UserProperty
+	18, // 7: starling.cluster.v1.StatusResponse.streams:type_name -> starling.cluster.v1.PeerStream
+	0,  // 8: starling.cluster.v1.Peer.Forward:input_type -> starling.cluster.v1.ForwardRequest
+	12, // 9: starling.cluster.v1.Peer.Propose:input_type -> starling.cluster.v1.ProposeRequest
+	14, // 10: starling.cluster.v1.Peer.WaitApplied:input_type -> starling.cluster.v1.WaitAppliedRequest
+	16, // 11: starling.cluster.v1.Peer.Status:input_type -> starling.cluster.v1.StatusRequest
+	7,  // 12: starling.cluster.v1.Peer.RetainedDigest:input_type -> starling.cluster.v1.RetainedDigestRequest
+	9,  // 13: starling.cluster.v1.Peer.RetainedFetch:input_type -> starling.cluster.v1.RetainedFetchRequest
+	2,  // 14: starling.cluster.v1.Peer.Forward:output_type -> starling.cluster.v1.ForwardResponse
+	13, // 15: starling.cluster.v1.Peer.Propose:output_type -> starling.cluster.v1.ProposeResponse
+	15, // 16: starling.cluster.v1.Peer.WaitApplied:output_type -> starling.cluster.v1.WaitAppliedResponse
+	17, // 17: starling.cluster.v1.Peer.Status:output_type -> starling.cluster.v1.StatusResponse
+	8,  // 18: starling.cluster.v1.Peer.RetainedDigest:output_type -> starling.cluster.v1.RetainedDigestResponse
+	6,  // 19: starling.cluster.v1.Peer.RetainedFetch:output_type -> starling.cluster.v1.RetainedEntry
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_starling_cluster_v1_peer_proto_init() }
@@ -1008,7 +1370,7 @@ func file_starling_cluster_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_starling_cluster_v1_peer_proto_rawDesc), len(file_starling_cluster_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,10 +26,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Forward_FullMethodName     = "/starling.cluster.v1.Peer/Forward"
-	Peer_Propose_FullMethodName     = "/starling.cluster.v1.Peer/Propose"
-	Peer_WaitApplied_FullMethodName = "/starling.cluster.v1.Peer/WaitApplied"
-	Peer_Status_FullMethodName      = "/starling.cluster.v1.Peer/Status"
+	Peer_Forward_FullMethodName        = "/starling.cluster.v1.Peer/Forward"
+	Peer_Propose_FullMethodName        = "/starling.cluster.v1.Peer/Propose"
+	Peer_WaitApplied_FullMethodName    = "/starling.cluster.v1.Peer/WaitApplied"
+	Peer_Status_FullMethodName         = "/starling.cluster.v1.Peer/Status"
+	Peer_RetainedDigest_FullMethodName = "/starling.cluster.v1.Peer/RetainedDigest"
+	Peer_RetainedFetch_FullMethodName  = "/starling.cluster.v1.Peer/RetainedFetch"
 )
 
 // PeerClient is the client API for Peer service.
@@ -51,6 +53,12 @@ type PeerClient interface {
 	WaitApplied(ctx context.Context, in *WaitAppliedRequest, opts ...grpc.CallOption) (*WaitAppliedResponse, error)
 	// Status reports this node's view of the cluster, for ctl cluster status.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// RetainedDigest returns a digest of this node's retained messages and
+	// tombstones in buckets, so a peer can find the buckets that differ.
+	RetainedDigest(ctx context.Context, in *RetainedDigestRequest, opts ...grpc.CallOption) (*RetainedDigestResponse, error)
+	// RetainedFetch streams this node's retained messages and tombstones of
+	// the given buckets, or all of them: a snapshot for a joining node.
+	RetainedFetch(ctx context.Context, in *RetainedFetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RetainedEntry], error)
 }
 
 type peerClient struct {
@@ -104,6 +112,35 @@ func (c *peerClient) Status(ctx context.Context, in *StatusRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *peerClient) RetainedDigest(ctx context.Context, in *RetainedDigestRequest, opts ...grpc.CallOption) (*RetainedDigestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetainedDigestResponse)
+	err := c.cc.Invoke(ctx, Peer_RetainedDigest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerClient) RetainedFetch(ctx context.Context, in *RetainedFetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RetainedEntry], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[1], Peer_RetainedFetch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RetainedFetchRequest, RetainedEntry]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_RetainedFetchClient = grpc.ServerStreamingClient[RetainedEntry]
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -123,6 +160,12 @@ type PeerServer interface {
 	WaitApplied(context.Context, *WaitAppliedRequest) (*WaitAppliedResponse, error)
 	// Status reports this node's view of the cluster, for ctl cluster status.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// RetainedDigest returns a digest of this node's retained messages and
+	// tombstones in buckets, so a peer can find the buckets that differ.
+	RetainedDigest(context.Context, *RetainedDigestRequest) (*RetainedDigestResponse, error)
+	// RetainedFetch streams this node's retained messages and tombstones of
+	// the given buckets, or all of them: a snapshot for a joining node.
+	RetainedFetch(*RetainedFetchRequest, grpc.ServerStreamingServer[RetainedEntry]) error
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -144,6 +187,12 @@ func (UnimplementedPeerServer) WaitApplied(context.Context, *WaitAppliedRequest)
 }
 func (UnimplementedPeerServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedPeerServer) RetainedDigest(context.Context, *RetainedDigestRequest) (*RetainedDigestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetainedDigest not implemented")
+}
+func (UnimplementedPeerServer) RetainedFetch(*RetainedFetchRequest, grpc.ServerStreamingServer[RetainedEntry]) error {
+	return status.Error(codes.Unimplemented, "method RetainedFetch not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -227,6 +276,35 @@ func _Peer_Status_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_RetainedDigest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetainedDigestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).RetainedDigest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_RetainedDigest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).RetainedDigest(ctx, req.(*RetainedDigestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Peer_RetainedFetch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RetainedFetchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PeerServer).RetainedFetch(m, &grpc.GenericServerStream[RetainedFetchRequest, RetainedEntry]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_RetainedFetchServer = grpc.ServerStreamingServer[RetainedEntry]
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -246,6 +324,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Status",
 			Handler:    _Peer_Status_Handler,
 		},
+		{
+			MethodName: "RetainedDigest",
+			Handler:    _Peer_RetainedDigest_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -253,6 +335,11 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _Peer_Forward_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "RetainedFetch",
+			Handler:       _Peer_RetainedFetch_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "starling/cluster/v1/peer.proto",
