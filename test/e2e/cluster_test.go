@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"os/exec"
 	"slices"
 	"strings"
@@ -508,4 +509,56 @@ func TestCluster_RolesAndGroupsReplicateToEveryNode(t *testing.T) {
 	if out, err := ctl(c.node("n1"), "role", "get", "sensors"); err == nil {
 		t.Fatalf("role still on n1 after its delete on n3:\n%s", out)
 	}
+}
+
+func TestCluster_ACLChangeOnOneNodeAppliesToClientOnAnother(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	n1, n2, n3 := c.node("n1"), c.node("n2"), c.node("n3")
+	ctl := func(n *clusterNode, args ...string) {
+		t.Helper()
+		out, err := exec.Command(starlingBin, append([]string{"ctl", "--http", n.http}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ctl %v on %s: %v\n%s", args, n.name, err, out)
+		}
+	}
+	ctl(n1, "role", "put", "writer", "--rule", "allow:publish:allowed/#")
+	req, _ := http.NewRequest(http.MethodPut, "http://"+n1.http+"/api/v1/users/dev",
+		strings.NewReader(`{"password":"a-long-enough-password","roles":["writer"]}`))
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT user on n1: %s", resp.Status)
+	}
+
+	user, pass := "dev", "a-long-enough-password"
+	var dev *rawClient
+	waitFor(t, 10*time.Second, func() error {
+		cl := dialRaw(t, n3.broker, "dev", 5)
+		ca := cl.connect(connectSpec{Version: 5, ClientID: "acl-dev", Clean: true, Keepalive: 60, Username: &user, Password: &pass})
+		if ca.Code != 0 {
+			cl.close()
+			return fmt.Errorf("CONNACK %#x on n3", ca.Code)
+		}
+		dev = cl
+		return nil
+	})
+	if code := dev.publish("allowed/x", 1, false, "ok"); code != 0 {
+		t.Fatalf("publish to allowed/x: reason %#x, want 0", code)
+	}
+	if code := dev.publish("other/x", 1, false, "no"); code != 0x87 {
+		t.Fatalf("publish to other/x before the change: reason %#x, want 0x87", code)
+	}
+
+	// The change is made on n2; the client stays connected to n3.
+	ctl(n2, "role", "put", "writer", "--rule", "allow:publish:allowed/#", "--rule", "allow:publish:other/#")
+	waitFor(t, 10*time.Second, func() error {
+		if code := dev.publish("other/x", 1, false, "yes"); code != 0 {
+			return fmt.Errorf("publish to other/x after the change: reason %#x", code)
+		}
+		return nil
+	})
 }
