@@ -293,6 +293,11 @@ type ForwardMessage struct {
 	// topic (an empty payload is a delete, kept as a tombstone) when this
 	// clock is later than the one it has, and delivers it to nobody.
 	RetainedClock *HLC `protobuf:"bytes,13,opt,name=retained_clock,json=retainedClock,proto3" json:"retained_clock,omitempty"`
+	// The site ids of the nodes that were offered this message for its
+	// share group and had no member left: a node without a member hands the
+	// message on to another node with members that is not listed here, and
+	// adds itself.
+	DeclinedBy    []string `protobuf:"bytes,14,rep,name=declined_by,json=declinedBy,proto3" json:"declined_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -414,6 +419,13 @@ func (x *ForwardMessage) GetReceiverIncarnation() uint64 {
 func (x *ForwardMessage) GetRetainedClock() *HLC {
 	if x != nil {
 		return x.RetainedClock
+	}
+	return nil
+}
+
+func (x *ForwardMessage) GetDeclinedBy() []string {
+	if x != nil {
+		return x.DeclinedBy
 	}
 	return nil
 }
@@ -1220,7 +1232,7 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\bDeclined\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1f\n" +
 	"\vshare_group\x18\x02 \x01(\tR\n" +
-	"shareGroup\"\xe9\x03\n" +
+	"shareGroup\"\x8a\x04\n" +
 	"\x0eForwardMessage\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12$\n" +
 	"\x0eorigin_site_id\x18\x02 \x01(\tR\foriginSiteId\x12\x1b\n" +
@@ -1237,7 +1249,9 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"properties\x12!\n" +
 	"\fshare_groups\x18\v \x03(\tR\vshareGroups\x121\n" +
 	"\x14receiver_incarnation\x18\f \x01(\x04R\x13receiverIncarnation\x12?\n" +
-	"\x0eretained_clock\x18\r \x01(\v2\x18.starling.cluster.v1.HLCR\rretainedClock\"Q\n" +
+	"\x0eretained_clock\x18\r \x01(\v2\x18.starling.cluster.v1.HLCR\rretainedClock\x12\x1f\n" +
+	"\vdeclined_by\x18\x0e \x03(\tR\n" +
+	"declinedBy\"Q\n" +
 	"\x03HLC\x12\x17\n" +
 	"\awall_ms\x18\x01 \x01(\x03R\x06wallMs\x12\x18\n" +
 	"\alogical\x18\x02 \x01(\rR\alogical\x12\x17\n" +
