@@ -70,7 +70,9 @@ func (c *Cluster) checkForwardHello(ctx context.Context, hello *clusterpb.Forwar
 
 // Stage implements node.Cluster.
 func (c *Cluster) Stage(site string, m *clusterpb.ForwardMessage, b *storage.Batch) (any, error) {
-	m.OriginSiteId = c.siteID
+	if m.OriginSiteId == "" {
+		m.OriginSiteId = c.siteID
+	}
 	m.ReceiverIncarnation = c.incarnationOf(site)
 	return c.fwd.Stage(site, m, b)
 }

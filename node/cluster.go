@@ -47,6 +47,9 @@ type Cluster interface {
 	// Incarnation returns this node's boot incarnation in the cluster.
 	Incarnation() uint64
 
+	// SiteID returns this node's site id.
+	SiteID() string
+
 	// Ready reports whether the node has caught up with the cluster and may
 	// report itself ready (DESIGN.md, Readiness).
 	Ready() bool

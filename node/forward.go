@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -137,14 +138,19 @@ func (s *Server) forwardFull(topic string) bool {
 // forwardMessage converts m to its form between nodes. The sequence number
 // is the cluster's to set.
 func (m *message) forwardMessage(now time.Time) *clusterpb.ForwardMessage {
-	// The cluster fills in OriginSiteId, which the node does not know.
+	// The cluster fills in OriginSiteId of a message published here, which
+	// the node does not know; one handed on keeps its origin.
 	fm := &clusterpb.ForwardMessage{
-		OriginId:  m.id,
-		Topic:     m.topic,
-		Payload:   m.payload,
-		Qos:       uint32(m.qos),
-		Retain:    m.retain,
-		Publisher: m.publisher,
+		OriginSiteId: m.originSite,
+		OriginId:     m.id,
+		Topic:        m.topic,
+		Payload:      m.payload,
+		Qos:          uint32(m.qos),
+		Retain:       m.retain,
+		Publisher:    m.publisher,
+	}
+	if m.fromPeer {
+		fm.OriginId = m.originID
 	}
 	if !m.expiresAt.IsZero() {
 		fm.ExpiresAtUnixMs = m.expiresAt.UnixMilli()
@@ -220,6 +226,7 @@ func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMe
 	b := s.store.NewBatch()
 	defer b.Close()
 	var targets []target
+	var handOn forwards
 	now := time.Now()
 	for _, fm := range msgs {
 		msg, err := messageFromForward(fm)
@@ -237,7 +244,11 @@ func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMe
 			continue
 		}
 		s.stats.forwardedIn.Add(1)
+		start := len(targets)
 		targets = s.route(msg, b, targets, nil)
+		if len(msg.shareGroups) > 0 {
+			s.handOnShared(msg, fm, targets[start:], b, &handOn)
+		}
 	}
 	needSync := false
 	for _, t := range targets {
@@ -252,12 +263,82 @@ func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMe
 	}
 	if err != nil {
 		s.stats.storageErrors.Add(1)
+		handOn.release(s.cluster, false)
 		return fmt.Errorf("store forwarded messages from %s: %w", senderSite, err)
 	}
+	handOn.release(s.cluster, true)
 	for _, t := range targets {
 		t.sess.deliver(t.d)
 	}
 	return nil
+}
+
+// handOnShared passes on a forwarded message for each share group it names
+// that no member here took: to another node with members of the group that
+// has not declined it yet, staged in b, the batch that acknowledges the
+// message, so it is never lost in between. This node declines by adding
+// itself to declined_by. With no node left, the message is dropped and
+// counted.
+//
+// NOTE: DESIGN.md has the declining node answer the sender, which then
+// offers the message to its next choice. Handing it on from here needs no
+// round trip and no window in which the sender has already forgotten the
+// message; the choice is the same one the sender would make.
+func (s *Server) handOnShared(msg *message, fm *clusterpb.ForwardMessage, delivered []target, b *storage.Batch, fw *forwards) {
+	for _, key := range msg.shareGroups {
+		served := false
+		for _, t := range delivered {
+			if t.d.shareKey == key {
+				served = true
+				break
+			}
+		}
+		if served {
+			continue
+		}
+		group, filter, _ := strings.Cut(key, "\x00")
+		declined := append(slices.Clone(fm.DeclinedBy), s.cluster.SiteID())
+		site := s.nextSharedSite(msg.topic, group, filter, fm.OriginSiteId, declined)
+		if site == "" {
+			s.stats.droppedNoMember.Add(1)
+			s.clientWarn.log(s.log, "shared subscription message dropped: no node has a member left",
+				"share_group", group, keyTopic, msg.topic)
+			continue
+		}
+		next := msg.forwardMessage(time.Now())
+		next.ShareGroups = []string{group + "/" + filter}
+		next.DeclinedBy = declined
+		t, err := s.cluster.Stage(site, next, b)
+		if err != nil {
+			s.stats.forwardFailed.Add(1)
+			s.clientWarn.log(s.log, "shared subscription message not handed on", "peer_site", site, keyErr, err)
+			continue
+		}
+		fw.tickets = append(fw.tickets, t)
+	}
+}
+
+// nextSharedSite returns a node with members of the share group that is
+// neither the message's origin nor in declined, or "".
+func (s *Server) nextSharedSite(topic, group, filter, origin string, declined []string) string {
+	scratch := s.matchPool.Get().(*[]router.Entry)
+	defer func() {
+		clear(*scratch)
+		*scratch = (*scratch)[:0]
+		s.matchPool.Put(scratch)
+	}()
+	remote := s.cluster.MatchRemote(topic, (*scratch)[:0])
+	*scratch = remote
+	var candidates []string
+	for _, e := range remote {
+		if e.Group == group && e.Filter == filter && e.ClientID != origin && !slices.Contains(declined, e.ClientID) {
+			candidates = append(candidates, e.ClientID)
+		}
+	}
+	if len(candidates) == 0 {
+		return ""
+	}
+	return candidates[int(s.sharedTurn.Add(1)%uint64(len(candidates)))]
 }
 
 // ForwardHighWater returns the highest sequence number handled from the

@@ -562,3 +562,52 @@ func TestCluster_ACLChangeOnOneNodeAppliesToClientOnAnother(t *testing.T) {
 		return nil
 	})
 }
+
+func TestCluster_SharedGroupAcrossNodesGetsEachMessageOnce(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	n1, n2, n3 := c.node("n1"), c.node("n2"), c.node("n3")
+
+	// Members on n2 and n3; the publisher's node n1 has none, so it picks
+	// among the nodes that do.
+	var members []*inbox
+	for i, n := range []*clusterNode{n2, n3} {
+		cl, in := newPaho(t, n.broker, fmt.Sprintf("member-%d", i))
+		// paho files the SUBACK under the filter without its $share
+		// prefix, so pahoSubscribe cannot check the grant.
+		if tok := cl.Subscribe("$share/g/shared/#", 1, nil); !tok.WaitTimeout(ioTimeout) || tok.Error() != nil {
+			t.Fatalf("subscribe member %d: %v", i, tok.Error())
+		}
+		members = append(members, in)
+	}
+	pub, _ := newPaho(t, n1.broker, "shared-pub")
+	total := scaled(3000, 10000)
+	for i := range total {
+		tok := pub.Publish("shared/x", 1, false, fmt.Sprint(i))
+		if !tok.WaitTimeout(ioTimeout) || tok.Error() != nil {
+			t.Fatalf("publish %d: %v", i, tok.Error())
+		}
+	}
+	waitFor(t, 3*ioTimeout, func() error {
+		if got := members[0].count() + members[1].count(); got < total {
+			return fmt.Errorf("group received %d of %d", got, total)
+		}
+		return nil
+	})
+	time.Sleep(quietPeriod)
+	seen := map[string]int{}
+	for _, in := range members {
+		for _, m := range in.all() {
+			seen[m.Payload]++
+		}
+	}
+	for i := range total {
+		if n := seen[fmt.Sprint(i)]; n != 1 {
+			t.Errorf("message %d reached the group %d times, want once", i, n)
+		}
+	}
+	if members[0].count() == 0 || members[1].count() == 0 {
+		t.Errorf("one node's member got nothing: %d and %d", members[0].count(), members[1].count())
+	}
+	t.Logf("%d messages: %d to the member on n2, %d to the member on n3", total, members[0].count(), members[1].count())
+}
