@@ -28,6 +28,724 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ClaimRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ClientId       string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	ClaimantSiteId string                 `protobuf:"bytes,2,opt,name=claimant_site_id,json=claimantSiteId,proto3" json:"claimant_site_id,omitempty"`
+	// The membership epoch the claimant chose the home by; the home refuses
+	// another.
+	Epoch         uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimRequest) Reset() {
+	*x = ClaimRequest{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimRequest) ProtoMessage() {}
+
+func (x *ClaimRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimRequest.ProtoReflect.Descriptor instead.
+func (*ClaimRequest) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ClaimRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *ClaimRequest) GetClaimantSiteId() string {
+	if x != nil {
+		return x.ClaimantSiteId
+	}
+	return ""
+}
+
+func (x *ClaimRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+type ClaimResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Generation uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	// Site ids of the nodes that held the session, the most recent first.
+	Previous []string `protobuf:"bytes,2,rep,name=previous,proto3" json:"previous,omitempty"`
+	// Set when the home's epoch differs from the claim's: retry.
+	HomeEpoch     uint64 `protobuf:"varint,3,opt,name=home_epoch,json=homeEpoch,proto3" json:"home_epoch,omitempty"`
+	WrongEpoch    bool   `protobuf:"varint,4,opt,name=wrong_epoch,json=wrongEpoch,proto3" json:"wrong_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimResponse) Reset() {
+	*x = ClaimResponse{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimResponse) ProtoMessage() {}
+
+func (x *ClaimResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimResponse.ProtoReflect.Descriptor instead.
+func (*ClaimResponse) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ClaimResponse) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *ClaimResponse) GetPrevious() []string {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
+}
+
+func (x *ClaimResponse) GetHomeEpoch() uint64 {
+	if x != nil {
+		return x.HomeEpoch
+	}
+	return 0
+}
+
+func (x *ClaimResponse) GetWrongEpoch() bool {
+	if x != nil {
+		return x.WrongEpoch
+	}
+	return false
+}
+
+type HasSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HasSessionRequest) Reset() {
+	*x = HasSessionRequest{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HasSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HasSessionRequest) ProtoMessage() {}
+
+func (x *HasSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HasSessionRequest.ProtoReflect.Descriptor instead.
+func (*HasSessionRequest) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *HasSessionRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+type HasSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Has           bool                   `protobuf:"varint,1,opt,name=has,proto3" json:"has,omitempty"`
+	Connected     bool                   `protobuf:"varint,2,opt,name=connected,proto3" json:"connected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HasSessionResponse) Reset() {
+	*x = HasSessionResponse{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HasSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HasSessionResponse) ProtoMessage() {}
+
+func (x *HasSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HasSessionResponse.ProtoReflect.Descriptor instead.
+func (*HasSessionResponse) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *HasSessionResponse) GetHas() bool {
+	if x != nil {
+		return x.Has
+	}
+	return false
+}
+
+func (x *HasSessionResponse) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+type ExportSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Generation    uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Discard       bool                   `protobuf:"varint,3,opt,name=discard,proto3" json:"discard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportSessionRequest) Reset() {
+	*x = ExportSessionRequest{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportSessionRequest) ProtoMessage() {}
+
+func (x *ExportSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportSessionRequest.ProtoReflect.Descriptor instead.
+func (*ExportSessionRequest) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ExportSessionRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *ExportSessionRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *ExportSessionRequest) GetDiscard() bool {
+	if x != nil {
+		return x.Discard
+	}
+	return false
+}
+
+type ExportSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unset when the node had no session or discarded it.
+	Session       *SessionState `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportSessionResponse) Reset() {
+	*x = ExportSessionResponse{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportSessionResponse) ProtoMessage() {}
+
+func (x *ExportSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportSessionResponse.ProtoReflect.Descriptor instead.
+func (*ExportSessionResponse) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ExportSessionResponse) GetSession() *SessionState {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+type FinishExportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Generation    uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishExportRequest) Reset() {
+	*x = FinishExportRequest{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishExportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishExportRequest) ProtoMessage() {}
+
+func (x *FinishExportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishExportRequest.ProtoReflect.Descriptor instead.
+func (*FinishExportRequest) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *FinishExportRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *FinishExportRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+type FinishExportResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Messages      []*SessionMessage      `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishExportResponse) Reset() {
+	*x = FinishExportResponse{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishExportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishExportResponse) ProtoMessage() {}
+
+func (x *FinishExportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishExportResponse.ProtoReflect.Descriptor instead.
+func (*FinishExportResponse) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *FinishExportResponse) GetMessages() []*SessionMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// SessionState is everything a session carries to its new node.
+type SessionState struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ClientId        string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	ProtocolVersion uint32                 `protobuf:"varint,2,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	ExpirySeconds   uint32                 `protobuf:"varint,3,opt,name=expiry_seconds,json=expirySeconds,proto3" json:"expiry_seconds,omitempty"`
+	NextPacketId    uint32                 `protobuf:"varint,4,opt,name=next_packet_id,json=nextPacketId,proto3" json:"next_packet_id,omitempty"`
+	Subscriptions   []*SessionSubscription `protobuf:"bytes,5,rep,name=subscriptions,proto3" json:"subscriptions,omitempty"`
+	// Outbound messages in flight, by packet id, and queued ones, in order.
+	Inflight []*SessionMessage `protobuf:"bytes,6,rep,name=inflight,proto3" json:"inflight,omitempty"`
+	Queued   []*SessionMessage `protobuf:"bytes,7,rep,name=queued,proto3" json:"queued,omitempty"`
+	// Inbound QoS 2 packet ids awaiting PUBREL.
+	InboundQos2   []uint32 `protobuf:"varint,8,rep,packed,name=inbound_qos2,json=inboundQos2,proto3" json:"inbound_qos2,omitempty"`
+	Persistent    bool     `protobuf:"varint,9,opt,name=persistent,proto3" json:"persistent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionState) Reset() {
+	*x = SessionState{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionState) ProtoMessage() {}
+
+func (x *SessionState) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionState.ProtoReflect.Descriptor instead.
+func (*SessionState) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SessionState) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *SessionState) GetProtocolVersion() uint32 {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return 0
+}
+
+func (x *SessionState) GetExpirySeconds() uint32 {
+	if x != nil {
+		return x.ExpirySeconds
+	}
+	return 0
+}
+
+func (x *SessionState) GetNextPacketId() uint32 {
+	if x != nil {
+		return x.NextPacketId
+	}
+	return 0
+}
+
+func (x *SessionState) GetSubscriptions() []*SessionSubscription {
+	if x != nil {
+		return x.Subscriptions
+	}
+	return nil
+}
+
+func (x *SessionState) GetInflight() []*SessionMessage {
+	if x != nil {
+		return x.Inflight
+	}
+	return nil
+}
+
+func (x *SessionState) GetQueued() []*SessionMessage {
+	if x != nil {
+		return x.Queued
+	}
+	return nil
+}
+
+func (x *SessionState) GetInboundQos2() []uint32 {
+	if x != nil {
+		return x.InboundQos2
+	}
+	return nil
+}
+
+func (x *SessionState) GetPersistent() bool {
+	if x != nil {
+		return x.Persistent
+	}
+	return false
+}
+
+type SessionSubscription struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Filter            string                 `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	Qos               uint32                 `protobuf:"varint,2,opt,name=qos,proto3" json:"qos,omitempty"`
+	NoLocal           bool                   `protobuf:"varint,3,opt,name=no_local,json=noLocal,proto3" json:"no_local,omitempty"`
+	RetainAsPublished bool                   `protobuf:"varint,4,opt,name=retain_as_published,json=retainAsPublished,proto3" json:"retain_as_published,omitempty"`
+	RetainHandling    uint32                 `protobuf:"varint,5,opt,name=retain_handling,json=retainHandling,proto3" json:"retain_handling,omitempty"`
+	SubscriptionId    uint32                 `protobuf:"varint,6,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *SessionSubscription) Reset() {
+	*x = SessionSubscription{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionSubscription) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionSubscription) ProtoMessage() {}
+
+func (x *SessionSubscription) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionSubscription.ProtoReflect.Descriptor instead.
+func (*SessionSubscription) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SessionSubscription) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
+func (x *SessionSubscription) GetQos() uint32 {
+	if x != nil {
+		return x.Qos
+	}
+	return 0
+}
+
+func (x *SessionSubscription) GetNoLocal() bool {
+	if x != nil {
+		return x.NoLocal
+	}
+	return false
+}
+
+func (x *SessionSubscription) GetRetainAsPublished() bool {
+	if x != nil {
+		return x.RetainAsPublished
+	}
+	return false
+}
+
+func (x *SessionSubscription) GetRetainHandling() uint32 {
+	if x != nil {
+		return x.RetainHandling
+	}
+	return 0
+}
+
+func (x *SessionSubscription) GetSubscriptionId() uint32 {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return 0
+}
+
+// SessionMessage is one delivery owed to the client: the message, with its
+// origin for removing duplicates, and the delivery's own fields.
+type SessionMessage struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Message         *ForwardMessage        `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	Qos             uint32                 `protobuf:"varint,2,opt,name=qos,proto3" json:"qos,omitempty"`
+	Retain          bool                   `protobuf:"varint,3,opt,name=retain,proto3" json:"retain,omitempty"`
+	SubscriptionIds []uint32               `protobuf:"varint,4,rep,packed,name=subscription_ids,json=subscriptionIds,proto3" json:"subscription_ids,omitempty"`
+	PacketId        uint32                 `protobuf:"varint,5,opt,name=packet_id,json=packetId,proto3" json:"packet_id,omitempty"`
+	Released        bool                   `protobuf:"varint,6,opt,name=released,proto3" json:"released,omitempty"`
+	ShareKey        string                 `protobuf:"bytes,7,opt,name=share_key,json=shareKey,proto3" json:"share_key,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SessionMessage) Reset() {
+	*x = SessionMessage{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionMessage) ProtoMessage() {}
+
+func (x *SessionMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
+func (*SessionMessage) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SessionMessage) GetMessage() *ForwardMessage {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *SessionMessage) GetQos() uint32 {
+	if x != nil {
+		return x.Qos
+	}
+	return 0
+}
+
+func (x *SessionMessage) GetRetain() bool {
+	if x != nil {
+		return x.Retain
+	}
+	return false
+}
+
+func (x *SessionMessage) GetSubscriptionIds() []uint32 {
+	if x != nil {
+		return x.SubscriptionIds
+	}
+	return nil
+}
+
+func (x *SessionMessage) GetPacketId() uint32 {
+	if x != nil {
+		return x.PacketId
+	}
+	return 0
+}
+
+func (x *SessionMessage) GetReleased() bool {
+	if x != nil {
+		return x.Released
+	}
+	return false
+}
+
+func (x *SessionMessage) GetShareKey() string {
+	if x != nil {
+		return x.ShareKey
+	}
+	return ""
+}
+
 // ForwardRequest is one request on a Forward stream.
 type ForwardRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -42,7 +760,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -54,7 +772,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -67,7 +785,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{0}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ForwardRequest) GetHello() *ForwardHello {
@@ -99,7 +817,7 @@ type ForwardHello struct {
 
 func (x *ForwardHello) Reset() {
 	*x = ForwardHello{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -111,7 +829,7 @@ func (x *ForwardHello) String() string {
 func (*ForwardHello) ProtoMessage() {}
 
 func (x *ForwardHello) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -124,7 +842,7 @@ func (x *ForwardHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardHello.ProtoReflect.Descriptor instead.
 func (*ForwardHello) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{1}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ForwardHello) GetSenderName() string {
@@ -164,7 +882,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -176,7 +894,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -189,7 +907,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{2}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ForwardResponse) GetAckedSeq() uint64 {
@@ -218,7 +936,7 @@ type Declined struct {
 
 func (x *Declined) Reset() {
 	*x = Declined{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -230,7 +948,7 @@ func (x *Declined) String() string {
 func (*Declined) ProtoMessage() {}
 
 func (x *Declined) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -243,7 +961,7 @@ func (x *Declined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Declined.ProtoReflect.Descriptor instead.
 func (*Declined) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{3}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Declined) GetSeq() uint64 {
@@ -304,7 +1022,7 @@ type ForwardMessage struct {
 
 func (x *ForwardMessage) Reset() {
 	*x = ForwardMessage{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +1034,7 @@ func (x *ForwardMessage) String() string {
 func (*ForwardMessage) ProtoMessage() {}
 
 func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +1047,7 @@ func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardMessage.ProtoReflect.Descriptor instead.
 func (*ForwardMessage) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ForwardMessage) GetSeq() uint64 {
@@ -444,7 +1162,7 @@ type HLC struct {
 
 func (x *HLC) Reset() {
 	*x = HLC{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +1174,7 @@ func (x *HLC) String() string {
 func (*HLC) ProtoMessage() {}
 
 func (x *HLC) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +1187,7 @@ func (x *HLC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HLC.ProtoReflect.Descriptor instead.
 func (*HLC) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HLC) GetWallMs() int64 {
@@ -503,7 +1221,7 @@ type RetainedEntry struct {
 
 func (x *RetainedEntry) Reset() {
 	*x = RetainedEntry{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -515,7 +1233,7 @@ func (x *RetainedEntry) String() string {
 func (*RetainedEntry) ProtoMessage() {}
 
 func (x *RetainedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -528,7 +1246,7 @@ func (x *RetainedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedEntry.ProtoReflect.Descriptor instead.
 func (*RetainedEntry) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RetainedEntry) GetMessage() *ForwardMessage {
@@ -548,7 +1266,7 @@ type RetainedDigestRequest struct {
 
 func (x *RetainedDigestRequest) Reset() {
 	*x = RetainedDigestRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -560,7 +1278,7 @@ func (x *RetainedDigestRequest) String() string {
 func (*RetainedDigestRequest) ProtoMessage() {}
 
 func (x *RetainedDigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -573,7 +1291,7 @@ func (x *RetainedDigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedDigestRequest.ProtoReflect.Descriptor instead.
 func (*RetainedDigestRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RetainedDigestRequest) GetBuckets() uint32 {
@@ -593,7 +1311,7 @@ type RetainedDigestResponse struct {
 
 func (x *RetainedDigestResponse) Reset() {
 	*x = RetainedDigestResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +1323,7 @@ func (x *RetainedDigestResponse) String() string {
 func (*RetainedDigestResponse) ProtoMessage() {}
 
 func (x *RetainedDigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +1336,7 @@ func (x *RetainedDigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedDigestResponse.ProtoReflect.Descriptor instead.
 func (*RetainedDigestResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RetainedDigestResponse) GetHashes() []uint64 {
@@ -639,7 +1357,7 @@ type RetainedFetchRequest struct {
 
 func (x *RetainedFetchRequest) Reset() {
 	*x = RetainedFetchRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +1369,7 @@ func (x *RetainedFetchRequest) String() string {
 func (*RetainedFetchRequest) ProtoMessage() {}
 
 func (x *RetainedFetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +1382,7 @@ func (x *RetainedFetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedFetchRequest.ProtoReflect.Descriptor instead.
 func (*RetainedFetchRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RetainedFetchRequest) GetBuckets() uint32 {
@@ -696,7 +1414,7 @@ type MessageProperties struct {
 
 func (x *MessageProperties) Reset() {
 	*x = MessageProperties{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +1426,7 @@ func (x *MessageProperties) String() string {
 func (*MessageProperties) ProtoMessage() {}
 
 func (x *MessageProperties) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +1439,7 @@ func (x *MessageProperties) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageProperties.ProtoReflect.Descriptor instead.
 func (*MessageProperties) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MessageProperties) GetPayloadFormat() uint32 {
@@ -769,7 +1487,7 @@ type UserProperty struct {
 
 func (x *UserProperty) Reset() {
 	*x = UserProperty{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +1499,7 @@ func (x *UserProperty) String() string {
 func (*UserProperty) ProtoMessage() {}
 
 func (x *UserProperty) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +1512,7 @@ func (x *UserProperty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserProperty.ProtoReflect.Descriptor instead.
 func (*UserProperty) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UserProperty) GetKey() string {
@@ -821,7 +1539,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +1551,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +1564,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -868,7 +1586,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1598,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1611,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{13}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -919,7 +1637,7 @@ type WaitAppliedRequest struct {
 
 func (x *WaitAppliedRequest) Reset() {
 	*x = WaitAppliedRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1649,7 @@ func (x *WaitAppliedRequest) String() string {
 func (*WaitAppliedRequest) ProtoMessage() {}
 
 func (x *WaitAppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1662,7 @@ func (x *WaitAppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitAppliedRequest.ProtoReflect.Descriptor instead.
 func (*WaitAppliedRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{14}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WaitAppliedRequest) GetIndex() uint64 {
@@ -963,7 +1681,7 @@ type WaitAppliedResponse struct {
 
 func (x *WaitAppliedResponse) Reset() {
 	*x = WaitAppliedResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1693,7 @@ func (x *WaitAppliedResponse) String() string {
 func (*WaitAppliedResponse) ProtoMessage() {}
 
 func (x *WaitAppliedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1706,7 @@ func (x *WaitAppliedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitAppliedResponse.ProtoReflect.Descriptor instead.
 func (*WaitAppliedResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{15}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WaitAppliedResponse) GetAppliedIndex() uint64 {
@@ -1006,7 +1724,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1736,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1749,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{16}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{27}
 }
 
 type StatusResponse struct {
@@ -1050,7 +1768,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1780,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1793,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{17}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StatusResponse) GetName() string {
@@ -1150,7 +1868,7 @@ type PeerStream struct {
 
 func (x *PeerStream) Reset() {
 	*x = PeerStream{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1880,7 @@ func (x *PeerStream) String() string {
 func (*PeerStream) ProtoMessage() {}
 
 func (x *PeerStream) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1893,7 @@ func (x *PeerStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStream.ProtoReflect.Descriptor instead.
 func (*PeerStream) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{18}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PeerStream) GetPeer() string {
@@ -1217,7 +1935,67 @@ var File_starling_cluster_v1_peer_proto protoreflect.FileDescriptor
 
 const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x1estarling/cluster/v1/peer.proto\x12\x13starling.cluster.v1\"\x8a\x01\n" +
+	"\x1estarling/cluster/v1/peer.proto\x12\x13starling.cluster.v1\"k\n" +
+	"\fClaimRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12(\n" +
+	"\x10claimant_site_id\x18\x02 \x01(\tR\x0eclaimantSiteId\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\x8b\x01\n" +
+	"\rClaimResponse\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x04R\n" +
+	"generation\x12\x1a\n" +
+	"\bprevious\x18\x02 \x03(\tR\bprevious\x12\x1d\n" +
+	"\n" +
+	"home_epoch\x18\x03 \x01(\x04R\thomeEpoch\x12\x1f\n" +
+	"\vwrong_epoch\x18\x04 \x01(\bR\n" +
+	"wrongEpoch\"0\n" +
+	"\x11HasSessionRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\"D\n" +
+	"\x12HasSessionResponse\x12\x10\n" +
+	"\x03has\x18\x01 \x01(\bR\x03has\x12\x1c\n" +
+	"\tconnected\x18\x02 \x01(\bR\tconnected\"m\n" +
+	"\x14ExportSessionRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x18\n" +
+	"\adiscard\x18\x03 \x01(\bR\adiscard\"T\n" +
+	"\x15ExportSessionResponse\x12;\n" +
+	"\asession\x18\x01 \x01(\v2!.starling.cluster.v1.SessionStateR\asession\"R\n" +
+	"\x13FinishExportRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\"W\n" +
+	"\x14FinishExportResponse\x12?\n" +
+	"\bmessages\x18\x01 \x03(\v2#.starling.cluster.v1.SessionMessageR\bmessages\"\xb4\x03\n" +
+	"\fSessionState\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12)\n" +
+	"\x10protocol_version\x18\x02 \x01(\rR\x0fprotocolVersion\x12%\n" +
+	"\x0eexpiry_seconds\x18\x03 \x01(\rR\rexpirySeconds\x12$\n" +
+	"\x0enext_packet_id\x18\x04 \x01(\rR\fnextPacketId\x12N\n" +
+	"\rsubscriptions\x18\x05 \x03(\v2(.starling.cluster.v1.SessionSubscriptionR\rsubscriptions\x12?\n" +
+	"\binflight\x18\x06 \x03(\v2#.starling.cluster.v1.SessionMessageR\binflight\x12;\n" +
+	"\x06queued\x18\a \x03(\v2#.starling.cluster.v1.SessionMessageR\x06queued\x12!\n" +
+	"\finbound_qos2\x18\b \x03(\rR\vinboundQos2\x12\x1e\n" +
+	"\n" +
+	"persistent\x18\t \x01(\bR\n" +
+	"persistent\"\xdc\x01\n" +
+	"\x13SessionSubscription\x12\x16\n" +
+	"\x06filter\x18\x01 \x01(\tR\x06filter\x12\x10\n" +
+	"\x03qos\x18\x02 \x01(\rR\x03qos\x12\x19\n" +
+	"\bno_local\x18\x03 \x01(\bR\anoLocal\x12.\n" +
+	"\x13retain_as_published\x18\x04 \x01(\bR\x11retainAsPublished\x12'\n" +
+	"\x0fretain_handling\x18\x05 \x01(\rR\x0eretainHandling\x12'\n" +
+	"\x0fsubscription_id\x18\x06 \x01(\rR\x0esubscriptionId\"\xfa\x01\n" +
+	"\x0eSessionMessage\x12=\n" +
+	"\amessage\x18\x01 \x01(\v2#.starling.cluster.v1.ForwardMessageR\amessage\x12\x10\n" +
+	"\x03qos\x18\x02 \x01(\rR\x03qos\x12\x16\n" +
+	"\x06retain\x18\x03 \x01(\bR\x06retain\x12)\n" +
+	"\x10subscription_ids\x18\x04 \x03(\rR\x0fsubscriptionIds\x12\x1b\n" +
+	"\tpacket_id\x18\x05 \x01(\rR\bpacketId\x12\x1a\n" +
+	"\breleased\x18\x06 \x01(\bR\breleased\x12\x1b\n" +
+	"\tshare_key\x18\a \x01(\tR\bshareKey\"\x8a\x01\n" +
 	"\x0eForwardRequest\x127\n" +
 	"\x05hello\x18\x01 \x01(\v2!.starling.cluster.v1.ForwardHelloR\x05hello\x12?\n" +
 	"\bmessages\x18\x02 \x03(\v2#.starling.cluster.v1.ForwardMessageR\bmessages\"\x7f\n" +
@@ -1302,14 +2080,19 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\tconnected\x18\x02 \x01(\bR\tconnected\x12\x10\n" +
 	"\x03lag\x18\x03 \x01(\x04R\x03lag\x12!\n" +
 	"\foutbox_depth\x18\x04 \x01(\x04R\voutboxDepth\x12!\n" +
-	"\foutbox_bytes\x18\x05 \x01(\x04R\voutboxBytes2\xb8\x04\n" +
+	"\foutbox_bytes\x18\x05 \x01(\x04R\voutboxBytes2\xb4\a\n" +
 	"\x04Peer\x12X\n" +
 	"\aForward\x12#.starling.cluster.v1.ForwardRequest\x1a$.starling.cluster.v1.ForwardResponse(\x010\x01\x12T\n" +
 	"\aPropose\x12#.starling.cluster.v1.ProposeRequest\x1a$.starling.cluster.v1.ProposeResponse\x12`\n" +
 	"\vWaitApplied\x12'.starling.cluster.v1.WaitAppliedRequest\x1a(.starling.cluster.v1.WaitAppliedResponse\x12Q\n" +
 	"\x06Status\x12\".starling.cluster.v1.StatusRequest\x1a#.starling.cluster.v1.StatusResponse\x12i\n" +
 	"\x0eRetainedDigest\x12*.starling.cluster.v1.RetainedDigestRequest\x1a+.starling.cluster.v1.RetainedDigestResponse\x12`\n" +
-	"\rRetainedFetch\x12).starling.cluster.v1.RetainedFetchRequest\x1a\".starling.cluster.v1.RetainedEntry0\x01B=Z;github.com/starling-mqtt/starling/proto/clusterpb;clusterpbb\x06proto3"
+	"\rRetainedFetch\x12).starling.cluster.v1.RetainedFetchRequest\x1a\".starling.cluster.v1.RetainedEntry0\x01\x12N\n" +
+	"\x05Claim\x12!.starling.cluster.v1.ClaimRequest\x1a\".starling.cluster.v1.ClaimResponse\x12]\n" +
+	"\n" +
+	"HasSession\x12&.starling.cluster.v1.HasSessionRequest\x1a'.starling.cluster.v1.HasSessionResponse\x12f\n" +
+	"\rExportSession\x12).starling.cluster.v1.ExportSessionRequest\x1a*.starling.cluster.v1.ExportSessionResponse\x12c\n" +
+	"\fFinishExport\x12(.starling.cluster.v1.FinishExportRequest\x1a).starling.cluster.v1.FinishExportResponseB=Z;github.com/starling-mqtt/starling/proto/clusterpb;clusterpbb\x06proto3"
 
 var (
 	file_starling_cluster_v1_peer_proto_rawDescOnce sync.Once
@@ -1323,54 +2106,79 @@ func file_starling_cluster_v1_peer_proto_rawDescGZIP() []byte {
 	return file_starling_cluster_v1_peer_proto_rawDescData
 }
 
-var file_starling_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_starling_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_starling_cluster_v1_peer_proto_goTypes = []any{
-	(*ForwardRequest)(nil),         // 0: starling.cluster.v1.ForwardRequest
-	(*ForwardHello)(nil),           // 1: starling.cluster.v1.ForwardHello
-	(*ForwardResponse)(nil),        // 2: starling.cluster.v1.ForwardResponse
-	(*Declined)(nil),               // 3: starling.cluster.v1.Declined
-	(*ForwardMessage)(nil),         // 4: starling.cluster.v1.ForwardMessage
-	(*HLC)(nil),                    // 5: starling.cluster.v1.HLC
-	(*RetainedEntry)(nil),          // 6: starling.cluster.v1.RetainedEntry
-	(*RetainedDigestRequest)(nil),  // 7: starling.cluster.v1.RetainedDigestRequest
-	(*RetainedDigestResponse)(nil), // 8: starling.cluster.v1.RetainedDigestResponse
-	(*RetainedFetchRequest)(nil),   // 9: starling.cluster.v1.RetainedFetchRequest
-	(*MessageProperties)(nil),      // 10: starling.cluster.v1.MessageProperties
-	(*UserProperty)(nil),           // 11: starling.cluster.v1.UserProperty
-	(*ProposeRequest)(nil),         // 12: starling.cluster.v1.ProposeRequest
-	(*ProposeResponse)(nil),        // 13: starling.cluster.v1.ProposeResponse
-	(*WaitAppliedRequest)(nil),     // 14: starling.cluster.v1.WaitAppliedRequest
-	(*WaitAppliedResponse)(nil),    // 15: starling.cluster.v1.WaitAppliedResponse
-	(*StatusRequest)(nil),          // 16: starling.cluster.v1.StatusRequest
-	(*StatusResponse)(nil),         // 17: starling.cluster.v1.StatusResponse
-	(*PeerStream)(nil),             // 18: starling.cluster.v1.PeerStream
+	(*ClaimRequest)(nil),           // 0: starling.cluster.v1.ClaimRequest
+	(*ClaimResponse)(nil),          // 1: starling.cluster.v1.ClaimResponse
+	(*HasSessionRequest)(nil),      // 2: starling.cluster.v1.HasSessionRequest
+	(*HasSessionResponse)(nil),     // 3: starling.cluster.v1.HasSessionResponse
+	(*ExportSessionRequest)(nil),   // 4: starling.cluster.v1.ExportSessionRequest
+	(*ExportSessionResponse)(nil),  // 5: starling.cluster.v1.ExportSessionResponse
+	(*FinishExportRequest)(nil),    // 6: starling.cluster.v1.FinishExportRequest
+	(*FinishExportResponse)(nil),   // 7: starling.cluster.v1.FinishExportResponse
+	(*SessionState)(nil),           // 8: starling.cluster.v1.SessionState
+	(*SessionSubscription)(nil),    // 9: starling.cluster.v1.SessionSubscription
+	(*SessionMessage)(nil),         // 10: starling.cluster.v1.SessionMessage
+	(*ForwardRequest)(nil),         // 11: starling.cluster.v1.ForwardRequest
+	(*ForwardHello)(nil),           // 12: starling.cluster.v1.ForwardHello
+	(*ForwardResponse)(nil),        // 13: starling.cluster.v1.ForwardResponse
+	(*Declined)(nil),               // 14: starling.cluster.v1.Declined
+	(*ForwardMessage)(nil),         // 15: starling.cluster.v1.ForwardMessage
+	(*HLC)(nil),                    // 16: starling.cluster.v1.HLC
+	(*RetainedEntry)(nil),          // 17: starling.cluster.v1.RetainedEntry
+	(*RetainedDigestRequest)(nil),  // 18: starling.cluster.v1.RetainedDigestRequest
+	(*RetainedDigestResponse)(nil), // 19: starling.cluster.v1.RetainedDigestResponse
+	(*RetainedFetchRequest)(nil),   // 20: starling.cluster.v1.RetainedFetchRequest
+	(*MessageProperties)(nil),      // 21: starling.cluster.v1.MessageProperties
+	(*UserProperty)(nil),           // 22: starling.cluster.v1.UserProperty
+	(*ProposeRequest)(nil),         // 23: starling.cluster.v1.ProposeRequest
+	(*ProposeResponse)(nil),        // 24: starling.cluster.v1.ProposeResponse
+	(*WaitAppliedRequest)(nil),     // 25: starling.cluster.v1.WaitAppliedRequest
+	(*WaitAppliedResponse)(nil),    // 26: starling.cluster.v1.WaitAppliedResponse
+	(*StatusRequest)(nil),          // 27: starling.cluster.v1.StatusRequest
+	(*StatusResponse)(nil),         // 28: starling.cluster.v1.StatusResponse
+	(*PeerStream)(nil),             // 29: starling.cluster.v1.PeerStream
 }
 var file_starling_cluster_v1_peer_proto_depIdxs = []int32{
-	1,  // 0: starling.cluster.v1.ForwardRequest.hello:type_name -> starling.cluster.v1.ForwardHello
-	4,  // 1: starling.cluster.v1.ForwardRequest.messages:type_name -> starling.cluster.v1.ForwardMessage
-	3,  // 2: starling.cluster.v1.ForwardResponse.declined:type_name -> starling.cluster.v1.Declined
-	10, // 3: starling.cluster.v1.ForwardMessage.properties:type_name -> starling.cluster.v1.MessageProperties
-	5,  // 4: starling.cluster.v1.ForwardMessage.retained_clock:type_name -> starling.cluster.v1.HLC
-	4,  // 5: starling.cluster.v1.RetainedEntry.message:type_name -> starling.cluster.v1.ForwardMessage
-	11, // 6: starling.cluster.v1.MessageProperties.user_properties:type_name -> starling.cluster.v1.UserProperty
-	18, // 7: starling.cluster.v1.StatusResponse.streams:type_name -> starling.cluster.v1.PeerStream
-	0,  // 8: starling.cluster.v1.Peer.Forward:input_type -> starling.cluster.v1.ForwardRequest
-	12, // 9: starling.cluster.v1.Peer.Propose:input_type -> starling.cluster.v1.ProposeRequest
-	14, // 10: starling.cluster.v1.Peer.WaitApplied:input_type -> starling.cluster.v1.WaitAppliedRequest
-	16, // 11: starling.cluster.v1.Peer.Status:input_type -> starling.cluster.v1.StatusRequest
-	7,  // 12: starling.cluster.v1.Peer.RetainedDigest:input_type -> starling.cluster.v1.RetainedDigestRequest
-	9,  // 13: starling.cluster.v1.Peer.RetainedFetch:input_type -> starling.cluster.v1.RetainedFetchRequest
-	2,  // 14: starling.cluster.v1.Peer.Forward:output_type -> starling.cluster.v1.ForwardResponse
-	13, // 15: starling.cluster.v1.Peer.Propose:output_type -> starling.cluster.v1.ProposeResponse
-	15, // 16: starling.cluster.v1.Peer.WaitApplied:output_type -> starling.cluster.v1.WaitAppliedResponse
-	17, // 17: starling.cluster.v1.Peer.Status:output_type -> starling.cluster.v1.StatusResponse
-	8,  // 18: starling.cluster.v1.Peer.RetainedDigest:output_type -> starling.cluster.v1.RetainedDigestResponse
-	6,  // 19: starling.cluster.v1.Peer.RetainedFetch:output_type -> starling.cluster.v1.RetainedEntry
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	8,  // 0: starling.cluster.v1.ExportSessionResponse.session:type_name -> starling.cluster.v1.SessionState
+	10, // 1: starling.cluster.v1.FinishExportResponse.messages:type_name -> starling.cluster.v1.SessionMessage
+	9,  // 2: starling.cluster.v1.SessionState.subscriptions:type_name -> starling.cluster.v1.SessionSubscription
+	10, // 3: starling.cluster.v1.SessionState.inflight:type_name -> starling.cluster.v1.SessionMessage
+	10, // 4: starling.cluster.v1.SessionState.queued:type_name -> starling.cluster.v1.SessionMessage
+	15, // 5: starling.cluster.v1.SessionMessage.message:type_name -> starling.cluster.v1.ForwardMessage
+	12, // 6: starling.cluster.v1.ForwardRequest.hello:type_name -> starling.cluster.v1.ForwardHello
+	15, // 7: starling.cluster.v1.ForwardRequest.messages:type_name -> starling.cluster.v1.ForwardMessage
+	14, // 8: starling.cluster.v1.ForwardResponse.declined:type_name -> starling.cluster.v1.Declined
+	21, // 9: starling.cluster.v1.ForwardMessage.properties:type_name -> starling.cluster.v1.MessageProperties
+	16, // 10: starling.cluster.v1.ForwardMessage.retained_clock:type_name -> starling.cluster.v1.HLC
+	15, // 11: starling.cluster.v1.RetainedEntry.message:type_name -> starling.cluster.v1.ForwardMessage
+	22, // 12: starling.cluster.v1.MessageProperties.user_properties:type_name -> starling.cluster.v1.UserProperty
+	29, // 13: starling.cluster.v1.StatusResponse.streams:type_name -> starling.cluster.v1.PeerStream
+	11, // 14: starling.cluster.v1.Peer.Forward:input_type -> starling.cluster.v1.ForwardRequest
+	23, // 15: starling.cluster.v1.Peer.Propose:input_type -> starling.cluster.v1.ProposeRequest
+	25, // 16: starling.cluster.v1.Peer.WaitApplied:input_type -> starling.cluster.v1.WaitAppliedRequest
+	27, // 17: starling.cluster.v1.Peer.Status:input_type -> starling.cluster.v1.StatusRequest
+	18, // 18: starling.cluster.v1.Peer.RetainedDigest:input_type -> starling.cluster.v1.RetainedDigestRequest
+	20, // 19: starling.cluster.v1.Peer.RetainedFetch:input_type -> starling.cluster.v1.RetainedFetchRequest
+	0,  // 20: starling.cluster.v1.Peer.Claim:input_type -> starling.cluster.v1.ClaimRequest
+	2,  // 21: starling.cluster.v1.Peer.HasSession:input_type -> starling.cluster.v1.HasSessionRequest
+	4,  // 22: starling.cluster.v1.Peer.ExportSession:input_type -> starling.cluster.v1.ExportSessionRequest
+	6,  // 23: starling.cluster.v1.Peer.FinishExport:input_type -> starling.cluster.v1.FinishExportRequest
+	13, // 24: starling.cluster.v1.Peer.Forward:output_type -> starling.cluster.v1.ForwardResponse
+	24, // 25: starling.cluster.v1.Peer.Propose:output_type -> starling.cluster.v1.ProposeResponse
+	26, // 26: starling.cluster.v1.Peer.WaitApplied:output_type -> starling.cluster.v1.WaitAppliedResponse
+	28, // 27: starling.cluster.v1.Peer.Status:output_type -> starling.cluster.v1.StatusResponse
+	19, // 28: starling.cluster.v1.Peer.RetainedDigest:output_type -> starling.cluster.v1.RetainedDigestResponse
+	17, // 29: starling.cluster.v1.Peer.RetainedFetch:output_type -> starling.cluster.v1.RetainedEntry
+	1,  // 30: starling.cluster.v1.Peer.Claim:output_type -> starling.cluster.v1.ClaimResponse
+	3,  // 31: starling.cluster.v1.Peer.HasSession:output_type -> starling.cluster.v1.HasSessionResponse
+	5,  // 32: starling.cluster.v1.Peer.ExportSession:output_type -> starling.cluster.v1.ExportSessionResponse
+	7,  // 33: starling.cluster.v1.Peer.FinishExport:output_type -> starling.cluster.v1.FinishExportResponse
+	24, // [24:34] is the sub-list for method output_type
+	14, // [14:24] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_starling_cluster_v1_peer_proto_init() }
@@ -1384,7 +2192,7 @@ func file_starling_cluster_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_starling_cluster_v1_peer_proto_rawDesc), len(file_starling_cluster_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,10 @@ const (
 	Peer_Status_FullMethodName         = "/starling.cluster.v1.Peer/Status"
 	Peer_RetainedDigest_FullMethodName = "/starling.cluster.v1.Peer/RetainedDigest"
 	Peer_RetainedFetch_FullMethodName  = "/starling.cluster.v1.Peer/RetainedFetch"
+	Peer_Claim_FullMethodName          = "/starling.cluster.v1.Peer/Claim"
+	Peer_HasSession_FullMethodName     = "/starling.cluster.v1.Peer/HasSession"
+	Peer_ExportSession_FullMethodName  = "/starling.cluster.v1.Peer/ExportSession"
+	Peer_FinishExport_FullMethodName   = "/starling.cluster.v1.Peer/FinishExport"
 )
 
 // PeerClient is the client API for Peer service.
@@ -59,6 +63,20 @@ type PeerClient interface {
 	// RetainedFetch streams this node's retained messages and tombstones of
 	// the given buckets, or all of them: a snapshot for a joining node.
 	RetainedFetch(ctx context.Context, in *RetainedFetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RetainedEntry], error)
+	// Claim asks this node, the home of the client id, for ownership of the
+	// client's session. The home serializes claims for one client id and
+	// answers with a generation that only grows and the nodes that held the
+	// session before.
+	Claim(ctx context.Context, in *ClaimRequest, opts ...grpc.CallOption) (*ClaimResponse, error)
+	// HasSession asks whether this node holds a session for the client id.
+	HasSession(ctx context.Context, in *HasSessionRequest, opts ...grpc.CallOption) (*HasSessionResponse, error)
+	// ExportSession closes the client's connection on this node (reason
+	// 0x8E) and returns its session, which keeps receiving messages frozen
+	// until FinishExport. With discard set, the session is ended instead.
+	ExportSession(ctx context.Context, in *ExportSessionRequest, opts ...grpc.CallOption) (*ExportSessionResponse, error)
+	// FinishExport ends the frozen session and returns the messages it got
+	// since the export.
+	FinishExport(ctx context.Context, in *FinishExportRequest, opts ...grpc.CallOption) (*FinishExportResponse, error)
 }
 
 type peerClient struct {
@@ -141,6 +159,46 @@ func (c *peerClient) RetainedFetch(ctx context.Context, in *RetainedFetchRequest
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_RetainedFetchClient = grpc.ServerStreamingClient[RetainedEntry]
 
+func (c *peerClient) Claim(ctx context.Context, in *ClaimRequest, opts ...grpc.CallOption) (*ClaimResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClaimResponse)
+	err := c.cc.Invoke(ctx, Peer_Claim_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerClient) HasSession(ctx context.Context, in *HasSessionRequest, opts ...grpc.CallOption) (*HasSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HasSessionResponse)
+	err := c.cc.Invoke(ctx, Peer_HasSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerClient) ExportSession(ctx context.Context, in *ExportSessionRequest, opts ...grpc.CallOption) (*ExportSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportSessionResponse)
+	err := c.cc.Invoke(ctx, Peer_ExportSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerClient) FinishExport(ctx context.Context, in *FinishExportRequest, opts ...grpc.CallOption) (*FinishExportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FinishExportResponse)
+	err := c.cc.Invoke(ctx, Peer_FinishExport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -166,6 +224,20 @@ type PeerServer interface {
 	// RetainedFetch streams this node's retained messages and tombstones of
 	// the given buckets, or all of them: a snapshot for a joining node.
 	RetainedFetch(*RetainedFetchRequest, grpc.ServerStreamingServer[RetainedEntry]) error
+	// Claim asks this node, the home of the client id, for ownership of the
+	// client's session. The home serializes claims for one client id and
+	// answers with a generation that only grows and the nodes that held the
+	// session before.
+	Claim(context.Context, *ClaimRequest) (*ClaimResponse, error)
+	// HasSession asks whether this node holds a session for the client id.
+	HasSession(context.Context, *HasSessionRequest) (*HasSessionResponse, error)
+	// ExportSession closes the client's connection on this node (reason
+	// 0x8E) and returns its session, which keeps receiving messages frozen
+	// until FinishExport. With discard set, the session is ended instead.
+	ExportSession(context.Context, *ExportSessionRequest) (*ExportSessionResponse, error)
+	// FinishExport ends the frozen session and returns the messages it got
+	// since the export.
+	FinishExport(context.Context, *FinishExportRequest) (*FinishExportResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -193,6 +265,18 @@ func (UnimplementedPeerServer) RetainedDigest(context.Context, *RetainedDigestRe
 }
 func (UnimplementedPeerServer) RetainedFetch(*RetainedFetchRequest, grpc.ServerStreamingServer[RetainedEntry]) error {
 	return status.Error(codes.Unimplemented, "method RetainedFetch not implemented")
+}
+func (UnimplementedPeerServer) Claim(context.Context, *ClaimRequest) (*ClaimResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Claim not implemented")
+}
+func (UnimplementedPeerServer) HasSession(context.Context, *HasSessionRequest) (*HasSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HasSession not implemented")
+}
+func (UnimplementedPeerServer) ExportSession(context.Context, *ExportSessionRequest) (*ExportSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportSession not implemented")
+}
+func (UnimplementedPeerServer) FinishExport(context.Context, *FinishExportRequest) (*FinishExportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FinishExport not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -305,6 +389,78 @@ func _Peer_RetainedFetch_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_RetainedFetchServer = grpc.ServerStreamingServer[RetainedEntry]
 
+func _Peer_Claim_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClaimRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Claim(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Claim_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Claim(ctx, req.(*ClaimRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Peer_HasSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HasSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).HasSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_HasSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).HasSession(ctx, req.(*HasSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Peer_ExportSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).ExportSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_ExportSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).ExportSession(ctx, req.(*ExportSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Peer_FinishExport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FinishExportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).FinishExport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_FinishExport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).FinishExport(ctx, req.(*FinishExportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -327,6 +483,22 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RetainedDigest",
 			Handler:    _Peer_RetainedDigest_Handler,
+		},
+		{
+			MethodName: "Claim",
+			Handler:    _Peer_Claim_Handler,
+		},
+		{
+			MethodName: "HasSession",
+			Handler:    _Peer_HasSession_Handler,
+		},
+		{
+			MethodName: "ExportSession",
+			Handler:    _Peer_ExportSession_Handler,
+		},
+		{
+			MethodName: "FinishExport",
+			Handler:    _Peer_FinishExport_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
