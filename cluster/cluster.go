@@ -66,6 +66,9 @@ type Cluster struct {
 
 	routeWaitMisses atomic.Uint64 // peers that did not confirm a route in time
 
+	holder SessionHolder // the node, when it moves sessions; see sessions.go
+	home   sessionHome
+
 	registered atomic.Bool // this node's record with its incarnation is committed
 	ready      atomic.Bool // registered, routes re-asserted, caught up
 
@@ -98,6 +101,7 @@ func Start(ctx context.Context, cfg Config, node Node) (*Cluster, error) {
 		stop:   make(chan struct{}),
 	}
 	c.incarnation.Store(inc)
+	c.holder, _ = node.(SessionHolder)
 	ok := false
 	defer func() {
 		if !ok {

@@ -38,6 +38,10 @@ func (s *Server) attach(c *conn, cp *packet.Connect, assigned string) (bool, err
 	stripe.Lock()
 	defer stripe.Unlock()
 
+	if s.cluster != nil {
+		// Another node may hold the session: it moves here first.
+		s.takeRemoteSession(c, cp)
+	}
 	old := s.reg.get(c.clientID)
 	if old != nil {
 		s.waitForOldConnection(old)

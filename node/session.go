@@ -78,6 +78,15 @@ type session struct {
 		ended          bool
 		droppedWarned  time.Time
 		droppedPending int
+
+		// While a session moves here from another node (takeover.go),
+		// importing holds deliveries back in importBuf, and importKeys
+		// holds the origins of what was imported. frozen marks a session
+		// exported from here, which collects messages until FinishExport.
+		importing  bool
+		importBuf  []*delivery
+		importKeys map[originKey]struct{}
+		frozen     bool
 	}
 }
 
@@ -152,6 +161,10 @@ func (s *session) deliver(d *delivery) bool {
 	defer s.mu.Unlock()
 	if s.mu.ended {
 		s.releaseLocked(d)
+		return false
+	}
+	if s.mu.importing {
+		s.mu.importBuf = append(s.mu.importBuf, d)
 		return false
 	}
 	if s.fullLocked() {

@@ -19,7 +19,7 @@ type stats struct {
 	retainedRejected, storageErrors                  atomic.Uint64
 	sharedRedelivered, publisherPauses, slowClients  atomic.Uint64
 	routeWaitTimeouts, forwardRefused, forwardedIn   atomic.Uint64
-	forwardFailed                                    atomic.Uint64
+	forwardFailed, sessionsMovedIn, sessionsMovedOut atomic.Uint64
 	subscriptions, retainedBytes, retainedCount      atomic.Int64
 	queued, inflight, connected                      atomic.Int64
 	authFailures                                     [authFailReasons]atomic.Uint64

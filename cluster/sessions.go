@@ -1,0 +1,278 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/starling-mqtt/starling/cluster/fsm"
+	"github.com/starling-mqtt/starling/proto/clusterpb"
+)
+
+// SessionHolder is what the cluster needs of the local node to move
+// sessions: node.Server implements it (node/takeover.go).
+type SessionHolder interface {
+	HasSession(clientID string) (has, connected bool)
+	ExportSession(clientID string, discard bool) *clusterpb.SessionState
+	FinishExport(clientID string) []*clusterpb.SessionMessage
+}
+
+// sessionHome is the home node's part of session ownership: it serializes
+// the claims of one client id and remembers the last owner.
+//
+// NOTE: the records live in memory on the home only and are not copied to
+// the next node in rendezvous order (DESIGN.md). A home that does not know
+// an id, after its restart or a change of membership, asks every live node
+// whether it holds the session instead, which costs one call per node for
+// the first claim of each id.
+type sessionHome struct {
+	mu      sync.Mutex
+	locks   map[string]*claimLock
+	records map[string]homeRecord
+	counter uint64
+}
+
+type claimLock struct {
+	sync.Mutex
+	users int
+}
+
+type homeRecord struct {
+	owner      string // site id
+	generation uint64
+}
+
+// homeOf returns the site id of the home node of a client id: the live node
+// with the highest rendezvous score, over the committed node records, so
+// every node picks the same home for the same epoch.
+func (c *Cluster) homeOf(clientID string) string {
+	best, bestScore := c.siteID, rendezvous(clientID, c.siteID)
+	for _, n := range c.livePeers() {
+		if s := rendezvous(clientID, n.SiteID); s > bestScore || (s == bestScore && n.SiteID > best) {
+			best, bestScore = n.SiteID, s
+		}
+	}
+	return best
+}
+
+func rendezvous(clientID, site string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(clientID))
+	h.Write([]byte{0})
+	h.Write([]byte(site))
+	return h.Sum64()
+}
+
+// TakeSession implements node.SessionMover.
+func (c *Cluster) TakeSession(ctx context.Context, clientID string, cleanStart bool) (*clusterpb.SessionState, func(context.Context) ([]*clusterpb.SessionMessage, error), error) {
+	var resp *clusterpb.ClaimResponse
+	for attempt := 0; ; attempt++ {
+		req := &clusterpb.ClaimRequest{ClientId: clientID, ClaimantSiteId: c.siteID, Epoch: c.fsm.Epoch()}
+		home := c.homeOf(clientID)
+		var err error
+		if home == c.siteID {
+			resp, err = c.claim(ctx, req)
+		} else {
+			var client clusterpb.PeerClient
+			client, err = c.clientForSite(home)
+			if err == nil {
+				resp, err = client.Claim(ctx, req)
+			}
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("claim %q at its home: %w", clientID, err)
+		}
+		if !resp.WrongEpoch {
+			break
+		}
+		if attempt == 20 {
+			return nil, nil, errors.New("the home's membership epoch kept differing from this node's")
+		}
+		// This node has not applied the latest membership change yet.
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	var state *clusterpb.SessionState
+	var from string
+	for _, site := range resp.Previous {
+		if site == c.siteID {
+			continue
+		}
+		client, err := c.clientForSite(site)
+		if err != nil {
+			c.log.Warn("cannot reach the node that held a session", "client_id", clientID, "site_id", site, "err", err)
+			continue
+		}
+		discard := cleanStart || state != nil
+		out, err := client.ExportSession(ctx, &clusterpb.ExportSessionRequest{ClientId: clientID, Generation: resp.Generation, Discard: discard})
+		if err != nil {
+			c.log.Warn("exporting a session from another node failed", "client_id", clientID, "site_id", site, "err", err)
+			continue
+		}
+		if out.Session != nil && state == nil {
+			state, from = out.Session, site
+		}
+	}
+	if state == nil {
+		return nil, nil, nil
+	}
+	finish := func(ctx context.Context) ([]*clusterpb.SessionMessage, error) {
+		client, err := c.clientForSite(from)
+		if err != nil {
+			return nil, err
+		}
+		out, err := client.FinishExport(ctx, &clusterpb.FinishExportRequest{ClientId: clientID, Generation: resp.Generation})
+		if err != nil {
+			return nil, err
+		}
+		return out.Messages, nil
+	}
+	return state, finish, nil
+}
+
+// clientForSite returns a gRPC client for the live node with site id site.
+func (c *Cluster) clientForSite(site string) (clusterpb.PeerClient, error) {
+	for _, n := range c.fsm.Nodes() {
+		if n.SiteID == site {
+			return c.clients.peerClient(n.Name, n.PeerAddr)
+		}
+	}
+	return nil, fmt.Errorf("no node record for site %s", site)
+}
+
+// claim handles a claim on the home node.
+func (c *Cluster) claim(ctx context.Context, req *clusterpb.ClaimRequest) (*clusterpb.ClaimResponse, error) {
+	if epoch := c.fsm.Epoch(); req.Epoch != epoch {
+		return &clusterpb.ClaimResponse{WrongEpoch: true, HomeEpoch: epoch}, nil
+	}
+	h := &c.home
+	h.mu.Lock()
+	if h.locks == nil {
+		h.locks = make(map[string]*claimLock)
+		h.records = make(map[string]homeRecord)
+	}
+	l := h.locks[req.ClientId]
+	if l == nil {
+		l = &claimLock{}
+		h.locks[req.ClientId] = l
+	}
+	l.users++
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(h.locks, req.ClientId)
+		}
+		h.mu.Unlock()
+	}()
+
+	l.Lock()
+	defer l.Unlock()
+	h.mu.Lock()
+	rec, known := h.records[req.ClientId]
+	h.counter++
+	gen := c.fsm.Epoch()<<32 | h.counter&0xffffffff
+	h.mu.Unlock()
+
+	var previous []string
+	switch {
+	case known && rec.owner != req.ClaimantSiteId:
+		previous = []string{rec.owner}
+	case !known:
+		previous = c.lookupHolders(ctx, req.ClientId, req.ClaimantSiteId)
+	}
+	h.mu.Lock()
+	h.records[req.ClientId] = homeRecord{owner: req.ClaimantSiteId, generation: gen}
+	h.mu.Unlock()
+	return &clusterpb.ClaimResponse{Generation: gen, Previous: previous}, nil
+}
+
+// lookupHolders asks every live node except the claimant whether it holds
+// a session for the client id, and returns those that do, connected ones
+// first.
+func (c *Cluster) lookupHolders(ctx context.Context, clientID, claimant string) []string {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RouteWait)
+	defer cancel()
+	type answer struct {
+		site      string
+		has, conn bool
+	}
+	nodes := append(c.livePeers(), fsm.Node{SiteID: c.siteID})
+	answers := make(chan answer, len(nodes))
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		if n.SiteID == claimant {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if n.SiteID == c.siteID {
+				has, conn := c.holder.HasSession(clientID)
+				answers <- answer{n.SiteID, has, conn}
+				return
+			}
+			client, err := c.clients.peerClient(n.Name, n.PeerAddr)
+			if err != nil {
+				return
+			}
+			resp, err := client.HasSession(ctx, &clusterpb.HasSessionRequest{ClientId: clientID})
+			if err != nil {
+				c.log.Warn("node did not answer whether it holds a session", "peer", n.Name, "client_id", clientID, "err", err)
+				return
+			}
+			answers <- answer{n.SiteID, resp.Has, resp.Connected}
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	var connected, offline []string
+	for a := range answers {
+		switch {
+		case a.conn:
+			connected = append(connected, a.site)
+		case a.has:
+			offline = append(offline, a.site)
+		}
+	}
+	return append(connected, offline...)
+}
+
+func (s *service) Claim(ctx context.Context, req *clusterpb.ClaimRequest) (*clusterpb.ClaimResponse, error) {
+	if s.c.holder == nil {
+		return nil, status.Error(codes.Unimplemented, "this node does not move sessions")
+	}
+	return s.c.claim(ctx, req)
+}
+
+func (s *service) HasSession(_ context.Context, req *clusterpb.HasSessionRequest) (*clusterpb.HasSessionResponse, error) {
+	if s.c.holder == nil {
+		return &clusterpb.HasSessionResponse{}, nil
+	}
+	has, conn := s.c.holder.HasSession(req.ClientId)
+	return &clusterpb.HasSessionResponse{Has: has, Connected: conn}, nil
+}
+
+func (s *service) ExportSession(_ context.Context, req *clusterpb.ExportSessionRequest) (*clusterpb.ExportSessionResponse, error) {
+	if s.c.holder == nil {
+		return &clusterpb.ExportSessionResponse{}, nil
+	}
+	return &clusterpb.ExportSessionResponse{Session: s.c.holder.ExportSession(req.ClientId, req.Discard)}, nil
+}
+
+func (s *service) FinishExport(_ context.Context, req *clusterpb.FinishExportRequest) (*clusterpb.FinishExportResponse, error) {
+	if s.c.holder == nil {
+		return &clusterpb.FinishExportResponse{}, nil
+	}
+	return &clusterpb.FinishExportResponse{Messages: s.c.holder.FinishExport(req.ClientId)}, nil
+}

@@ -1,0 +1,412 @@
+package node
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/starling-mqtt/starling/node/packet"
+	"github.com/starling-mqtt/starling/proto/clusterpb"
+	"github.com/starling-mqtt/starling/router"
+	"github.com/starling-mqtt/starling/storage"
+)
+
+// SessionMover is the part of a Cluster that moves sessions between nodes
+// (DESIGN.md, Session ownership and takeover). A Cluster without it keeps
+// every session on the node its client connects to.
+type SessionMover interface {
+	// TakeSession claims the client id for this node at its home node. When
+	// another node held the session, that node closes its connection and
+	// exports the session, which keeps receiving messages there, frozen,
+	// until finish fetches them. A nil state means there is nothing to
+	// import. With cleanStart, other copies are discarded.
+	TakeSession(ctx context.Context, clientID string, cleanStart bool) (state *clusterpb.SessionState, finish func(context.Context) ([]*clusterpb.SessionMessage, error), err error)
+}
+
+// takeoverTimeout bounds the claim and export of a session from another
+// node; past it, the client is served with what this node has.
+const takeoverTimeout = 10 * time.Second
+
+// takeRemoteSession runs the cluster's claim for a connecting client and
+// imports the session another node held. The caller holds the client id's
+// registry stripe. It returns the imported session, or nil.
+func (s *Server) takeRemoteSession(c *conn, cp *packet.Connect) *session {
+	mover, ok := s.cluster.(SessionMover)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), takeoverTimeout)
+	defer cancel()
+	state, finish, err := mover.TakeSession(ctx, c.clientID, cp.CleanStart)
+	if err != nil {
+		// Availability first (DESIGN.md invariant 5): serve the client with
+		// what this node has.
+		s.log.Warn("session claim failed; serving the client with this node's copy", keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
+		return nil
+	}
+	if state == nil {
+		return nil
+	}
+	start := time.Now()
+	if local := s.reg.get(c.clientID); local != nil {
+		// The home named another holder: this node's copy is stale.
+		s.waitForOldConnection(local)
+		local.mu.Lock()
+		_, orphans := local.endSessionLocked(true)
+		local.mu.Unlock()
+		s.reg.remove(local)
+		s.redeliverShared(local.id, orphans)
+	}
+	ss := newSession(s, c.clientID)
+	s.reg.put(ss)
+	ss.mu.Lock()
+	waits, err := ss.importLocked(state)
+	ss.mu.importing = true
+	ss.mu.Unlock()
+	if err != nil {
+		s.log.Error("storing an imported session failed", keyClientID, c.clientID, keyErr, err)
+	}
+
+	// The new routes must be in force before the old node lets go, so no
+	// message published meanwhile misses both copies.
+	s.waitRoutes(waits)
+	delta, err := finish(ctx)
+	if err != nil {
+		s.log.Warn("fetching the messages of a moved session failed", keyClientID, c.clientID, keyErr, err)
+	}
+
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.finishImportLocked(delta)
+	s.stats.sessionsMovedIn.Add(1)
+	s.log.Info("session moved here from another node", keyClientID, c.clientID,
+		"subscriptions", len(state.Subscriptions), "inflight", len(state.Inflight),
+		"queued", len(state.Queued)+len(delta), "took", time.Since(start).Round(time.Millisecond))
+	return ss
+}
+
+// originKey identifies a message across the cluster, for removing the
+// duplicates a move can produce; the zero key means unknown.
+type originKey struct {
+	site string
+	id   uint64
+}
+
+func (s *Server) originOf(m *message) originKey {
+	if m.fromPeer {
+		return originKey{site: m.originSite, id: m.originID}
+	}
+	if m.id == 0 || s.cluster == nil {
+		return originKey{}
+	}
+	return originKey{site: s.cluster.SiteID(), id: m.id}
+}
+
+// importLocked builds the session from state: subscriptions (returning the
+// channels of their routes), inflight messages to resend with DUP, queued
+// messages and inbound QoS 2 packet ids, stored for a persistent session.
+func (ss *session) importLocked(state *clusterpb.SessionState) ([]<-chan struct{}, error) {
+	srv := ss.srv
+	ss.mu.version = byte(state.ProtocolVersion)
+	ss.mu.expiry = state.ExpirySeconds
+	ss.mu.nextPID = uint16(state.NextPacketId)
+	ss.persistent.Store(state.Persistent)
+	var b *storage.Batch
+	if state.Persistent {
+		b = srv.store.NewBatch()
+		defer b.Close()
+		if err := ss.putRecordLocked(b, nil); err != nil {
+			return nil, err
+		}
+	}
+
+	var waits []<-chan struct{}
+	for _, sp := range state.Subscriptions {
+		group, topic, _ := router.ParseShared(sp.Filter)
+		sub := &subscription{filter: sp.Filter, group: group, topic: topic, subID: sp.SubscriptionId,
+			opts: packet.Subscription{Filter: sp.Filter, QoS: byte(sp.Qos), NoLocal: sp.NoLocal,
+				RetainAsPublished: sp.RetainAsPublished, RetainHandling: byte(sp.RetainHandling)}}
+		ss.mu.subs[sp.Filter] = sub
+		if ch := ss.addSubscriptionLocked(sub); ch != nil {
+			waits = append(waits, ch)
+		}
+		srv.stats.subscriptions.Add(1)
+		if b != nil {
+			b.PutSubscription(&storage.Subscription{ClientID: ss.id, Filter: sp.Filter, QoS: byte(sp.Qos),
+				NoLocal: sp.NoLocal, RetainAsPublished: sp.RetainAsPublished, RetainHandling: byte(sp.RetainHandling),
+				SubID: sp.SubscriptionId})
+		}
+	}
+	ss.mu.importKeys = make(map[originKey]struct{})
+	for _, sm := range state.Inflight {
+		d, err := srv.importedDelivery(sm)
+		if err != nil {
+			return waits, err
+		}
+		d.pid = uint16(sm.PacketId)
+		d.released = sm.Released
+		d.dup = true
+		ss.setInflightLocked(d)
+		ss.noteImportedLocked(d)
+		srv.persistImported(ss, b, d, true)
+	}
+	for _, sm := range state.Queued {
+		d, err := srv.importedDelivery(sm)
+		if err != nil {
+			return waits, err
+		}
+		ss.mu.queue.push(d)
+		ss.noteImportedLocked(d)
+		srv.persistImported(ss, b, d, false)
+	}
+	for _, pid := range state.InboundQos2 {
+		ss.mu.inboundQoS2[uint16(pid)] = struct{}{}
+		if b != nil {
+			b.PutInboundQoS2(ss.id, uint16(pid))
+		}
+	}
+	if b != nil {
+		if err := b.Commit(); err != nil {
+			return waits, fmt.Errorf("store imported session: %w", err)
+		}
+	}
+	return waits, nil
+}
+
+// noteImportedLocked remembers the origin of an imported delivery.
+func (ss *session) noteImportedLocked(d *delivery) {
+	if k := ss.srv.originOf(d.msg); k != (originKey{}) {
+		ss.mu.importKeys[k] = struct{}{}
+	}
+}
+
+// finishImportLocked appends the messages the old node got while the session
+// was frozen there, then those this node got meanwhile, each once, and ends
+// the import: deliveries go straight to the queue again.
+func (ss *session) finishImportLocked(delta []*clusterpb.SessionMessage) {
+	srv := ss.srv
+	var b *storage.Batch
+	if ss.persistent.Load() {
+		b = srv.store.NewBatch()
+		defer b.Close()
+	}
+	for _, sm := range delta {
+		d, err := srv.importedDelivery(sm)
+		if err != nil {
+			srv.log.Warn("moved message dropped: unreadable", keyClientID, ss.id, keyErr, err)
+			continue
+		}
+		if ss.seenImportedLocked(d) {
+			continue
+		}
+		ss.mu.queue.push(d)
+		srv.persistImported(ss, b, d, false)
+	}
+	if b != nil && !b.Empty() {
+		if err := b.Commit(); err != nil {
+			srv.log.Error("storing the messages of a moved session failed", keyClientID, ss.id, keyErr, err)
+		}
+	}
+	for _, d := range ss.mu.importBuf {
+		if ss.seenImportedLocked(d) {
+			ss.releaseLocked(d)
+			continue
+		}
+		ss.mu.queue.push(d)
+	}
+	ss.mu.importBuf = nil
+	ss.mu.importKeys = nil
+	ss.mu.importing = false
+}
+
+// seenImportedLocked reports whether d's message is already in the session,
+// and remembers it if not.
+func (ss *session) seenImportedLocked(d *delivery) bool {
+	k := ss.srv.originOf(d.msg)
+	if k == (originKey{}) {
+		return false
+	}
+	if _, dup := ss.mu.importKeys[k]; dup {
+		return true
+	}
+	ss.mu.importKeys[k] = struct{}{}
+	return false
+}
+
+// importedDelivery converts a delivery that another node exported.
+func (s *Server) importedDelivery(sm *clusterpb.SessionMessage) (*delivery, error) {
+	if sm.Message == nil {
+		return nil, fmt.Errorf("session message without a message")
+	}
+	m, err := messageFromForward(sm.Message)
+	if err != nil {
+		return nil, err
+	}
+	return &delivery{msg: m, qos: byte(sm.Qos), retain: sm.Retain, subIDs: sm.SubscriptionIds, shareKey: sm.ShareKey}, nil
+}
+
+// persistImported writes an imported QoS 1/2 delivery of a persistent
+// session to b, body first.
+func (s *Server) persistImported(ss *session, b *storage.Batch, d *delivery, inflight bool) {
+	if b == nil || d.qos == 0 {
+		return
+	}
+	m := d.msg
+	m.id = s.store.NextID()
+	b.PutMessage(m.record())
+	m.stored = true
+	d.seq = s.store.NextID()
+	d.stored = true
+	if inflight {
+		b.PutInflight(ss.id, &storage.InflightEntry{PacketID: d.pid, Seq: d.seq, MessageID: m.id, QoS: d.qos,
+			Retain: d.retain, SubIDs: d.subIDs, Released: d.released})
+		return
+	}
+	b.Enqueue(ss.id, &storage.QueueEntry{Seq: d.seq, MessageID: m.id, QoS: d.qos, Retain: d.retain, SubIDs: d.subIDs})
+}
+
+// HasSession reports whether this node holds a session for the client id,
+// and whether its client is connected. The cluster asks it when the home of
+// the id has no record.
+func (s *Server) HasSession(clientID string) (has, connected bool) {
+	ss := s.reg.get(clientID)
+	if ss == nil {
+		return false, false
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.mu.ended {
+		return false, false
+	}
+	return true, ss.mu.conn != nil
+}
+
+// ExportSession closes the client's connection here (v5 reason 0x8E) and
+// returns its session for another node. The session stays here, frozen: it
+// keeps its subscriptions and collects new messages until FinishExport. With
+// discard, the session ends here instead, as a clean start requires.
+func (s *Server) ExportSession(clientID string, discard bool) *clusterpb.SessionState {
+	stripe := s.reg.lock(clientID)
+	stripe.Lock()
+	defer stripe.Unlock()
+	ss := s.reg.get(clientID)
+	if ss == nil {
+		return nil
+	}
+	s.waitForOldConnection(ss)
+	ss.mu.Lock()
+	if ss.mu.ended {
+		ss.mu.Unlock()
+		return nil
+	}
+	if discard {
+		will, orphans := ss.endSessionLocked(true)
+		ss.mu.Unlock()
+		s.reg.remove(ss)
+		s.publishWill(ss.id, will)
+		s.redeliverShared(ss.id, orphans)
+		return nil
+	}
+	defer ss.mu.Unlock()
+
+	// The session continues elsewhere, so a will still waiting for its
+	// delay is cancelled, as a reconnect here would [MQTT-3.1.3-9].
+	stopTimer(&ss.mu.willTimer)
+	stopTimer(&ss.mu.expiryTimer)
+	ss.mu.will = nil
+	now := time.Now()
+	st := &clusterpb.SessionState{
+		ClientId:        ss.id,
+		ProtocolVersion: uint32(ss.mu.version),
+		ExpirySeconds:   ss.mu.expiry,
+		NextPacketId:    uint32(ss.mu.nextPID),
+		Persistent:      ss.persistent.Load(),
+	}
+	for _, sub := range ss.mu.subs {
+		st.Subscriptions = append(st.Subscriptions, &clusterpb.SessionSubscription{Filter: sub.filter,
+			Qos: uint32(sub.opts.QoS), NoLocal: sub.opts.NoLocal, RetainAsPublished: sub.opts.RetainAsPublished,
+			RetainHandling: uint32(sub.opts.RetainHandling), SubscriptionId: sub.subID})
+	}
+	site := ""
+	if s.cluster != nil {
+		site = s.cluster.SiteID()
+	}
+	for _, d := range ss.inflightInOrderLocked() {
+		sm := exportDelivery(d, now, site)
+		sm.PacketId = uint32(d.pid)
+		sm.Released = d.released
+		st.Inflight = append(st.Inflight, sm)
+		ss.deleteInflightLocked(d.pid)
+	}
+	for _, q := range []*deliveryQueue{&ss.mu.retainedQ, &ss.mu.queue} {
+		for q.len() > 0 {
+			st.Queued = append(st.Queued, exportDelivery(q.pop(), now, site))
+		}
+	}
+	for pid := range ss.mu.inboundQoS2 {
+		st.InboundQos2 = append(st.InboundQos2, uint32(pid))
+	}
+	ss.mu.frozen = true
+	s.stats.sessionsMovedOut.Add(1)
+	return st
+}
+
+// FinishExport ends a session that ExportSession froze and returns the
+// messages it collected since.
+func (s *Server) FinishExport(clientID string) []*clusterpb.SessionMessage {
+	stripe := s.reg.lock(clientID)
+	stripe.Lock()
+	defer stripe.Unlock()
+	ss := s.reg.get(clientID)
+	if ss == nil {
+		return nil
+	}
+	ss.mu.Lock()
+	if !ss.mu.frozen || ss.mu.ended {
+		ss.mu.Unlock()
+		return nil
+	}
+	now := time.Now()
+	site := ""
+	if s.cluster != nil {
+		site = s.cluster.SiteID()
+	}
+	var out []*clusterpb.SessionMessage
+	for ss.mu.queue.len() > 0 {
+		out = append(out, exportDelivery(ss.mu.queue.pop(), now, site))
+	}
+	_, orphans := ss.endSessionLocked(true)
+	ss.mu.Unlock()
+	s.reg.remove(ss)
+	s.redeliverShared(ss.id, orphans)
+	return out
+}
+
+// inflightInOrderLocked returns the inflight deliveries in the order they
+// were sent: by storage sequence, then packet id.
+func (ss *session) inflightInOrderLocked() []*delivery {
+	out := make([]*delivery, 0, len(ss.mu.inflight))
+	for _, d := range ss.mu.inflight {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(x, y *delivery) int {
+		if x.seq != y.seq {
+			return cmp.Compare(x.seq, y.seq)
+		}
+		return cmp.Compare(x.pid, y.pid)
+	})
+	return out
+}
+
+// exportDelivery converts a delivery for another node; site is this node's
+// site id, the origin of a message published here.
+func exportDelivery(d *delivery, now time.Time, site string) *clusterpb.SessionMessage {
+	fm := d.msg.forwardMessage(now)
+	if !d.msg.fromPeer && d.msg.id != 0 {
+		fm.OriginSiteId = site
+	}
+	return &clusterpb.SessionMessage{Message: fm, Qos: uint32(d.qos), Retain: d.retain,
+		SubscriptionIds: d.subIDs, ShareKey: d.shareKey}
+}

@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestCluster_PersistentSessionMovesToAnotherNode(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	n1, n2, n3 := c.node("n1"), c.node("n2"), c.node("n3")
+
+	for _, version := range []byte{4, 5} {
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
+			id := fmt.Sprintf("mover-v%d", version)
+			spec := connectSpec{Version: version, ClientID: id, Clean: false, Keepalive: 60}
+			if version == 5 {
+				spec.Props = [][]byte{propU32(propSessionExpiry, 3600)}
+			}
+			sub, _ := connectRaw(t, n1.broker, "sub", spec)
+			prefix := fmt.Sprintf("move%d", version)
+			sub.mustSubscribe(prefix+"/q1/#", 1)
+			sub.mustSubscribe(prefix+"/q2/#", 2)
+			sub.disconnect()
+
+			const n = 50
+			pub, _ := connectRaw(t, n3.broker, "pub", v3(id+"-pub", true))
+			for i := range n {
+				pub.publish(prefix+"/q1/x", 1, false, fmt.Sprintf("a%d", i))
+				pub.publish(prefix+"/q2/x", 2, false, fmt.Sprintf("b%d", i))
+			}
+			// Queued on n1; the client comes back through n2.
+			start := time.Now()
+			sub = dialRaw(t, n2.broker, "sub", version)
+			ca := sub.connect(spec)
+			took := time.Since(start)
+			if ca.Code != 0 || !ca.SessionPresent {
+				t.Fatalf("CONNACK on n2: code %#x, session present %v; want 0 and true", ca.Code, ca.SessionPresent)
+			}
+			got := sub.receiveN(2*n, 3*ioTimeout)
+			var q1, q2 []string
+			for _, m := range got {
+				if m.QoS == 1 {
+					q1 = append(q1, m.Payload)
+				} else {
+					q2 = append(q2, m.Payload)
+				}
+			}
+			for i := range n {
+				if i >= len(q1) || q1[i] != fmt.Sprintf("a%d", i) || i >= len(q2) || q2[i] != fmt.Sprintf("b%d", i) {
+					t.Fatalf("messages out of order or missing:\nQoS 1: %v\nQoS 2: %v", q1, q2)
+				}
+			}
+			sub.expectNoPublish(quietPeriod)
+
+			// The subscriptions moved too: a message published on n1, where
+			// the session was, reaches the client on n2 once.
+			pub1, _ := connectRaw(t, n1.broker, "pub1", v3(id+"-pub1", true))
+			pub1.publish(prefix+"/q1/y", 1, false, "live")
+			if m := sub.receive(ioTimeout); m.Payload != "live" {
+				t.Fatalf("live message after the move: %q", m.Payload)
+			}
+			sub.expectNoPublish(quietPeriod)
+			t.Logf("session with %d queued messages moved from n1 to n2; CONNACK after %v", 2*n, took.Round(time.Millisecond))
+		})
+	}
+}
+
+func TestCluster_ClientIDRacingOnTwoNodesEndsWithOneConnection(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	nodes := []*clusterNode{c.node("n1"), c.node("n2")}
+	rounds := scaled(100, 1000)
+	for r := range rounds {
+		id := fmt.Sprintf("racer-%d", r)
+		clients := make([]*rawClient, 2)
+		var wg sync.WaitGroup
+		for i, n := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cl := dialRaw(t, n.broker, fmt.Sprintf("racer-%d-%s", r, n.name), 4)
+				cl.send(connectSpec{Version: 4, ClientID: id, Clean: false, Keepalive: 60}.encode())
+				clients[i] = cl
+			}()
+		}
+		wg.Wait()
+		// Each gets a CONNACK; afterwards exactly one connection stays.
+		deadline := time.Now().Add(5 * time.Second)
+		open := 2
+		for time.Now().Before(deadline) {
+			open = 0
+			for _, cl := range clients {
+				if closed, _ := cl.closedWithin(50 * time.Millisecond); !closed {
+					open++
+				}
+			}
+			if open == 1 {
+				break
+			}
+		}
+		if open != 1 {
+			t.Fatalf("round %d: %d connections open for one client id, want 1", r, open)
+		}
+		for _, cl := range clients {
+			cl.close()
+		}
+	}
+}
