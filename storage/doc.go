@@ -24,13 +24,15 @@
 //
 //	0x01 "layout"                    uvarint layout version
 //	0x01 "idlimit"                   uvarint: every id below it may have been handed out
+//	0x01 "rsync" 0x00 siteID         varint unix ms: last completed retained sync with peer siteID (no version byte)
 //	0x10 clientID                    Session
 //	0x11 clientID 0x00 filter        Subscription (value without client id and filter)
 //	0x12 clientID 0x00 seq:8         QueueEntry (value without Seq)
 //	0x13 clientID 0x00 packetID:2    InflightEntry (value without PacketID)
 //	0x14 clientID 0x00 packetID:2    inbound QoS 2 record (value is the version byte only)
 //	0x20 messageID:8                 Message body
-//	0x21 topic                       retained Message, stored whole
+//	0x21 topic                       retained Message, stored whole (version 1), or RetainedRecord:
+//	                                 clock and tombstone flag, then the Message (version 2; retained.go)
 //	0x30 namespace:1 name            security record (user, group, role), encoded by the auth layer
 //	0x40 siteID 0x00 seq:8           outbox entry toward peer siteID: version byte, encoded clusterpb.ForwardMessage
 //	0x41 siteID                      uvarint: every forward seq toward siteID below it may have been handed out

@@ -173,14 +173,18 @@ func (s *Store) Message(id uint64) (*Message, error) {
 	return m, nil
 }
 
-// Retained calls fn for every retained message, ordered by topic.
+// Retained calls fn for every retained message, ordered by topic. It skips
+// the tombstones of RetainedRecords and drops the clocks.
 func (s *Store) Retained(fn func(*Message) error) error {
 	lower, upper := kindBounds(kindRetained)
 	return s.load(lower, upper, func(key, value []byte) error {
-		m := new(Message)
-		if err := decodeMessage(value, m); err != nil {
+		r := new(RetainedRecord)
+		if err := decodeRetainedRecord(value, r); err != nil {
 			return fmt.Errorf("storage: load retained message %q: %w", key[1:], err)
 		}
-		return fn(m)
+		if r.Tombstone {
+			return nil
+		}
+		return fn(&r.Message)
 	})
 }
