@@ -41,6 +41,7 @@ type Node interface {
 	// ReloadAuth makes a change of users, groups, roles or rules apply to
 	// the connected clients.
 	ReloadAuth(ctx context.Context) error
+	RetainedNode
 }
 
 // Cluster is this node's membership in a cluster. It implements
@@ -68,6 +69,8 @@ type Cluster struct {
 
 	holder SessionHolder // the node, when it moves sessions; see sessions.go
 	home   sessionHome
+
+	retained *retainedSync // retained replication; see retained.go
 
 	registered atomic.Bool // this node's record with its incarnation is committed
 	ready      atomic.Bool // registered, routes re-asserted, caught up
@@ -101,6 +104,7 @@ func Start(ctx context.Context, cfg Config, node Node) (*Cluster, error) {
 		stop:   make(chan struct{}),
 	}
 	c.incarnation.Store(inc)
+	c.retained = newRetainedSync(c, node, cfg.Retained)
 	c.holder, _ = node.(SessionHolder)
 	ok := false
 	defer func() {
@@ -181,6 +185,7 @@ func Start(ctx context.Context, cfg Config, node Node) (*Cluster, error) {
 	c.loop(c.registerLoop)
 	c.loop(c.reconcileLoop)
 	c.loop(c.peersLoop)
+	c.loop(c.retained.run)
 	c.loop(func() { c.authLoop(node.ReloadAuth) })
 	c.log.Info("cluster started", "site_id", siteID, "incarnation", inc,
 		"peer_addr", peerAdvertise, "gossip_addr", c.members.LocalNode().Addr)

@@ -89,6 +89,9 @@ type Config struct {
 	// publish can be forwarded. Default 1 MiB.
 	MaxPacketSize int
 
+	// Retained configures retained replication; zero fields take defaults.
+	Retained RetainedConfig
+
 	// ApplyDelay delays every update of this node's view of remote routes.
 	// A test hook: it stands for a slow node in route-before-SUBACK tests.
 	ApplyDelay time.Duration

@@ -265,7 +265,7 @@ func (c *Cluster) registerLoop() {
 		}
 		if c.registered.Swap(false) {
 			c.log.Warn("this node's record changed in the cluster; registering again", "state", n.State.String())
-			c.ready.Store(false)
+			c.routesNotInForce()
 		}
 		state := clusterpb.NodeState_NODE_STATE_JOINED
 		if ok && n.SiteID == c.siteID {

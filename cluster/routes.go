@@ -186,7 +186,7 @@ func (s *routeSyncer) flush() (bool, error) {
 	s.mu.Unlock()
 	if batch == nil {
 		if !s.c.ready.Load() && !more {
-			s.c.ready.Store(true)
+			s.c.routesInForce()
 		}
 		return more, nil
 	}
@@ -214,8 +214,8 @@ func (s *routeSyncer) flush() (bool, error) {
 	more = len(s.mu.pending) > 0 || s.mu.replace
 	s.mu.Unlock()
 	if !more && (batch.ReplaceLast || !batch.Replace) && !c.ready.Load() {
-		c.ready.Store(true)
-		c.log.Info("routes in force; node ready", "index", index)
+		c.log.Info("routes in force", "index", index)
+		c.routesInForce()
 	}
 	return more, nil
 }

@@ -59,6 +59,14 @@ func (s *service) Status(ctx context.Context, _ *clusterpb.StatusRequest) (*clus
 	return s.c.localStatus(), nil
 }
 
+func (s *service) RetainedDigest(_ context.Context, req *clusterpb.RetainedDigestRequest) (*clusterpb.RetainedDigestResponse, error) {
+	return s.c.retained.serveDigest(req)
+}
+
+func (s *service) RetainedFetch(req *clusterpb.RetainedFetchRequest, stream clusterpb.Peer_RetainedFetchServer) error {
+	return s.c.retained.serveFetch(req, stream)
+}
+
 // checkForwardHello accepts a Forward stream only from the node its
 // certificate names, when the peer port runs TLS.
 func (c *Cluster) checkForwardHello(ctx context.Context, hello *clusterpb.ForwardHello) error {

@@ -28,6 +28,7 @@ type Status struct {
 	RouteOps     uint64         `json:"route_ops"`
 	Members      []MemberStatus `json:"members"`
 	Streams      []StreamStatus `json:"streams"`
+	Retained     RetainedStatus `json:"retained"`
 }
 
 // MemberStatus is one node as the Raft records and gossip see it.
@@ -65,6 +66,7 @@ func (c *Cluster) Status() Status {
 		RemoteRoutes: c.view.routeCount(),
 		RouteBatches: c.routes.batches.Load(),
 		RouteOps:     c.routes.ops.Load(),
+		Retained:     c.retained.status(),
 	}
 	_, leaderID := c.raft.LeaderWithID()
 	st.Leader = c.nameOfSite(string(leaderID))

@@ -61,6 +61,18 @@ type Cluster interface {
 	// Congested reports whether the stream toward site is behind, so the
 	// node slows the publishers that feed it.
 	Congested(site string) bool
+
+	// RetainedClock returns a new hybrid logical clock reading for a
+	// retained write of this node; readings only grow.
+	RetainedClock() *clusterpb.HLC
+	// ObserveRetainedClock moves the clock past a reading of another node.
+	ObserveRetainedClock(c *clusterpb.HLC)
+	// RetainedPeers returns the site ids of the other nodes that receive
+	// every retained update: all that have not left the cluster.
+	RetainedPeers() []string
+	// RetainedHorizon returns how long tombstones of deleted retained
+	// messages are kept.
+	RetainedHorizon() time.Duration
 }
 
 // SetCluster joins the node to a cluster. Call it after New and before

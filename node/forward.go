@@ -31,6 +31,7 @@ func (s *Server) routeRemote(msg *message, b *storage.Batch, localGroups map[str
 	if s.cluster == nil || msg.fromPeer || isSysTopic(msg.topic) {
 		return
 	}
+	s.stageRetainedUpdates(msg, b, fw)
 	scratch := s.matchPool.Get().(*[]router.Entry)
 	defer func() {
 		clear(*scratch)
@@ -227,8 +228,15 @@ func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMe
 	defer b.Close()
 	var targets []target
 	var handOn forwards
+	var retained []retainedUpdate
+	needSync := false
 	now := time.Now()
 	for _, fm := range msgs {
+		if fm.RetainedClock != nil {
+			// A retained update: stored, delivered to nobody.
+			needSync = s.stageRemoteRetained(senderSite, fm, b, &retained) || needSync
+			continue
+		}
 		msg, err := messageFromForward(fm)
 		if err != nil {
 			s.log.Warn("forwarded message dropped: invalid", "peer_site", senderSite, keyErr, err)
@@ -250,7 +258,6 @@ func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMe
 			s.handOnShared(msg, fm, targets[start:], b, &handOn)
 		}
 	}
-	needSync := false
 	for _, t := range targets {
 		needSync = needSync || t.d.stored
 	}
@@ -267,6 +274,7 @@ func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMe
 		return fmt.Errorf("store forwarded messages from %s: %w", senderSite, err)
 	}
 	handOn.release(s.cluster, true)
+	s.applyRetained(retained)
 	for _, t := range targets {
 		t.sess.deliver(t.d)
 	}

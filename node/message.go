@@ -32,6 +32,10 @@ type message struct {
 	shareGroups []string
 	durableOnly bool // deliver to persistent sessions only
 
+	// retainedClock is set in a cluster on a retained write of this node,
+	// which routeRemote then stages for every other node.
+	retainedClock *storage.RetainedClock
+
 	// stored is set by the goroutine that routes the message, before any
 	// session sees it, once the body is part of a storage batch.
 	stored bool

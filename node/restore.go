@@ -37,38 +37,6 @@ func (s *Server) restore() error {
 	return nil
 }
 
-func (s *Server) restoreRetained() error {
-	now := time.Now()
-	var expired []string
-	err := s.store.Retained(func(rec *storage.Message) error {
-		m, err := messageFromRecord(rec)
-		if err != nil {
-			return err
-		}
-		m.stored = false // retained records are stored whole, not as shared bodies
-		if m.expired(now) {
-			expired = append(expired, m.topic)
-			return nil
-		}
-		s.retained.Set(m.topic, m)
-		s.stats.retainedBytes.Add(m.size())
-		s.stats.retainedCount.Add(1)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("load retained messages: %w", err)
-	}
-	if len(expired) > 0 {
-		b := s.store.NewBatch()
-		for _, t := range expired {
-			b.DeleteRetained(t)
-		}
-		s.commitNoSync(b, "")
-		b.Close()
-	}
-	return nil
-}
-
 // restoreSessions loads session records; it returns the live ones.
 func (s *Server) restoreSessions(now time.Time) ([]*session, error) {
 	var live []*session

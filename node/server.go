@@ -38,6 +38,10 @@ type Server struct {
 
 	sharedTurn atomic.Uint64 // picks among the nodes that serve a share group
 
+	// retainedIdx holds the clocks of the retained topics and tombstones,
+	// for last-writer-wins and digests in a cluster (retained_cluster.go).
+	retainedIdx retainedIndex
+
 	matchPool  sync.Pool // *[]router.Entry scratch for route
 	indexPool  sync.Pool // map[string]int scratch for route
 	clientWarn rateLimitedLog

@@ -141,14 +141,14 @@ func (p *peer) assignSeq() (uint64, error) {
 	return seq, nil
 }
 
-// stage assigns m its sequence number and, for QoS 1 and 2, writes it into
-// the outbox through b.
+// stage assigns m its sequence number and, for QoS 1 and 2 and for
+// retained updates, writes it into the outbox through b.
 func (p *peer) stage(m *clusterpb.ForwardMessage, b *storage.Batch) (Ticket, error) {
 	if m.Qos > 2 {
 		return Ticket{}, fmt.Errorf("forward: message has QoS %d, expected 0 to 2", m.Qos)
 	}
-	if m.Qos > 0 && b == nil {
-		return Ticket{}, fmt.Errorf("forward: a QoS %d message needs a batch for its outbox entry", m.Qos)
+	if durable(m) && b == nil {
+		return Ticket{}, fmt.Errorf("forward: a QoS %d message or retained update needs a batch for its outbox entry", m.Qos)
 	}
 	seq, err := p.assignSeq()
 	if err != nil {
@@ -156,7 +156,7 @@ func (p *peer) stage(m *clusterpb.ForwardMessage, b *storage.Batch) (Ticket, err
 	}
 	m.Seq = seq
 
-	if m.Qos == 0 {
+	if !durable(m) {
 		return Ticket{p: p, seq: seq, e: entry{m: m, size: int64(proto.Size(m))}}, nil
 	}
 	buf := encodeBuffers.Get().(*[]byte)
@@ -173,6 +173,13 @@ func (p *peer) stage(m *clusterpb.ForwardMessage, b *storage.Batch) (Ticket, err
 		encodeBuffers.Put(buf)
 	}
 	return Ticket{p: p, seq: seq, e: entry{m: m, size: size}}, nil
+}
+
+// durable reports whether m goes through the outbox: a QoS 1 or 2
+// message, or a retained update, which must reach every node whatever the
+// QoS of its publish.
+func durable(m *clusterpb.ForwardMessage) bool {
+	return m.Qos > 0 || m.RetainedClock != nil
 }
 
 // maxPooledBuffer is the largest encoding buffer kept for reuse.
@@ -218,7 +225,7 @@ func (p *peer) pushLocked(e entry) {
 	if e.m == nil {
 		return
 	}
-	qos0 := e.m.Qos == 0
+	qos0 := !durable(e.m)
 	if p.mu.diskMode {
 		if qos0 {
 			p.droppedQoS0.Add(1)
