@@ -71,7 +71,9 @@ conformance:
 # image builds the container image from bin/starling (see Dockerfile and
 # docs/deployment.md) and tags it $(IMAGE):dev and $(IMAGE):VERSION, where
 # VERSION is what `bin/starling version` prints.
-# helm-lint lints the chart with its default and its TLS values.
+# helm-lint lints and renders the chart with its default and its TLS
+# values, then runs the Go tests that decode the rendered manifests
+# strictly into the Kubernetes API types (no Docker needed).
 # deploy-test runs the image, Compose and chart tests of test/deploy.
 .PHONY: image helm-lint deploy-test
 IMAGE ?= starling
@@ -87,6 +89,9 @@ image: build
 helm-lint:
 	$(HELM) lint --strict deploy/helm/starling
 	$(HELM) lint --strict deploy/helm/starling -f deploy/helm/starling/ci/tls-values.yaml
+	$(HELM) template rel deploy/helm/starling --namespace mqtt >/dev/null
+	$(HELM) template rel deploy/helm/starling --namespace mqtt -f deploy/helm/starling/ci/tls-values.yaml >/dev/null
+	HELM=$(HELM) $(GO) test -count=1 -run '^TestHelm_(Lint|Template|StrictDecode|ClusterObjects|GeneratedClusterSecret)' ./test/deploy/
 
 deploy-test:
 	HELM=$(HELM) $(GO) test -count=1 -timeout 5m -v ./test/deploy/

@@ -3,6 +3,7 @@ package deploy
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -176,8 +177,8 @@ func TestHelm_TemplateDefaults(t *testing.T) {
 	}
 
 	sts := find(t, objects, "StatefulSet", "rel-starling")
-	if got := lookup(sts, "spec", "replicas"); got != 1 {
-		t.Errorf("replicas = %v, expected 1", got)
+	if got := lookup(sts, "spec", "replicas"); got != 3 {
+		t.Errorf("replicas = %v, expected 3", got)
 	}
 	if got := str(sts, "spec", "podManagementPolicy"); got != "Parallel" {
 		t.Errorf("podManagementPolicy = %q, expected Parallel", got)
@@ -237,8 +238,8 @@ func TestHelm_TemplateDefaults(t *testing.T) {
 	if got := str(headless, "spec", "clusterIP"); got != "None" {
 		t.Errorf("headless Service clusterIP = %q, expected None", got)
 	}
-	if got := servicePorts(headless); !slices.Equal(got, []int{1883, 8080}) {
-		t.Errorf("headless Service ports = %v, expected [1883 8080]", got)
+	if got := servicePorts(headless); !slices.Equal(got, []int{1883, 8080, 7946, 7946, 7947}) {
+		t.Errorf("headless Service ports = %v, expected [1883 8080 7946 7946 7947]", got)
 	}
 	if got := servicePorts(find(t, objects, "Service", "rel-starling")); !slices.Equal(got, []int{1883}) {
 		t.Errorf("client Service ports = %v, expected [1883]: the HTTP port serves the admin API", got)
@@ -330,8 +331,8 @@ func TestHelm_TemplateNetworkPolicy(t *testing.T) {
 
 	policy := find(t, objects, "NetworkPolicy", "rel-starling")
 	rules, _ := lookup(policy, "spec", "ingress").([]any)
-	if len(rules) != 2 {
-		t.Fatalf("ingress rules = %v, expected one for MQTT and one for HTTP", rules)
+	if len(rules) != 3 {
+		t.Fatalf("ingress rules = %v, expected one for MQTT, one for the cluster ports and one for HTTP", rules)
 	}
 	if lookup(rules[0], "from") != nil {
 		t.Errorf("MQTT rule restricts sources: %v, expected none", rules[0])
@@ -339,10 +340,18 @@ func TestHelm_TemplateNetworkPolicy(t *testing.T) {
 	if got := lookup(rules[0], "ports", 0, "port"); got != 1883 {
 		t.Errorf("MQTT rule port = %v, expected 1883", got)
 	}
-	if got := str(rules[1], "from", 0, "namespaceSelector", "matchLabels", "team"); got != "monitoring" {
+	if got := str(rules[1], "from", 0, "podSelector", "matchLabels", "app.kubernetes.io/instance"); got != "rel" {
+		t.Errorf("cluster rule admits pods of instance %q, expected rel", got)
+	}
+	for i, want := range []int{7946, 7946, 7947} {
+		if got := lookup(rules[1], "ports", i, "port"); got != want {
+			t.Errorf("cluster rule port %d = %v, expected %d", i, got, want)
+		}
+	}
+	if got := str(rules[2], "from", 0, "namespaceSelector", "matchLabels", "team"); got != "monitoring" {
 		t.Errorf("HTTP rule admits namespace team=%q, expected monitoring", got)
 	}
-	if got := lookup(rules[1], "ports", 0, "port"); got != 8080 {
+	if got := lookup(rules[2], "ports", 0, "port"); got != 8080 {
 		t.Errorf("HTTP rule port = %v, expected 8080", got)
 	}
 }
@@ -353,9 +362,13 @@ func TestHelm_TemplateRejectsValues(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"two-replicas", []string{"--set", "replicaCount=2"}, "replicaCount must be 1"},
+		{"no-replicas", []string{"--set", "replicaCount=0"}, "replicaCount"},
+		{"bootstrap-beyond-replicas", []string{"--set", "cluster.bootstrapExpect=5"}, "cluster.bootstrapExpect (5) exceeds replicaCount (3)"},
+		{"grace-without-prestop-time", []string{"--set", "terminationGracePeriodSeconds=80"}, "must exceed shutdownTimeoutSeconds plus preStop.timeoutSeconds"},
+		{"port-clash", []string{"--set", "cluster.peerPort=8080"}, "must differ"},
+		{"bad-anti-affinity", []string{"--set", "podAntiAffinity=always"}, "podAntiAffinity"},
 		{"tls-without-secret", []string{"--set", "tls.enabled=true"}, "tls.secretName is empty"},
-		{"bad-client-auth", []string{"--set", "tls.clientAuth=always"}, `tls.clientAuth "always" is invalid`},
+		{"bad-client-auth", []string{"--set", "tls.clientAuth=always"}, "/tls/clientAuth"},
 		{"no-listener", []string{"--set", "mqtt.enabled=false"}, "enable at least one"},
 		{"short-grace", []string{"--set", "terminationGracePeriodSeconds=30"}, "must exceed shutdownTimeoutSeconds"},
 	} {
@@ -395,11 +408,16 @@ func containerEnv(container any) map[string]string {
 	return env
 }
 
-// TestHelm_ConfigStartsImage runs the image the way the chart's pod does:
-// the rendered starling.yaml, the container's args and variables, the TLS
-// Secret's files and the admin token at the chart's paths, and the pod's
-// security settings. It checks the probes' endpoints, the user command of
-// NOTES.txt and a TLS handshake with a client certificate.
+// TestHelm_ConfigStartsImage runs the image the way the chart's pods do,
+// as a three-node cluster on a Docker network: the rendered starling.yaml,
+// the container's args (with $(POD_NAME) expanded as Kubernetes does) and
+// variables, the files of the TLS Secret, of the generated cluster Secret
+// and of the admin token at the chart's paths, and the pod's security
+// settings. Network aliases stand in for the headless Service: each
+// container answers to its pod's stable DNS name, and all three to the
+// Service's name. It checks the probes' endpoints, that the nodes form one
+// cluster with the generated certificates and gossip key, the user command
+// of NOTES.txt and a TLS handshake with a client certificate.
 func TestHelm_ConfigStartsImage(t *testing.T) {
 	t.Parallel()
 	image := testImage(t)
@@ -423,35 +441,89 @@ func TestHelm_ConfigStartsImage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	clusterDir := filepath.Join(dir, "cluster")
+	if err := os.Mkdir(clusterDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	clusterData, _ := lookup(find(t, objects, "Secret", "rel-starling-cluster"), "data").(manifest)
+	if len(clusterData) == 0 {
+		t.Fatal("the Secret rel-starling-cluster has no data")
+	}
+	for key, value := range clusterData {
+		content, err := base64.StdEncoding.DecodeString(value.(string))
+		if err != nil {
+			t.Fatalf("cluster Secret key %s: %v", key, err)
+		}
+		writeFile(t, filepath.Join(clusterDir, key), string(content))
+	}
 	configText, _ := starlingConfig(t, objects)
 	configFile := writeFile(t, filepath.Join(dir, "starling.yaml"), configText)
 	tokenFile := writeFile(t, filepath.Join(dir, "token"), adminToken)
 
 	sts := find(t, objects, "StatefulSet", "rel-starling")
-	container := lookup(sts, "spec", "template", "spec", "containers", 0)
-	runArgs := []string{
-		"--user", "65532:65532", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-		"--network", newNetwork(t),
-		"-v", configFile + ":/etc/starling/starling.yaml:ro",
-		"-v", secretDir + ":/etc/starling/tls:ro",
-		"-v", tokenFile + ":/etc/starling/admin/token:ro",
-		"-e", "STARLING_NODE_NAME=rel-starling-0",
-		"-p", "127.0.0.1::8883", "-p", "127.0.0.1::8080",
+	podContainer := lookup(sts, "spec", "template", "spec", "containers", 0)
+	network := newNetwork(t)
+	const headless = "rel-starling-headless.mqtt.svc.cluster.local"
+	var pods []*container
+	for i := range 3 {
+		podName := fmt.Sprintf("rel-starling-%d", i)
+		runArgs := []string{
+			"--user", "65532:65532", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+			"--network", network,
+			"--network-alias", podName + "." + headless,
+			"--network-alias", headless,
+			"-v", configFile + ":/etc/starling/starling.yaml:ro",
+			"-v", secretDir + ":/etc/starling/tls:ro",
+			"-v", clusterDir + ":/etc/starling/cluster:ro",
+			"-v", tokenFile + ":/etc/starling/admin/token:ro",
+			// The chart sets POD_NAME from metadata.name.
+			"-e", "POD_NAME=" + podName,
+			"-p", "127.0.0.1::8883", "-p", "127.0.0.1::8080",
+		}
+		for name, value := range containerEnv(podContainer) {
+			runArgs = append(runArgs, "-e", name+"="+value)
+		}
+		runArgs = append(runArgs, image)
+		for _, arg := range containerArgs(podContainer) {
+			runArgs = append(runArgs, strings.ReplaceAll(arg, "$(POD_NAME)", podName))
+		}
+		pods = append(pods, runContainer(t, uniqueName(fmt.Sprintf("helmpod%d", i)), runArgs...))
 	}
-	for name, value := range containerEnv(container) {
-		runArgs = append(runArgs, "-e", name+"="+value)
-	}
-	runArgs = append(runArgs, image)
-	runArgs = append(runArgs, containerArgs(container)...)
-	pod := runContainer(t, uniqueName("helmpod"), runArgs...)
 
-	httpAddr := pod.hostPort(t, "8080/tcp")
-	waitReady(t, httpAddr)
-	if code, body, err := httpGet("http://" + httpAddr + "/healthz"); err != nil || code != 200 {
-		t.Fatalf("GET /healthz: status %d, body %q, err %v", code, body, err)
+	for _, pod := range pods {
+		httpAddr := pod.hostPort(t, "8080/tcp")
+		waitFor(t, clusterReadyTimeout, func() error {
+			code, body, err := httpGet("http://" + httpAddr + "/readyz")
+			if err != nil {
+				return err
+			}
+			if code != 200 {
+				return fmt.Errorf("GET /readyz on %s: status %d, body %q", pod.name, code, body)
+			}
+			return nil
+		})
+		if code, body, err := httpGet("http://" + httpAddr + "/healthz"); err != nil || code != 200 {
+			t.Fatalf("GET /healthz: status %d, body %q, err %v", code, body, err)
+		}
+	}
+	t.Logf("three pods of the chart ready in %v", time.Since(start).Round(time.Millisecond))
+
+	status, err := runCommand("", nil, nil, "docker", "exec", pods[0].name,
+		"/starling", "ctl", "cluster", "status", "--http", "127.0.0.1:8080")
+	if err != nil {
+		t.Fatalf("ctl cluster status: %v", err)
+	}
+	for i := range 3 {
+		peer := fmt.Sprintf("rel-starling-%d.%s:7947", i, headless)
+		if !strings.Contains(status, peer) {
+			t.Errorf("cluster status lacks the peer address %s:\n%s", peer, status)
+		}
+	}
+	if got := strings.Count(status, "Voter"); got != 3 {
+		t.Errorf("cluster status lists %d voters, expected 3:\n%s", got, status)
 	}
 
-	out, err := runCommand("", strings.NewReader("alice-password\n"), nil, "docker", "exec", "-i", pod.name,
+	out, err := runCommand("", strings.NewReader("alice-password\n"), nil, "docker", "exec", "-i", pods[0].name,
 		"/starling", "user", "add", "alice", "--group", "clients", "--http", "127.0.0.1:8080", "--password-stdin")
 	if err != nil {
 		t.Fatalf("user add as NOTES.txt shows it: %v", err)
@@ -460,7 +532,7 @@ func TestHelm_ConfigStartsImage(t *testing.T) {
 		t.Fatalf("starling user add printed %q, expected \"user alice saved\"", out)
 	}
 
-	tlsAddr := pod.hostPort(t, "8883/tcp")
+	tlsAddr := pods[2].hostPort(t, "8883/tcp")
 	if err := tlsHandshake(tlsAddr, certs, "device-1"); err != nil {
 		t.Errorf("TLS handshake with client certificate device-1: %v", err)
 	}

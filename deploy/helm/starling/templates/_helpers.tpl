@@ -90,10 +90,50 @@ Content of starling.yaml: the keys the chart derives from its values, with
 {{- toYaml (mergeOverwrite $base (deepCopy (.Values.config | default dict))) }}
 {{- end }}
 
+{{/* Name of the headless Service, the pods' DNS subdomain. */}}
+{{- define "starling.headless" -}}
+{{- printf "%s-headless" (include "starling.fullname" .) }}
+{{- end }}
+
+{{/* DNS name of the headless Service, which lists every pod. */}}
+{{- define "starling.headlessDNS" -}}
+{{- printf "%s.%s.svc.%s" (include "starling.headless" .) .Release.Namespace .Values.cluster.clusterDomain }}
+{{- end }}
+
+{{/* Name of the Secret with the peer CA, node certificates and gossip key. */}}
+{{- define "starling.clusterSecret" -}}
+{{- default (printf "%s-cluster" (include "starling.fullname" .)) .Values.cluster.existingSecret }}
+{{- end }}
+
+{{/*
+Size of the bootstrap set: cluster.bootstrapExpect, or the --bootstrap-expect
+of the running StatefulSet on an upgrade, or replicaCount at the first
+install. Keeping the first value means that scaling changes only
+spec.replicas, not the pod template, so it restarts no pod.
+*/}}
+{{- define "starling.bootstrapExpect" -}}
+{{- $n := int .Values.replicaCount }}
+{{- if .Values.cluster.bootstrapExpect }}
+{{- $n = int .Values.cluster.bootstrapExpect }}
+{{- else }}
+{{- with lookup "apps/v1" "StatefulSet" .Release.Namespace (include "starling.fullname" .) }}
+{{- range (index .spec.template.spec.containers 0).args }}
+{{- if hasPrefix "--bootstrap-expect=" . }}
+{{- $n = int (trimPrefix "--bootstrap-expect=" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $n }}
+{{- end }}
+
 {{/* Checks of values that would otherwise fail only once the pod starts. */}}
 {{- define "starling.validate" -}}
-{{- if ne (int .Values.replicaCount) 1 }}
-{{- fail "replicaCount must be 1: Starling nodes do not form a cluster yet, so several replicas would be separate brokers with separate sessions behind one Service" }}
+{{- if lt (int .Values.replicaCount) 1 }}
+{{- fail (printf "replicaCount %d is invalid: use 1 or more" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if gt (int .Values.cluster.bootstrapExpect) (int .Values.replicaCount) }}
+{{- fail (printf "cluster.bootstrapExpect (%d) exceeds replicaCount (%d): the bootstrap set would wait for pods that do not exist" (int .Values.cluster.bootstrapExpect) (int .Values.replicaCount)) }}
 {{- end }}
 {{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
 {{- fail "tls.enabled is true but tls.secretName is empty: name a Secret with tls.crt and tls.key" }}
@@ -104,7 +144,20 @@ Content of starling.yaml: the keys the chart derives from its values, with
 {{- if not (or .Values.mqtt.enabled .Values.tls.enabled) }}
 {{- fail "mqtt.enabled and tls.enabled are both false: enable at least one, because the Services and container ports come from them" }}
 {{- end }}
-{{- if le (int .Values.terminationGracePeriodSeconds) (int .Values.shutdownTimeoutSeconds) }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed shutdownTimeoutSeconds (%d), or Kubernetes kills the broker in the middle of its shutdown" (int .Values.terminationGracePeriodSeconds) (int .Values.shutdownTimeoutSeconds)) }}
+{{- $budget := int .Values.shutdownTimeoutSeconds }}
+{{- if .Values.preStop.enabled }}
+{{- $budget = add $budget (int .Values.preStop.timeoutSeconds) }}
+{{- end }}
+{{- if le (int .Values.terminationGracePeriodSeconds) $budget }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed shutdownTimeoutSeconds plus preStop.timeoutSeconds when the hook is enabled (%d), or Kubernetes kills the broker in the middle of its shutdown" (int .Values.terminationGracePeriodSeconds) $budget) }}
+{{- end }}
+{{- if not (has .Values.podAntiAffinity (list "soft" "hard" "none")) }}
+{{- fail (printf "podAntiAffinity %q is invalid: use soft, hard or none" .Values.podAntiAffinity) }}
+{{- end }}
+{{- $ports := list (int .Values.http.port) (int .Values.cluster.gossipPort) (int .Values.cluster.peerPort) }}
+{{- if .Values.mqtt.enabled }}{{ $ports = append $ports (int .Values.mqtt.port) }}{{ end }}
+{{- if .Values.tls.enabled }}{{ $ports = append $ports (int .Values.tls.port) }}{{ end }}
+{{- if ne (len $ports) (len (uniq $ports)) }}
+{{- fail (printf "the ports %v of http, cluster and the MQTT listeners must differ" $ports) }}
 {{- end }}
 {{- end }}
