@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/starling-mqtt/starling/node/packet"
+	"github.com/starling-mqtt/starling/node/transport"
 	"github.com/starling-mqtt/starling/storage"
 )
 
@@ -50,6 +51,11 @@ type conn struct {
 	aliases          map[uint16]string
 	normalDisconnect bool
 	pending          pendingPublishes
+	lastData         time.Time // when the reader last found bytes on the socket
+	readDeadline     time.Time // the read deadline the reader set last
+	deadlineKnown    bool      // readDeadline is the socket's; false after others set it
+	linger           bool      // the transport survives a read timeout (tcp, tls)
+	busy             bool      // the last idle wait was shorter than busyGap
 
 	kickReason atomic.Uint32 // reason code + 1 when the server closed the connection
 	boundVer   atomic.Uint32 // the protocol version once the session is bound; 0 before
@@ -74,7 +80,23 @@ func newConn(srv *Server, nc net.Conn, ls *listenerState) *conn {
 		remote: nc.RemoteAddr().String(),
 		ls:     ls,
 		done:   make(chan struct{}),
+		linger: survivesReadTimeout(nc),
 	}
+}
+
+// survivesReadTimeout reports whether a read that times out leaves nc
+// usable. gorilla/websocket treats a timeout as fatal, so WebSocket
+// connections go idle as soon as their buffer empties.
+func survivesReadTimeout(nc net.Conn) bool {
+	tc, ok := nc.(*transport.Conn)
+	if !ok {
+		return true
+	}
+	switch tc.Transport() {
+	case transport.TransportWS, transport.TransportWSS:
+		return false
+	}
+	return true
 }
 
 func (c *conn) session() *session { return c.sess.Load() }
@@ -150,14 +172,29 @@ func (c *conn) kick(reason packet.ReasonCode) {
 	c.closeSocket()
 }
 
+// activeLinger is how long a busy connection's reader keeps its goroutine
+// and read buffer after the socket goes quiet, before it parks the
+// connection (idleWait). A client that sends again within it costs a read
+// syscall, and no goroutine start, stack growth or one-byte read. The reader
+// resets its deadline only when less than half of activeLinger remains, so
+// the real wait is between half and all of it.
+const activeLinger = 200 * time.Millisecond
+
+// busyGap is the longest idle wait after which a connection counts as busy
+// and lingers. A device that pings once a minute, and every connection right
+// after its CONNACK, parks at once: lingering there would only hold a buffer
+// and a grown stack per device, as after a reconnect storm of a whole fleet.
+const busyGap = time.Second
+
 // A connection's packets are handled by one goroutine at a time, its owner.
 // serve is the first owner. While data flows, the owner reads and handles
-// packets (active). When the socket has nothing buffered, the owner starts a
-// fresh goroutine that only waits for the next byte (idleWait) and returns.
-// An idle connection therefore keeps only that goroutine's small stack, not
-// the stack the active phase grew, which matters for fleets of mostly idle
-// devices. Every hand-over is a go statement, so the owners run one after
-// another and each observes what the previous one wrote.
+// packets (active), and on a busy connection waits up to activeLinger for
+// more. When the socket stays quiet, the owner starts a fresh goroutine that only waits for the
+// next byte (idleWait) and returns. An idle connection therefore keeps only
+// that goroutine's small stack, not the stack the active phase grew, which
+// matters for fleets of mostly idle devices. Every hand-over is a go
+// statement, so the owners run one after another and each observes what the
+// previous one wrote.
 
 // serve reads the CONNECT, replies with a CONNACK, then runs the first active
 // phase.
@@ -173,11 +210,13 @@ func (c *conn) serve() {
 		c.finish()
 		return
 	}
+	c.lastData = time.Now()
+	c.deadlineKnown = false // the handshake set its own deadlines
 	c.active()
 }
 
-// active handles packets until the socket has nothing buffered, then hands
-// the connection to idleWait, or ends it.
+// active handles packets until the socket stays quiet, then hands the
+// connection to idleWait, or ends it.
 func (c *conn) active() {
 	idle, err := c.readPhase()
 	if idle {
@@ -191,14 +230,15 @@ func (c *conn) active() {
 // active phase in this goroutine.
 func (c *conn) idleWait() {
 	defer c.recoverPanic()
-	if c.keepAlive > 0 {
-		// [MQTT-3.1.2-24] Allow one and a half keep alive periods.
-		c.nc.SetReadDeadline(time.Now().Add(time.Duration(c.keepAlive) * 1500 * time.Millisecond))
-	}
+	c.setReadDeadline(c.keepAliveDeadline())
+	start := time.Now()
 	if err := c.waitForData(); err != nil {
 		c.end(c.readError(err))
 		return
 	}
+	c.lastData = time.Now()
+	c.busy = c.lastData.Sub(start) < busyGap
+
 	// Move the byte into the buffer, so that readPhase finds data buffered.
 	if _, err := c.br.Peek(1); err != nil {
 		c.end(c.readError(err))
@@ -207,20 +247,26 @@ func (c *conn) idleWait() {
 	c.active()
 }
 
-// readPhase reads and handles packets while the read buffer holds data. It
-// returns idle when the buffer is empty and every pending publish is
-// acknowledged, or the reason the connection ends: nil for a normal DISCONNECT.
+// readPhase reads and handles packets while they arrive. It returns idle when
+// the socket stays quiet for activeLinger with every pending publish
+// acknowledged, or the reason the connection ends: nil for a normal
+// DISCONNECT.
 func (c *conn) readPhase() (idle bool, err error) {
 	for {
-		if c.keepAlive > 0 {
-			// [MQTT-3.1.2-24] Allow one and a half keep alive periods.
-			c.nc.SetReadDeadline(time.Now().Add(time.Duration(c.keepAlive) * 1500 * time.Millisecond))
-		}
 		if c.br == nil || c.br.Buffered() == 0 {
 			if err := c.flushPending(); err != nil {
 				return false, err
 			}
-			return true, nil
+			idle, err := c.awaitData()
+			if idle || err != nil {
+				return idle, err
+			}
+		}
+		if !packetBuffered(c.br) {
+			// Reads inside a packet wait for the keep alive, never for the
+			// shorter linger: a timeout there would lose the bytes read so far.
+			c.lastData = time.Now()
+			c.setReadDeadline(c.keepAliveDeadline())
 		}
 		p, err := packet.Read(c.br, c.version, c.srv.cfg.Limits.MaxPacketSize)
 		if err != nil {
@@ -234,6 +280,83 @@ func (c *conn) readPhase() (idle bool, err error) {
 			return false, nil
 		}
 	}
+}
+
+// awaitData waits up to activeLinger for more bytes on a busy connection,
+// keeping the read buffer. It returns idle when none arrived and the keep
+// alive has not expired, or at once when the connection is not busy.
+func (c *conn) awaitData() (idle bool, err error) {
+	// Like a deadline set after every packet, the keep alive counts from the
+	// moment the buffer emptied.
+	now := time.Now()
+	c.lastData = now
+	if !c.linger || !c.busy || c.br == nil {
+		return true, nil
+	}
+	deadline := now.Add(activeLinger)
+	keepAlive := c.keepAliveDeadline()
+	if !keepAlive.IsZero() && keepAlive.Before(deadline) {
+		deadline = keepAlive
+	}
+	if !c.deadlineKnown || c.readDeadline.IsZero() || c.readDeadline.Sub(now) < activeLinger/2 || c.readDeadline.After(deadline) {
+		c.setReadDeadline(deadline)
+	}
+
+	_, err = c.br.Peek(1)
+	if err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false, c.readError(err)
+	}
+	if c.kickReason.Load() != 0 {
+		// kick set its own deadline, which this reader may have moved:
+		// give the final DISCONNECT its time before the socket closes.
+		c.waitWriter()
+		return false, errClosedByServer
+	}
+	if !keepAlive.IsZero() && !time.Now().Before(keepAlive) {
+		return false, errKeepAlive
+	}
+	return true, nil
+}
+
+// keepAliveDeadline returns when the connection times out without a packet
+// [MQTT-3.1.2-24]: one and a half keep alive periods after the last data.
+// It returns the zero time when keep alive is off.
+func (c *conn) keepAliveDeadline() time.Time {
+	if c.keepAlive == 0 {
+		return time.Time{}
+	}
+	return c.lastData.Add(time.Duration(c.keepAlive) * 1500 * time.Millisecond)
+}
+
+// setReadDeadline sets the socket's read deadline unless the reader set the
+// same one last.
+func (c *conn) setReadDeadline(t time.Time) {
+	if c.deadlineKnown && c.readDeadline.Equal(t) {
+		return
+	}
+	c.nc.SetReadDeadline(t)
+	c.readDeadline, c.deadlineKnown = t, true
+}
+
+// packetBuffered reports whether br holds at least one whole packet, so that
+// reading it makes no read call on the socket.
+func packetBuffered(br *bufio.Reader) bool {
+	buf, _ := br.Peek(br.Buffered())
+	if len(buf) < 2 {
+		return false
+	}
+	remaining, shift := 0, 0
+	for i := 1; i < len(buf) && i <= 4; i++ {
+		remaining |= int(buf[i]&0x7F) << shift
+		shift += 7
+		if buf[i]&0x80 == 0 {
+			return len(buf) >= 1+i+remaining
+		}
+	}
+	return false
 }
 
 // end closes a connection whose session is bound: pending publishes are
@@ -365,6 +488,7 @@ func (c *conn) handle(p packet.Packet) error {
 		// [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
 		return packet.Errorf(packet.ReasonProtocolError, "second CONNECT on one connection")
 	case *packet.Auth:
+		c.deadlineKnown = false // re-authentication sets its own deadlines
 		return c.handleAuth(p)
 	default:
 		// CONNACK, SUBACK, UNSUBACK and PINGRESP travel only from server to client.
