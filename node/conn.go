@@ -56,6 +56,13 @@ type conn struct {
 	deadlineKnown    bool      // readDeadline is the socket's; false after others set it
 	linger           bool      // the transport survives a read timeout (tcp, tls)
 	busy             bool      // the last idle wait was shorter than busyGap
+	deferring        bool      // out.readerFlushes is set (deferOwnWrites)
+	flushes          *flushSet // other connections whose writes this reader took over; nil until it publishes
+
+	// raw writes to the TCP socket without blocking. The first inline write
+	// creates it, so a connection that never writes inline does not pay for
+	// it. It stays nil for tls and ws. Owned by the write token holder.
+	raw *rawWriter
 
 	kickReason atomic.Uint32 // reason code + 1 when the server closed the connection
 	boundVer   atomic.Uint32 // the protocol version once the session is bound; 0 before
@@ -66,9 +73,14 @@ type conn struct {
 	out   struct {
 		queue      []packet.Packet
 		bytes      int
-		writing    bool
+		writing    bool // a goroutine holds the write token and will drain the queue
 		closed     bool
 		closeAfter bool
+
+		// readerFlushes makes a send that finds no writer leave the write to
+		// the reader (readerOwes) instead of starting a writer goroutine.
+		readerFlushes bool
+		readerOwes    bool
 	}
 }
 
@@ -257,6 +269,7 @@ func (c *conn) readPhase() (idle bool, err error) {
 			if err := c.flushPending(); err != nil {
 				return false, err
 			}
+			c.flushOwnWrites()
 			idle, err := c.awaitData()
 			if idle || err != nil {
 				return idle, err
@@ -371,6 +384,7 @@ func (c *conn) end(err error) {
 // finish releases what the connection holds and removes it from the server.
 // It runs exactly once, in the connection's last owner.
 func (c *conn) finish() {
+	c.flushOwnWrites()
 	c.releaseReader()
 	c.closeSocket()
 	c.wg.Wait()
@@ -449,12 +463,24 @@ func (c *conn) reportClose(err error) {
 
 // waitWriter gives the writer a bounded time to flush a final packet.
 func (c *conn) waitWriter() {
+	c.flushOwnWrites()
 	c.nc.SetWriteDeadline(time.Now().Add(kickGrace))
 	c.wg.Wait()
 }
 
-// handle dispatches one packet received after CONNECT.
+// handle dispatches one packet received after CONNECT. The handlers of
+// PUBLISH, PUBACK, PUBCOMP and PINGREQ do not block, except flushPending,
+// which writes the deferred packets before a synced commit: their replies
+// wait for the reader's next flushOwnWrites. The other handlers can wait
+// (fsync, route commits), so the deferred packets are written first.
 func (c *conn) handle(p packet.Packet) error {
+	switch p.(type) {
+	case *packet.Publish, *packet.Puback, *packet.Pubcomp, *packet.Pingreq:
+		c.deferOwnWrites()
+	default:
+		c.flushOwnWrites()
+	}
+
 	switch p := p.(type) {
 	case *packet.Publish:
 		return c.handlePublish(p)

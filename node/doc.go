@@ -10,13 +10,16 @@
 //
 // A connection's packets are handled by one goroutine at a time, its owner,
 // which also drives the session's QoS flows while the client is connected.
-// The accept loop starts the first owner (conn.serve); when the socket stays
-// quiet (at once, or after activeLinger on a busy connection), the owner
+// The accept loop starts the first owner (conn.serve). When the socket stays
+// quiet, at once or after activeLinger on a busy connection, the owner
 // starts a fresh goroutine that waits for the next byte (conn.idleWait) and
-// returns, so an idle connection costs one small stack. Server.wg counts
-// each connection from accept to its last owner's finish. A writer goroutine
-// runs only while packets wait to be written and is tracked by the
-// connection's own WaitGroup, which finish waits for. The persister goroutine runs only while inflight entries wait
+// returns. So an idle connection costs one small stack. Server.wg counts
+// each connection from accept to its last owner's finish. Outbound packets
+// are written by whoever holds a connection's write token: a reader for its
+// own replies and for the deliveries of its publishes, the persister for
+// what it sends (flushSet), each writing without blocking, or else a writer
+// goroutine that runs only while packets wait. Every token holder counts in
+// the connection's own WaitGroup, which finish waits for. The persister goroutine runs only while inflight entries wait
 // to be written. Will and session-expiry timers run on time.AfterFunc and
 // check the session's generation before acting, so a timer armed for an old
 // connection never touches a newer one. Shutdown stops all of them.

@@ -44,6 +44,7 @@ func (p *persister) add(sess *session, d *delivery) {
 func (p *persister) run() {
 	defer p.wg.Done()
 	var items []persistItem
+	var fs flushSet
 	for {
 		p.mu.Lock()
 		if len(p.pending) == 0 {
@@ -57,9 +58,10 @@ func (p *persister) run() {
 		p.commit(items)
 		now := time.Now()
 		for i, it := range items {
-			it.sess.sendPersisted(it.d, now)
+			it.sess.sendPersisted(it.d, now, &fs)
 			items[i] = persistItem{}
 		}
+		fs.flush()
 	}
 }
 
@@ -89,13 +91,16 @@ func (p *persister) commit(items []persistItem) {
 }
 
 // sendPersisted sends a delivery whose inflight entry is now written, if the
-// session still has it in flight and a client connected.
-func (ss *session) sendPersisted(d *delivery, now time.Time) {
+// session still has it in flight and a client connected. The write is left
+// to fs (sendVia).
+func (ss *session) sendPersisted(d *delivery, now time.Time, fs *flushSet) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	d.persisting = false
 	if ss.mu.ended || ss.mu.inflight[d.pid] != d || ss.mu.conn == nil {
 		return
 	}
+	ss.mu.flushes = fs
 	ss.sendLocked(ss.mu.conn, d, now)
+	ss.mu.flushes = nil
 }

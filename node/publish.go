@@ -205,7 +205,14 @@ func (c *conn) flushPending() error {
 		switch {
 		case pp.batch.Empty():
 		case pp.needSync:
+			// The commit may wait for an fsync: write the reader's deferred
+			// packets first, and defer again for the acknowledgements.
+			deferring := c.deferring
+			c.flushOwnWrites()
 			err = pp.batch.Commit()
+			if deferring {
+				c.deferOwnWrites()
+			}
 		default:
 			err = pp.batch.CommitNoSync()
 		}
@@ -224,18 +231,25 @@ func (c *conn) flushPending() error {
 	if len(pp.forwards.tickets) > 0 {
 		pp.forwards.release(srv.cluster, true)
 	}
+	if c.flushes == nil && len(pp.targets) > 0 {
+		c.flushes = new(flushSet)
+	}
 	var slow *session
 	for i, t := range pp.targets {
-		if t.sess.deliver(t.d) {
+		if t.sess.deliverVia(t.d, c.flushes) {
 			slow = t.sess
 		}
 		pp.targets[i] = target{}
+	}
+	if c.flushes != nil {
+		c.flushes.flush()
 	}
 	if slow != nil {
 		c.waitForSlowReader(slow)
 	} else if slowPeers {
 		// A stream to another node is behind: the same pause as for a
 		// slow local reader, before QoS 0 drops and the outbox bound.
+		c.flushOwnWrites()
 		c.srv.stats.publisherPauses.Add(1)
 		time.Sleep(maxPublisherPause)
 	}
@@ -494,6 +508,7 @@ const maxPublisherPause = 20 * time.Millisecond
 // that waits for acknowledgements then sends more slowly: backpressure
 // instead of drops for a reader that keeps up on average.
 func (c *conn) waitForSlowReader(ss *session) {
+	c.flushOwnWrites()
 	c.srv.stats.publisherPauses.Add(1)
 	deadline := time.Now().Add(maxPublisherPause)
 	for ss.congested() && time.Now().Before(deadline) {

@@ -73,8 +73,9 @@ type session struct {
 		will           *willMsg // waiting for its delay
 		willTimer      *time.Timer
 		expiryTimer    *time.Timer
-		sendQuota      int  // outbound window: min(client Receive Maximum, MaxInflight)
-		waitingWriter  bool // QoS 0 sends wait for the writer to drain
+		sendQuota      int       // outbound window: min(client Receive Maximum, MaxInflight)
+		flushes        *flushSet // while deliverVia or sendPersisted runs: the caller that writes the sends
+		waitingWriter  bool      // QoS 0 sends wait for the writer to drain
 		ended          bool
 		droppedWarned  time.Time
 		droppedPending int
@@ -157,8 +158,16 @@ func (s *session) fullLocked() bool {
 // which keeps a reader that is merely slower than its publishers from losing
 // messages to the overflow policy, without ever blocking this hand-off.
 func (s *session) deliver(d *delivery) bool {
+	return s.deliverVia(d, nil)
+}
+
+// deliverVia is deliver with the connection's writes left to fs (sendVia):
+// the caller flushes fs after its burst of deliveries.
+func (s *session) deliverVia(d *delivery, fs *flushSet) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.mu.flushes = fs
+	defer func() { s.mu.flushes = nil }()
 	if s.mu.ended {
 		s.releaseLocked(d)
 		return false
@@ -343,7 +352,7 @@ func (s *session) sendLocked(c *conn, d *delivery, now time.Time) {
 			pub.Properties.MessageExpiry = d.msg.remainingExpiry(now)
 		}
 	}
-	c.send(pub)
+	c.sendVia(pub, s.mu.flushes)
 	s.srv.stats.messagesOut[d.qos].Add(1)
 }
 

@@ -23,21 +23,28 @@ const maxPooledBuf = 1 << 20
 // starts when there is something to write and exits when the queue is empty.
 // It returns false when the connection is closing.
 func (c *conn) send(p packet.Packet) bool {
+	return c.sendVia(p, nil)
+}
+
+// sendVia queues a packet like send. When no writer runs, a non-nil fs takes
+// the write over instead of a new writer goroutine: the caller writes the
+// queue with fs.flush after its burst of sends, in its own goroutine.
+func (c *conn) sendVia(p packet.Packet, fs *flushSet) bool {
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
-	return c.enqueueLocked(p)
+	return c.enqueueLocked(p, fs)
 }
 
 // sendAndClose queues a final packet, then closes the socket once it is written.
 func (c *conn) sendAndClose(p packet.Packet) {
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
-	if c.enqueueLocked(p) {
+	if c.enqueueLocked(p, nil) {
 		c.out.closeAfter = true
 	}
 }
 
-func (c *conn) enqueueLocked(p packet.Packet) bool {
+func (c *conn) enqueueLocked(p packet.Packet, fs *flushSet) bool {
 	if c.out.closed || c.out.closeAfter {
 		return false
 	}
@@ -61,10 +68,18 @@ func (c *conn) enqueueLocked(p packet.Packet) bool {
 	if pub, ok := p.(*packet.Publish); ok {
 		c.out.bytes += len(pub.Payload) + len(pub.Topic)
 	}
-	if !c.out.writing {
-		c.out.writing = true
-		c.wg.Add(1)
-		go c.writeLoop()
+	if c.out.writing {
+		return true
+	}
+	c.out.writing = true
+	c.wg.Add(1)
+	switch {
+	case fs != nil:
+		fs.conns = append(fs.conns, c)
+	case c.out.readerFlushes:
+		c.out.readerOwes = true
+	default:
+		go c.writeLoop(nil, nil)
 	}
 	return true
 }
@@ -76,58 +91,185 @@ func (c *conn) outboundBytes() int {
 	return c.out.bytes
 }
 
-// writeLoop drains the outbound queue with one write per batch of packets.
-func (c *conn) writeLoop() {
-	defer c.wg.Done()
-	bufp := writeBufPool.Get().(*[]byte)
-	defer func() {
-		if cap(*bufp) <= maxPooledBuf {
-			*bufp = (*bufp)[:0]
-			writeBufPool.Put(bufp)
-		}
-	}()
+// flushSet collects the connections whose queued packets one goroutine has
+// taken over to write itself (sendVia), so that a burst of sends costs one
+// write per connection and no goroutine start. It is owned by one goroutine.
+type flushSet struct {
+	conns []*conn
+}
 
-	var batch []packet.Packet
+// flush writes the queues taken over. It must be called without session or
+// connection locks held, and before the goroutine blocks.
+func (fs *flushSet) flush() {
+	for i, c := range fs.conns {
+		c.writeInline()
+		fs.conns[i] = nil
+	}
+	fs.conns = fs.conns[:0]
+}
+
+// deferOwnWrites makes the reader write its connection's queue itself at its
+// next flushOwnWrites, instead of starting a writer goroutine per reply. The
+// reader calls it only before work that does not block.
+func (c *conn) deferOwnWrites() {
+	if c.deferring {
+		return
+	}
+	c.deferring = true
+	c.outMu.Lock()
+	c.out.readerFlushes = true
+	c.outMu.Unlock()
+}
+
+// flushOwnWrites ends deferOwnWrites and writes what the reader took over.
+// The reader calls it before anything that blocks or waits for the writer.
+func (c *conn) flushOwnWrites() {
+	if !c.deferring {
+		return
+	}
+	c.deferring = false
+	c.outMu.Lock()
+	c.out.readerFlushes = false
+	owes := c.out.readerOwes
+	c.out.readerOwes = false
+	c.outMu.Unlock()
+	if owes {
+		c.writeInline()
+	}
+}
+
+// writeInline writes the queue in the calling goroutine, which holds the
+// write token (out.writing), for as long as the socket accepts the bytes at
+// once. What the socket does not take, and everything on a transport
+// without a raw socket (tls, ws), goes to a writer goroutine.
+func (c *conn) writeInline() {
+	if c.raw == nil {
+		c.raw = newRawWriter(c.nc)
+	}
+	if c.raw == nil {
+		go c.writeLoop(nil, nil)
+		return
+	}
+	bufp := writeBufPool.Get().(*[]byte)
 	for {
-		c.outMu.Lock()
-		if len(c.out.queue) == 0 || c.out.closed {
-			closeAfter := c.out.closeAfter && !c.out.closed
-			c.out.writing = false
-			c.outMu.Unlock()
-			if closeAfter {
-				c.closeSocket()
-			} else if sess := c.session(); sess != nil {
-				sess.writerDrained(c)
-			}
+		batch, ok := c.takeBatch(nil)
+		if !ok {
+			putWriteBuf(bufp)
+			c.wg.Done()
 			return
 		}
-		batch, c.out.queue = c.out.queue, batch[:0]
-		c.out.bytes = 0
-		c.outMu.Unlock()
+		buf := c.encodeBatch((*bufp)[:0], batch)
+		*bufp = buf
+		n, err := c.raw.write(buf)
+		if err != nil {
+			c.writeFailed(err)
+			putWriteBuf(bufp)
+			c.wg.Done()
+			return
+		}
+		c.srv.stats.bytesOut.Add(uint64(n))
+		if n < len(buf) {
+			// The socket buffer is full: a writer goroutine waits for room.
+			go c.writeLoop(bufp, buf[n:])
+			return
+		}
+	}
+}
 
-		buf := (*bufp)[:0]
-		var err error
-		for i, p := range batch {
+// writeLoop drains the outbound queue with one write per batch of packets,
+// starting with rest, unwritten bytes in *bufp, when not nil. It owns the
+// write token and one count of c.wg.
+func (c *conn) writeLoop(bufp *[]byte, rest []byte) {
+	defer c.wg.Done()
+	if bufp == nil {
+		bufp = writeBufPool.Get().(*[]byte)
+	}
+	defer putWriteBuf(bufp)
+
+	if len(rest) > 0 && !c.writeBlocking(rest) {
+		return
+	}
+	var batch []packet.Packet
+	for {
+		var ok bool
+		if batch, ok = c.takeBatch(batch); !ok {
+			return
+		}
+		buf := c.encodeBatch((*bufp)[:0], batch)
+		*bufp = buf
+		if !c.writeBlocking(buf) {
+			return
+		}
+	}
+}
+
+// writeBlocking writes buf within the write timeout. On failure it closes
+// the connection and returns false.
+func (c *conn) writeBlocking(buf []byte) bool {
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	if _, err := c.nc.Write(buf); err != nil {
+		c.writeFailed(err)
+		return false
+	}
+	c.srv.stats.bytesOut.Add(uint64(len(buf)))
+	return true
+}
+
+// takeBatch moves the queued packets into batch (reusing its array). When
+// nothing is queued it gives the write token back, then closes the socket
+// after a final packet or calls the session's writerDrained, and returns
+// false.
+func (c *conn) takeBatch(batch []packet.Packet) ([]packet.Packet, bool) {
+	c.outMu.Lock()
+	if len(c.out.queue) == 0 || c.out.closed {
+		closeAfter := c.out.closeAfter && !c.out.closed
+		c.out.writing = false
+		c.outMu.Unlock()
+		if closeAfter {
+			c.closeSocket()
+		} else if sess := c.session(); sess != nil {
+			sess.writerDrained(c)
+		}
+		return batch, false
+	}
+	batch, c.out.queue = c.out.queue, batch[:0]
+	c.out.bytes = 0
+	c.outMu.Unlock()
+	return batch, true
+}
+
+// encodeBatch appends the packets of batch to buf and clears batch. A packet
+// that fails to encode is logged, and it and the rest of the batch are
+// dropped.
+func (c *conn) encodeBatch(buf []byte, batch []packet.Packet) []byte {
+	var err error
+	for i, p := range batch {
+		if err == nil {
 			buf, err = p.Encode(buf, c.version)
-			batch[i] = nil
 			if err != nil {
 				c.srv.log.Error("encode outbound packet failed", keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
 				buf = buf[:0]
-				break
 			}
 		}
-		*bufp = buf
-		c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-		if _, werr := c.nc.Write(buf); werr != nil {
-			c.srv.log.Debug("write to client failed", keyClientID, c.clientID, keyRemote, c.remote, keyErr, werr)
-			c.closeSocket()
-			c.outMu.Lock()
-			c.out.writing = false
-			c.out.queue = nil
-			c.outMu.Unlock()
-			return
-		}
-		c.srv.stats.bytesOut.Add(uint64(len(buf)))
+		batch[i] = nil
+	}
+	return buf
+}
+
+// writeFailed closes the connection after a failed write and drops the queue.
+func (c *conn) writeFailed(err error) {
+	c.srv.log.Debug("write to client failed", keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
+	c.closeSocket()
+	c.outMu.Lock()
+	c.out.writing = false
+	c.out.queue = nil
+	c.outMu.Unlock()
+}
+
+func putWriteBuf(bufp *[]byte) {
+	if cap(*bufp) <= maxPooledBuf {
+		*bufp = (*bufp)[:0]
+		writeBufPool.Put(bufp)
 	}
 }
 

@@ -1,0 +1,79 @@
+//go:build unix
+
+package node
+
+import (
+	"errors"
+	"net"
+	"syscall"
+
+	"github.com/starling-mqtt/starling/node/transport"
+)
+
+// rawWriter writes to a plain TCP socket without blocking. Only the holder
+// of the connection's write token uses it. Its callback is built once, so a
+// write allocates nothing.
+type rawWriter struct {
+	rc   syscall.RawConn
+	step func(fd uintptr) bool
+	buf  []byte // the bytes of the write in progress
+	n    int    // bytes of buf written so far
+	err  error
+}
+
+// newRawWriter returns a writer for the socket beneath a plain TCP
+// connection, or nil for TLS, WebSocket and other connections, whose bytes
+// need framing by their own Write.
+func newRawWriter(nc net.Conn) *rawWriter {
+	if tc, ok := nc.(*transport.Conn); ok {
+		if tc.Transport() != transport.TransportTCP {
+			return nil
+		}
+		nc = tc.NetConn()
+	}
+	tcp, ok := nc.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := tcp.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	w := &rawWriter{rc: rc}
+	w.step = w.writeFD
+	return w
+}
+
+// write writes as much of b as the socket's send buffer takes without
+// waiting, and returns how much that was.
+func (w *rawWriter) write(b []byte) (int, error) {
+	w.buf, w.n, w.err = b, 0, nil
+	err := w.rc.Write(w.step)
+	if err == nil {
+		err = w.err
+	}
+	n := w.n
+	w.buf = nil
+	return n, err
+}
+
+// writeFD is the RawConn callback. It returns true in every case, so the
+// runtime never parks the caller to wait for room.
+func (w *rawWriter) writeFD(fd uintptr) bool {
+	for w.n < len(w.buf) {
+		m, err := syscall.Write(int(fd), w.buf[w.n:])
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EAGAIN):
+			return true
+		case err != nil:
+			w.err = err
+			return true
+		case m <= 0:
+			return true
+		}
+		w.n += m
+	}
+	return true
+}
