@@ -19,10 +19,11 @@
 // own replies and for the deliveries of its publishes, the persister for
 // what it sends (flushSet), each writing without blocking, or else a writer
 // goroutine that runs only while packets wait. Every token holder counts in
-// the connection's own WaitGroup, which finish waits for. The persister goroutine runs only while inflight entries wait
-// to be written. Will and session-expiry timers run on time.AfterFunc and
-// check the session's generation before acting, so a timer armed for an old
-// connection never touches a newer one. Shutdown stops all of them.
+// the connection's own WaitGroup, which finish waits for. The persister
+// goroutine runs only while inflight entries wait to be written. Will and
+// session-expiry timers run on time.AfterFunc and check the session's
+// generation before acting, so a timer armed for an old connection never
+// touches a newer one. Shutdown stops all of them.
 //
 // # Durability
 //
