@@ -120,6 +120,9 @@ func (c *Cluster) RemoveNode(ctx context.Context, name string, force bool) (Remo
 	// NOTE: NodeLeave names the node, not its site id, so a node that
 	// re-registered under the same name with a new disk between the checks
 	// above and the commit loses its new record; it registers again.
+	// Read the outbox before the leave commits: from then on the reaper of
+	// peersLoop may drop it first.
+	before := c.fwd.Stats()
 	_, err := c.propose(ctx, clusterpb.CommandType_COMMAND_TYPE_NODE_LEAVE,
 		&clusterpb.NodeLeave{Name: n.Name, RemoveRecord: true})
 	if errors.Is(err, errNoLeader) {
@@ -140,7 +143,6 @@ func (c *Cluster) RemoveNode(ctx context.Context, name string, force bool) (Remo
 		}
 	}
 
-	before := c.fwd.Stats()
 	if err := c.fwd.DropPeer(n.SiteID); err != nil {
 		c.log.Error("removed node's outbox not dropped; its messages stay on disk", "peer", name, "site_id", n.SiteID, "err", err)
 	}

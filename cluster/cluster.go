@@ -104,8 +104,8 @@ func Start(ctx context.Context, cfg Config, node Node) (*Cluster, error) {
 		stop:   make(chan struct{}),
 	}
 	c.incarnation.Store(inc)
-	c.retained = newRetainedSync(c, node, cfg.Retained)
 	c.holder, _ = node.(SessionHolder)
+	c.retained = newRetainedSync(c, node, cfg.Retained)
 	ok := false
 	defer func() {
 		if !ok {
@@ -185,6 +185,7 @@ func Start(ctx context.Context, cfg Config, node Node) (*Cluster, error) {
 	c.loop(c.registerLoop)
 	c.loop(c.reconcileLoop)
 	c.loop(c.peersLoop)
+	c.loop(c.willLoop)
 	c.loop(c.retained.run)
 	c.loop(func() { c.authLoop(node.ReloadAuth) })
 	c.log.Info("cluster started", "site_id", siteID, "incarnation", inc,

@@ -76,6 +76,11 @@ type Config struct {
 	// nonvoter replaces it. Default 10 min.
 	VoterGrace time.Duration
 
+	// SessionWait is how long a client whose persistent session is on a
+	// node that died is refused (0x88) before it gets a fresh session
+	// elsewhere. Default 60 s.
+	SessionWait time.Duration
+
 	// RouteWait bounds how long a SUBACK waits for one peer to confirm a new
 	// route (invariant 6). Default 2 s.
 	RouteWait time.Duration
@@ -101,11 +106,12 @@ type Config struct {
 
 // Default values of Config.
 const (
-	DefaultVoters     = 3
-	DefaultDeadGrace  = 60 * time.Second
-	DefaultVoterGrace = 10 * time.Minute
-	DefaultReapTime   = 24 * time.Hour
-	DefaultRouteWait  = 2 * time.Second
+	DefaultVoters      = 3
+	DefaultDeadGrace   = 60 * time.Second
+	DefaultVoterGrace  = 10 * time.Minute
+	DefaultReapTime    = 24 * time.Hour
+	DefaultRouteWait   = 2 * time.Second
+	DefaultSessionWait = 60 * time.Second
 )
 
 func (c Config) withDefaults() Config {
@@ -123,6 +129,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RouteWait == 0 {
 		c.RouteWait = DefaultRouteWait
+	}
+	if c.SessionWait == 0 {
+		c.SessionWait = DefaultSessionWait
 	}
 	if c.Profile == "" {
 		c.Profile = membership.ProfileLAN

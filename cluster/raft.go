@@ -251,9 +251,12 @@ func (c *Cluster) registerLoop() {
 			(n.State == fsm.NodeJoined || n.State == fsm.NodeBack)
 		if current {
 			if !c.registered.Load() {
+				// The replace is asked for first, so the syncer never sees
+				// the node registered with no replace pending and reports
+				// it ready before its routes are re-asserted.
+				c.routes.replaceAll()
 				c.registered.Store(true)
 				c.log.Info("node record committed", "incarnation", c.incarnation.Load())
-				c.routes.replaceAll()
 			}
 			backoff = 100 * time.Millisecond
 			select {
@@ -267,22 +270,15 @@ func (c *Cluster) registerLoop() {
 			c.log.Warn("this node's record changed in the cluster; registering again", "state", n.State.String())
 			c.routesNotInForce()
 		}
-		state := clusterpb.NodeState_NODE_STATE_JOINED
-		if ok && n.SiteID == c.siteID {
-			state = clusterpb.NodeState_NODE_STATE_BACK
-		}
-		inc := c.incarnation.Load()
-		if ok && n.SiteID == c.siteID && n.Incarnation >= inc {
-			// The cluster marked this run dead: a record needs a higher
-			// incarnation to replace it, and the routes go with it.
-			inc = n.Incarnation + 1
-			c.incarnation.Store(inc)
-		}
 		ctx, done := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := c.propose(ctx, clusterpb.CommandType_COMMAND_TYPE_NODE_RECORD, &clusterpb.NodeRecord{
-			Name: c.cfg.NodeName, SiteId: c.siteID, Incarnation: inc, State: state,
-			PeerAddr: c.peerAdvertise(), MqttAddr: c.cfg.MQTTAddr,
-		})
+		// A restarted node replays the committed log only as the leader's
+		// commits reach it, so it reads its own record after catching up:
+		// an earlier read would miss it and register as a new node.
+		err := c.waitCaughtUp(ctx)
+		if err == nil {
+			n, ok = c.fsm.Node(c.cfg.NodeName)
+			err = c.proposeRecord(ctx, n, ok)
+		}
 		done()
 		if err != nil && !errors.Is(err, errNoLeader) {
 			c.log.Warn("registering this node failed; retrying", "err", err, "backoff", backoff)
@@ -295,6 +291,60 @@ func (c *Cluster) registerLoop() {
 			backoff = min(2*backoff, 2*time.Second)
 		}
 	}
+}
+
+// proposeRecord proposes this node's record under its incarnation: back when
+// the cluster has a record of this site id, joined otherwise.
+func (c *Cluster) proposeRecord(ctx context.Context, n fsm.Node, ok bool) error {
+	state := clusterpb.NodeState_NODE_STATE_JOINED
+	if ok && n.SiteID == c.siteID {
+		state = clusterpb.NodeState_NODE_STATE_BACK
+	}
+	inc := c.incarnation.Load()
+	if ok && n.SiteID == c.siteID && n.Incarnation >= inc {
+		// The cluster marked this run dead: a record needs a higher
+		// incarnation to replace it, and the routes go with it.
+		inc = n.Incarnation + 1
+		c.incarnation.Store(inc)
+	}
+	_, err := c.propose(ctx, clusterpb.CommandType_COMMAND_TYPE_NODE_RECORD, &clusterpb.NodeRecord{
+		Name: c.cfg.NodeName, SiteId: c.siteID, Incarnation: inc, State: state,
+		PeerAddr: c.peerAdvertise(), MqttAddr: c.cfg.MQTTAddr,
+	})
+	return err
+}
+
+// waitCaughtUp waits until this node has applied the leader's commit index.
+// It returns errNoLeader while no leader is known.
+func (c *Cluster) waitCaughtUp(ctx context.Context) error {
+	if c.raft.State() == raft.Leader {
+		return c.raft.Barrier(5 * time.Second).Error()
+	}
+	addr, id := c.raft.LeaderWithID()
+	if addr == "" {
+		return errNoLeader
+	}
+	client, err := c.clients.peerClient(c.nameOfSite(string(id)), string(addr))
+	if err != nil {
+		return err
+	}
+	st, err := client.Status(ctx, &clusterpb.StatusRequest{})
+	if err != nil {
+		return fmt.Errorf("read the leader's commit index: %w", err)
+	}
+	// Raft's applied index, not the state machine's: the last entries may
+	// be a leader's no-op or a configuration change, which never reach the
+	// state machine, and waiting for those there would wait forever.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for c.raft.AppliedIndex() < st.CommitIndex {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("catch up to index %d (at %d): %w", st.CommitIndex, c.raft.AppliedIndex(), ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 // peerAdvertise returns the peer address this node advertises.

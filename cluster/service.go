@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -130,7 +131,8 @@ type clientPool struct {
 	mu   sync.Mutex
 	// conns is keyed by name and address, so a node that moved gets a new
 	// connection.
-	conns map[string]*grpc.ClientConn
+	conns  map[string]*grpc.ClientConn
+	closed bool // set by close: no new connection may outlive the cluster
 }
 
 func newClientPool(p *peer.Port) *clientPool {
@@ -144,6 +146,9 @@ func (p *clientPool) conn(name, addr string) (*grpc.ClientConn, error) {
 	key := name + "\x00" + addr
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errors.New("cluster: shutting down")
+	}
 	if cc := p.conns[key]; cc != nil {
 		return cc, nil
 	}
@@ -166,6 +171,7 @@ func (p *clientPool) peerClient(name, addr string) (clusterpb.PeerClient, error)
 func (p *clientPool) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.closed = true
 	for k, cc := range p.conns {
 		_ = cc.Close()
 		delete(p.conns, k)

@@ -21,7 +21,20 @@ type SessionHolder interface {
 	HasSession(clientID string) (has, connected bool)
 	ExportSession(clientID string, discard bool) *clusterpb.SessionState
 	FinishExport(clientID string) []*clusterpb.SessionMessage
+	// PublishStoredWill publishes the will a home kept for a client of a
+	// node that died.
+	PublishStoredWill(clientID string, will []byte) error
 }
+
+// unavailableError refuses a claim for a session on a dead node.
+type unavailableError struct{ clientID string }
+
+func (e unavailableError) Error() string {
+	return fmt.Sprintf("the session of %q is on a node that is down", e.clientID)
+}
+
+// SessionUnavailable marks the error for the node (node/takeover.go).
+func (unavailableError) SessionUnavailable() bool { return true }
 
 // sessionHome is the home node's part of session ownership: it serializes
 // the claims of one client id and remembers the last owner.
@@ -36,6 +49,8 @@ type sessionHome struct {
 	locks   map[string]*claimLock
 	records map[string]homeRecord
 	counter uint64
+	// deadSince is when this node first saw each dead site's death.
+	deadSince map[string]time.Time
 }
 
 type claimLock struct {
@@ -46,6 +61,14 @@ type claimLock struct {
 type homeRecord struct {
 	owner      string // site id
 	generation uint64
+	persistent bool
+	connected  bool
+	will       []byte // encoded by the node; published if the owner dies
+	willDelay  uint32
+	willTimer  *time.Timer
+	// prev is the record this claim replaced, kept until the claimant
+	// finishes, so an aborted claim (the holder did not answer) restores it.
+	prev *homeRecord
 }
 
 // homeOf returns the site id of the home node of a client id: the live node
@@ -70,23 +93,36 @@ func rendezvous(clientID, site string) uint64 {
 }
 
 // TakeSession implements node.SessionMover.
-func (c *Cluster) TakeSession(ctx context.Context, clientID string, cleanStart bool) (*clusterpb.SessionState, func(context.Context) ([]*clusterpb.SessionMessage, error), error) {
+func (c *Cluster) TakeSession(ctx context.Context, clientID string, cleanStart bool, rec *clusterpb.HomeRecord) (*clusterpb.SessionState, func(context.Context) ([]*clusterpb.SessionMessage, error), error) {
 	var resp *clusterpb.ClaimResponse
+	var answeredBy string // the node that granted the claim
 	for attempt := 0; ; attempt++ {
-		req := &clusterpb.ClaimRequest{ClientId: clientID, ClaimantSiteId: c.siteID, Epoch: c.fsm.Epoch()}
-		home := c.homeOf(clientID)
+		req := &clusterpb.ClaimRequest{ClientId: clientID, ClaimantSiteId: c.siteID, Epoch: c.fsm.Epoch(),
+			CleanStart: cleanStart, Record: rec}
+		// The home, or when it does not answer (it died and gossip has
+		// not noticed yet), the next node in rendezvous order, which holds
+		// a copy of the home's record.
 		var err error
-		if home == c.siteID {
-			resp, err = c.claim(ctx, req)
-		} else {
-			var client clusterpb.PeerClient
-			client, err = c.clientForSite(home)
+		for _, home := range c.homesOf(clientID, 2) {
+			if home == c.siteID {
+				resp, err = c.claim(ctx, req)
+			} else {
+				var client clusterpb.PeerClient
+				client, err = c.clientForSite(home)
+				if err == nil {
+					resp, err = client.Claim(ctx, req)
+				}
+			}
 			if err == nil {
-				resp, err = client.Claim(ctx, req)
+				answeredBy = home
+				break
 			}
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("claim %q at its home: %w", clientID, err)
+		}
+		if resp.OwnerUnavailable {
+			return nil, nil, unavailableError{clientID}
 		}
 		if !resp.WrongEpoch {
 			break
@@ -104,24 +140,31 @@ func (c *Cluster) TakeSession(ctx context.Context, clientID string, cleanStart b
 
 	var state *clusterpb.SessionState
 	var from string
+	unreachable := 0
 	for _, site := range resp.Previous {
 		if site == c.siteID {
 			continue
 		}
 		client, err := c.clientForSite(site)
-		if err != nil {
-			c.log.Warn("cannot reach the node that held a session", "client_id", clientID, "site_id", site, "err", err)
-			continue
+		if err == nil {
+			discard := cleanStart || state != nil
+			var out *clusterpb.ExportSessionResponse
+			out, err = client.ExportSession(ctx, &clusterpb.ExportSessionRequest{ClientId: clientID, Generation: resp.Generation, Discard: discard})
+			if err == nil && out.Session != nil && state == nil {
+				state, from = out.Session, site
+			}
 		}
-		discard := cleanStart || state != nil
-		out, err := client.ExportSession(ctx, &clusterpb.ExportSessionRequest{ClientId: clientID, Generation: resp.Generation, Discard: discard})
 		if err != nil {
+			unreachable++
 			c.log.Warn("exporting a session from another node failed", "client_id", clientID, "site_id", site, "err", err)
-			continue
 		}
-		if out.Session != nil && state == nil {
-			state, from = out.Session, site
-		}
+	}
+	if state == nil && unreachable > 0 && unreachable == len(resp.Previous) && !cleanStart {
+		// The holder did not answer: most likely it died and its death is
+		// not committed yet. The client retries rather than lose its
+		// session to a fresh one, and the home keeps the holder as owner.
+		c.abortClaim(ctx, answeredBy, clientID, resp.Generation)
+		return nil, nil, unavailableError{clientID}
 	}
 	if state == nil {
 		return nil, nil, nil
@@ -150,8 +193,34 @@ func (c *Cluster) clientForSite(site string) (clusterpb.PeerClient, error) {
 	return nil, fmt.Errorf("no node record for site %s", site)
 }
 
+// abortClaim gives up a claim at the home, which restores the owner before it.
+func (c *Cluster) abortClaim(ctx context.Context, home, clientID string, gen uint64) {
+	req := &clusterpb.ClaimRequest{ClientId: clientID, ClaimantSiteId: c.siteID, Abort: true, Generation: gen, Epoch: c.fsm.Epoch()}
+	var err error
+	if home == c.siteID {
+		_, err = c.claim(ctx, req)
+	} else {
+		var client clusterpb.PeerClient
+		if client, err = c.clientForSite(home); err == nil {
+			_, err = client.Claim(ctx, req)
+		}
+	}
+	if err != nil {
+		c.log.Warn("giving up a session claim at the home failed", "client_id", clientID, "err", err)
+	}
+}
+
 // claim handles a claim on the home node.
 func (c *Cluster) claim(ctx context.Context, req *clusterpb.ClaimRequest) (*clusterpb.ClaimResponse, error) {
+	if req.Abort {
+		h := &c.home
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if r, ok := h.records[req.ClientId]; ok && r.generation == req.Generation && r.owner == req.ClaimantSiteId && r.prev != nil {
+			h.records[req.ClientId] = *r.prev
+		}
+		return &clusterpb.ClaimResponse{}, nil
+	}
 	if epoch := c.fsm.Epoch(); req.Epoch != epoch {
 		return &clusterpb.ClaimResponse{WrongEpoch: true, HomeEpoch: epoch}, nil
 	}
@@ -186,14 +255,32 @@ func (c *Cluster) claim(ctx context.Context, req *clusterpb.ClaimRequest) (*clus
 
 	var previous []string
 	switch {
-	case known && rec.owner != req.ClaimantSiteId:
+	case known && rec.owner != "" && rec.owner != req.ClaimantSiteId:
+		if dead, since := c.siteDead(rec.owner); dead {
+			// The session is on a node that is down. A client that wants
+			// it back waits for the node a while; after the wait it starts
+			// afresh, and the stale copy is dropped when its node returns.
+			if rec.persistent && !req.CleanStart && time.Since(since) < c.cfg.SessionWait {
+				return &clusterpb.ClaimResponse{OwnerUnavailable: true}, nil
+			}
+			break
+		}
 		previous = []string{rec.owner}
 	case !known:
 		previous = c.lookupHolders(ctx, req.ClientId, req.ClaimantSiteId)
 	}
-	h.mu.Lock()
-	h.records[req.ClientId] = homeRecord{owner: req.ClaimantSiteId, generation: gen}
-	h.mu.Unlock()
+	next := homeRecord{owner: req.ClaimantSiteId, generation: gen}
+	if known && rec.owner != req.ClaimantSiteId {
+		prev := rec
+		prev.willTimer, prev.prev = nil, nil
+		next.prev = &prev
+	}
+	if r := req.Record; r != nil {
+		next.persistent, next.connected = r.Persistent, r.Connected
+		next.will, next.willDelay = r.Will, r.WillDelaySeconds
+	}
+	c.putHomeRecord(req.ClientId, next)
+	c.backupHomeRecord(ctx, req.ClientId, next)
 	return &clusterpb.ClaimResponse{Generation: gen, Previous: previous}, nil
 }
 

@@ -42,6 +42,12 @@ type Config struct {
 	// 10 s. A negative value turns them off.
 	SysInterval time.Duration
 
+	// WillsByHome is set in a cluster, where the home node of a client id
+	// publishes the will of a client whose node died (cluster/home.go): a
+	// restarted node then leaves the wills of the sessions that were
+	// connected when it went down to the home, so none is published twice.
+	WillsByHome bool
+
 	// Limits bounds what one client and the node may use.
 	Limits Limits
 

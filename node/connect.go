@@ -98,6 +98,12 @@ func (c *conn) handshake() bool {
 		return false
 	}
 	present, err := c.srv.attach(c, cp, assigned)
+	if errors.Is(err, errSessionUnavailable) {
+		c.srv.stats.connectRefused.Add(1)
+		c.srv.clientWarn.log(c.srv.log, "connection refused: its session is on a node that is down", keyClientID, c.clientID, keyRemote, c.remote)
+		c.refuse(packet.ReasonServerUnavailable, err.Error())
+		return false
+	}
 	if err != nil {
 		c.srv.log.Error("attach session failed", keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
 		c.refuse(packet.ReasonUnspecifiedError, "session could not be restored")

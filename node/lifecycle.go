@@ -40,7 +40,9 @@ func (s *Server) attach(c *conn, cp *packet.Connect, assigned string) (bool, err
 
 	if s.cluster != nil {
 		// Another node may hold the session: it moves here first.
-		s.takeRemoteSession(c, cp)
+		if _, err := s.takeRemoteSession(c, cp); err != nil {
+			return false, err
+		}
 	}
 	old := s.reg.get(c.clientID)
 	if old != nil {
@@ -203,6 +205,9 @@ func (c *conn) detach() {
 	will := c.pendingWill()
 	if c.normalDisconnect {
 		will = nil
+	}
+	if c.srv.cluster != nil {
+		c.srv.reportDisconnect(ss.id, ss.persistent.Load())
 	}
 
 	if !ss.persistent.Load() || ss.mu.expiry == 0 {

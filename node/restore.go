@@ -57,7 +57,7 @@ func (s *Server) restoreSessions(now time.Time) ([]*session, error) {
 		ss.mu.expiry = rec.ExpiryInterval
 		ss.mu.disconnectedAt = disconnected
 		ss.mu.nextPID = rec.NextPacketID
-		if len(rec.Will) > 0 {
+		if len(rec.Will) > 0 && !(s.cfg.WillsByHome && rec.DisconnectedAt == 0) {
 			w, err := decodeWill(rec.Will)
 			if err != nil {
 				s.log.Error("stored will is unreadable; dropping it", keyClientID, rec.ClientID, keyErr, err)

@@ -37,6 +37,7 @@ type Server struct {
 	cluster   Cluster // nil on a single node; set by SetCluster before Start
 
 	sharedTurn atomic.Uint64 // picks among the nodes that serve a share group
+	drained    func()        // see OnDrained
 
 	// retainedIdx holds the clocks of the retained topics and tombstones,
 	// for last-writer-wins and digests in a cluster (retained_cluster.go).
@@ -160,6 +161,12 @@ func (s *Server) Start() error {
 	return nil
 }
 
+// OnDrained sets a function that Shutdown calls once every client is gone
+// and before the store closes: the cluster stops there, so a publish
+// accepted during the shutdown still reaches its outbox. Call it before
+// Start.
+func (s *Server) OnDrained(fn func()) { s.drained = fn }
+
 // Addrs returns the bound listener addresses, in configuration order.
 func (s *Server) Addrs() []net.Addr {
 	s.mu.Lock()
@@ -260,6 +267,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.persister.wg.Wait()
 	s.stopTimers()
 	s.sec.close()
+	if s.drained != nil {
+		// No client is left to publish: the cluster may stop forwarding
+		// now, and what it has not sent stays in the outboxes.
+		s.drained()
+	}
 	if err := s.store.Close(); err != nil {
 		return fmt.Errorf("node: close store: %w", err)
 	}

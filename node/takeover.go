@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -21,8 +22,26 @@ type SessionMover interface {
 	// another node held the session, that node closes its connection and
 	// exports the session, which keeps receiving messages there, frozen,
 	// until finish fetches them. A nil state means there is nothing to
-	// import. With cleanStart, other copies are discarded.
-	TakeSession(ctx context.Context, clientID string, cleanStart bool) (state *clusterpb.SessionState, finish func(context.Context) ([]*clusterpb.SessionMessage, error), err error)
+	// import. With cleanStart, other copies are discarded. rec is what the
+	// home keeps of the session once the client is connected. An error
+	// with a SessionUnavailable method returning true means the session is
+	// on a node that is down: the client is refused and retries.
+	TakeSession(ctx context.Context, clientID string, cleanStart bool, rec *clusterpb.HomeRecord) (state *clusterpb.SessionState, finish func(context.Context) ([]*clusterpb.SessionMessage, error), err error)
+
+	// ReportSession tells the home of the client id that the client
+	// disconnected, so the home forgets its will. It does not block.
+	ReportSession(clientID string, persistent bool)
+}
+
+// errSessionUnavailable refuses a client whose session is on a node that is
+// down, for a while, so it retries and finds its session when the node is
+// back (DESIGN.md, A client whose session is on a node that is down).
+var errSessionUnavailable = errors.New("the node that holds this session is down; retry later")
+
+// isSessionUnavailable reports whether err says the session's node is down.
+func isSessionUnavailable(err error) bool {
+	var u interface{ SessionUnavailable() bool }
+	return errors.As(err, &u) && u.SessionUnavailable()
 }
 
 // takeoverTimeout bounds the claim and export of a session from another
@@ -32,22 +51,33 @@ const takeoverTimeout = 10 * time.Second
 // takeRemoteSession runs the cluster's claim for a connecting client and
 // imports the session another node held. The caller holds the client id's
 // registry stripe. It returns the imported session, or nil.
-func (s *Server) takeRemoteSession(c *conn, cp *packet.Connect) *session {
+func (s *Server) takeRemoteSession(c *conn, cp *packet.Connect) (*session, error) {
 	mover, ok := s.cluster.(SessionMover)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), takeoverTimeout)
 	defer cancel()
-	state, finish, err := mover.TakeSession(ctx, c.clientID, cp.CleanStart)
+	rec := &clusterpb.HomeRecord{ClientId: c.clientID, Persistent: s.sessionExpiryFor(cp) > 0, Connected: true}
+	if w := c.pendingWill(); w != nil {
+		blob, err := encodeWill(w)
+		if err == nil {
+			rec.Will = blob
+			rec.WillDelaySeconds = w.Properties.WillDelay
+		}
+	}
+	state, finish, err := mover.TakeSession(ctx, c.clientID, cp.CleanStart, rec)
+	if isSessionUnavailable(err) {
+		return nil, errSessionUnavailable
+	}
 	if err != nil {
 		// Availability first (DESIGN.md invariant 5): serve the client with
 		// what this node has.
 		s.log.Warn("session claim failed; serving the client with this node's copy", keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
-		return nil
+		return nil, nil
 	}
 	if state == nil {
-		return nil
+		return nil, nil
 	}
 	start := time.Now()
 	if local := s.reg.get(c.clientID); local != nil {
@@ -84,7 +114,28 @@ func (s *Server) takeRemoteSession(c *conn, cp *packet.Connect) *session {
 	s.log.Info("session moved here from another node", keyClientID, c.clientID,
 		"subscriptions", len(state.Subscriptions), "inflight", len(state.Inflight),
 		"queued", len(state.Queued)+len(delta), "took", time.Since(start).Round(time.Millisecond))
-	return ss
+	return ss, nil
+}
+
+// reportDisconnect tells the home of a client id that its client is gone,
+// in a cluster that moves sessions.
+func (s *Server) reportDisconnect(clientID string, persistent bool) {
+	if mover, ok := s.cluster.(SessionMover); ok {
+		mover.ReportSession(clientID, persistent)
+	}
+}
+
+// PublishStoredWill publishes a will that the home of a client id kept
+// because the node the client was connected to died (DESIGN.md, Wills of a
+// node that dies). The will is checked against the rules of its user as
+// they are now.
+func (s *Server) PublishStoredWill(clientID string, blob []byte) error {
+	w, err := decodeWill(blob)
+	if err != nil {
+		return fmt.Errorf("decode the will of %q: %w", clientID, err)
+	}
+	s.publishWill(clientID, w)
+	return nil
 }
 
 // originKey identifies a message across the cluster, for removing the

@@ -110,6 +110,7 @@ func serve(args []string) int {
 		fmt.Fprintln(os.Stderr, "starling: invalid configuration:", err)
 		return 2
 	}
+	cfg.WillsByHome = fc.Cluster.enabled()
 	level := new(slog.LevelVar)
 	logger := logs.logger(os.Stderr, level)
 	slog.SetDefault(logger)
@@ -133,11 +134,11 @@ func serve(args []string) int {
 		srv.Shutdown(context.Background())
 		return 1
 	}
+	if cl != nil {
+		srv.OnDrained(cl.Close)
+	}
 	if err := srv.Start(); err != nil {
 		logger.Error("start failed", "err", err)
-		if cl != nil {
-			cl.Close()
-		}
 		srv.Shutdown(context.Background())
 		return 1
 	}
@@ -169,13 +170,7 @@ func serve(args []string) int {
 
 	ctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 	defer cancel()
-	if cl != nil {
-		// The cluster goes first: its forwarder writes to the node's
-		// store, which Shutdown closes. What it has not sent stays in the
-		// outboxes for the next start.
-		cl.Close()
-	}
-	err = srv.Shutdown(ctx)
+	err = srv.Shutdown(ctx) // closes the cluster once the clients are gone (OnDrained)
 	if web != nil {
 		web.shutdown(ctx)
 	}

@@ -28,20 +28,214 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// HomeRecord is what the home of a client id knows of its session.
+type HomeRecord struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// Site id of the owner; empty once the session ended.
+	Owner      string `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	Generation uint64 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	Persistent bool   `protobuf:"varint,4,opt,name=persistent,proto3" json:"persistent,omitempty"`
+	Connected  bool   `protobuf:"varint,5,opt,name=connected,proto3" json:"connected,omitempty"`
+	// The will of the connected client, as the node encodes it, published by
+	// the home after the will delay if the owner dies; empty for none.
+	Will             []byte `protobuf:"bytes,6,opt,name=will,proto3" json:"will,omitempty"`
+	WillDelaySeconds uint32 `protobuf:"varint,7,opt,name=will_delay_seconds,json=willDelaySeconds,proto3" json:"will_delay_seconds,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *HomeRecord) Reset() {
+	*x = HomeRecord{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HomeRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HomeRecord) ProtoMessage() {}
+
+func (x *HomeRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HomeRecord.ProtoReflect.Descriptor instead.
+func (*HomeRecord) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *HomeRecord) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *HomeRecord) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *HomeRecord) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *HomeRecord) GetPersistent() bool {
+	if x != nil {
+		return x.Persistent
+	}
+	return false
+}
+
+func (x *HomeRecord) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *HomeRecord) GetWill() []byte {
+	if x != nil {
+		return x.Will
+	}
+	return nil
+}
+
+func (x *HomeRecord) GetWillDelaySeconds() uint32 {
+	if x != nil {
+		return x.WillDelaySeconds
+	}
+	return 0
+}
+
+type PutHomeRecordsRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Records []*HomeRecord          `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// Set when the sender is the home copying its records to the next node.
+	Backup        bool `protobuf:"varint,2,opt,name=backup,proto3" json:"backup,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutHomeRecordsRequest) Reset() {
+	*x = PutHomeRecordsRequest{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutHomeRecordsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutHomeRecordsRequest) ProtoMessage() {}
+
+func (x *PutHomeRecordsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutHomeRecordsRequest.ProtoReflect.Descriptor instead.
+func (*PutHomeRecordsRequest) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PutHomeRecordsRequest) GetRecords() []*HomeRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *PutHomeRecordsRequest) GetBackup() bool {
+	if x != nil {
+		return x.Backup
+	}
+	return false
+}
+
+type PutHomeRecordsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutHomeRecordsResponse) Reset() {
+	*x = PutHomeRecordsResponse{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutHomeRecordsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutHomeRecordsResponse) ProtoMessage() {}
+
+func (x *PutHomeRecordsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutHomeRecordsResponse.ProtoReflect.Descriptor instead.
+func (*PutHomeRecordsResponse) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{2}
+}
+
 type ClaimRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	ClientId       string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	ClaimantSiteId string                 `protobuf:"bytes,2,opt,name=claimant_site_id,json=claimantSiteId,proto3" json:"claimant_site_id,omitempty"`
 	// The membership epoch the claimant chose the home by; the home refuses
 	// another.
-	Epoch         uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Epoch      uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	CleanStart bool   `protobuf:"varint,4,opt,name=clean_start,json=cleanStart,proto3" json:"clean_start,omitempty"`
+	// The claimant's record of the session once it is connected: persistent,
+	// will and will delay.
+	Record *HomeRecord `protobuf:"bytes,5,opt,name=record,proto3" json:"record,omitempty"`
+	// Set to give up the claim of this generation: the node that held the
+	// session did not answer, so the client is refused and the home keeps
+	// the previous owner.
+	Abort         bool   `protobuf:"varint,6,opt,name=abort,proto3" json:"abort,omitempty"`
+	Generation    uint64 `protobuf:"varint,7,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClaimRequest) Reset() {
 	*x = ClaimRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -53,7 +247,7 @@ func (x *ClaimRequest) String() string {
 func (*ClaimRequest) ProtoMessage() {}
 
 func (x *ClaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -66,7 +260,7 @@ func (x *ClaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimRequest.ProtoReflect.Descriptor instead.
 func (*ClaimRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{0}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ClaimRequest) GetClientId() string {
@@ -90,21 +284,53 @@ func (x *ClaimRequest) GetEpoch() uint64 {
 	return 0
 }
 
+func (x *ClaimRequest) GetCleanStart() bool {
+	if x != nil {
+		return x.CleanStart
+	}
+	return false
+}
+
+func (x *ClaimRequest) GetRecord() *HomeRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *ClaimRequest) GetAbort() bool {
+	if x != nil {
+		return x.Abort
+	}
+	return false
+}
+
+func (x *ClaimRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
 type ClaimResponse struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Generation uint64                 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
 	// Site ids of the nodes that held the session, the most recent first.
 	Previous []string `protobuf:"bytes,2,rep,name=previous,proto3" json:"previous,omitempty"`
 	// Set when the home's epoch differs from the claim's: retry.
-	HomeEpoch     uint64 `protobuf:"varint,3,opt,name=home_epoch,json=homeEpoch,proto3" json:"home_epoch,omitempty"`
-	WrongEpoch    bool   `protobuf:"varint,4,opt,name=wrong_epoch,json=wrongEpoch,proto3" json:"wrong_epoch,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	HomeEpoch  uint64 `protobuf:"varint,3,opt,name=home_epoch,json=homeEpoch,proto3" json:"home_epoch,omitempty"`
+	WrongEpoch bool   `protobuf:"varint,4,opt,name=wrong_epoch,json=wrongEpoch,proto3" json:"wrong_epoch,omitempty"`
+	// Set when the session is on a node whose death is committed and the
+	// wait for it to return has not run out: the client is refused (MQTT 5.0
+	// reason 0x88, 3.1.1 code 3) and retries later.
+	OwnerUnavailable bool `protobuf:"varint,5,opt,name=owner_unavailable,json=ownerUnavailable,proto3" json:"owner_unavailable,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ClaimResponse) Reset() {
 	*x = ClaimResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -116,7 +342,7 @@ func (x *ClaimResponse) String() string {
 func (*ClaimResponse) ProtoMessage() {}
 
 func (x *ClaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -129,7 +355,7 @@ func (x *ClaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimResponse.ProtoReflect.Descriptor instead.
 func (*ClaimResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{1}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ClaimResponse) GetGeneration() uint64 {
@@ -160,6 +386,13 @@ func (x *ClaimResponse) GetWrongEpoch() bool {
 	return false
 }
 
+func (x *ClaimResponse) GetOwnerUnavailable() bool {
+	if x != nil {
+		return x.OwnerUnavailable
+	}
+	return false
+}
+
 type HasSessionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
@@ -169,7 +402,7 @@ type HasSessionRequest struct {
 
 func (x *HasSessionRequest) Reset() {
 	*x = HasSessionRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -181,7 +414,7 @@ func (x *HasSessionRequest) String() string {
 func (*HasSessionRequest) ProtoMessage() {}
 
 func (x *HasSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -194,7 +427,7 @@ func (x *HasSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasSessionRequest.ProtoReflect.Descriptor instead.
 func (*HasSessionRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{2}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HasSessionRequest) GetClientId() string {
@@ -214,7 +447,7 @@ type HasSessionResponse struct {
 
 func (x *HasSessionResponse) Reset() {
 	*x = HasSessionResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -226,7 +459,7 @@ func (x *HasSessionResponse) String() string {
 func (*HasSessionResponse) ProtoMessage() {}
 
 func (x *HasSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -239,7 +472,7 @@ func (x *HasSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasSessionResponse.ProtoReflect.Descriptor instead.
 func (*HasSessionResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{3}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HasSessionResponse) GetHas() bool {
@@ -267,7 +500,7 @@ type ExportSessionRequest struct {
 
 func (x *ExportSessionRequest) Reset() {
 	*x = ExportSessionRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +512,7 @@ func (x *ExportSessionRequest) String() string {
 func (*ExportSessionRequest) ProtoMessage() {}
 
 func (x *ExportSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +525,7 @@ func (x *ExportSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSessionRequest.ProtoReflect.Descriptor instead.
 func (*ExportSessionRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExportSessionRequest) GetClientId() string {
@@ -326,7 +559,7 @@ type ExportSessionResponse struct {
 
 func (x *ExportSessionResponse) Reset() {
 	*x = ExportSessionResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +571,7 @@ func (x *ExportSessionResponse) String() string {
 func (*ExportSessionResponse) ProtoMessage() {}
 
 func (x *ExportSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +584,7 @@ func (x *ExportSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSessionResponse.ProtoReflect.Descriptor instead.
 func (*ExportSessionResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExportSessionResponse) GetSession() *SessionState {
@@ -371,7 +604,7 @@ type FinishExportRequest struct {
 
 func (x *FinishExportRequest) Reset() {
 	*x = FinishExportRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +616,7 @@ func (x *FinishExportRequest) String() string {
 func (*FinishExportRequest) ProtoMessage() {}
 
 func (x *FinishExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +629,7 @@ func (x *FinishExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishExportRequest.ProtoReflect.Descriptor instead.
 func (*FinishExportRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FinishExportRequest) GetClientId() string {
@@ -422,7 +655,7 @@ type FinishExportResponse struct {
 
 func (x *FinishExportResponse) Reset() {
 	*x = FinishExportResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -434,7 +667,7 @@ func (x *FinishExportResponse) String() string {
 func (*FinishExportResponse) ProtoMessage() {}
 
 func (x *FinishExportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -447,7 +680,7 @@ func (x *FinishExportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishExportResponse.ProtoReflect.Descriptor instead.
 func (*FinishExportResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FinishExportResponse) GetMessages() []*SessionMessage {
@@ -477,7 +710,7 @@ type SessionState struct {
 
 func (x *SessionState) Reset() {
 	*x = SessionState{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +722,7 @@ func (x *SessionState) String() string {
 func (*SessionState) ProtoMessage() {}
 
 func (x *SessionState) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +735,7 @@ func (x *SessionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionState.ProtoReflect.Descriptor instead.
 func (*SessionState) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionState) GetClientId() string {
@@ -582,7 +815,7 @@ type SessionSubscription struct {
 
 func (x *SessionSubscription) Reset() {
 	*x = SessionSubscription{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +827,7 @@ func (x *SessionSubscription) String() string {
 func (*SessionSubscription) ProtoMessage() {}
 
 func (x *SessionSubscription) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +840,7 @@ func (x *SessionSubscription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionSubscription.ProtoReflect.Descriptor instead.
 func (*SessionSubscription) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionSubscription) GetFilter() string {
@@ -669,7 +902,7 @@ type SessionMessage struct {
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +914,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +927,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionMessage) GetMessage() *ForwardMessage {
@@ -760,7 +993,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +1005,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +1018,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ForwardRequest) GetHello() *ForwardHello {
@@ -817,7 +1050,7 @@ type ForwardHello struct {
 
 func (x *ForwardHello) Reset() {
 	*x = ForwardHello{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +1062,7 @@ func (x *ForwardHello) String() string {
 func (*ForwardHello) ProtoMessage() {}
 
 func (x *ForwardHello) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +1075,7 @@ func (x *ForwardHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardHello.ProtoReflect.Descriptor instead.
 func (*ForwardHello) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ForwardHello) GetSenderName() string {
@@ -882,7 +1115,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1127,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1140,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{13}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ForwardResponse) GetAckedSeq() uint64 {
@@ -936,7 +1169,7 @@ type Declined struct {
 
 func (x *Declined) Reset() {
 	*x = Declined{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1181,7 @@ func (x *Declined) String() string {
 func (*Declined) ProtoMessage() {}
 
 func (x *Declined) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1194,7 @@ func (x *Declined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Declined.ProtoReflect.Descriptor instead.
 func (*Declined) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{14}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Declined) GetSeq() uint64 {
@@ -1022,7 +1255,7 @@ type ForwardMessage struct {
 
 func (x *ForwardMessage) Reset() {
 	*x = ForwardMessage{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1267,7 @@ func (x *ForwardMessage) String() string {
 func (*ForwardMessage) ProtoMessage() {}
 
 func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1280,7 @@ func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardMessage.ProtoReflect.Descriptor instead.
 func (*ForwardMessage) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{15}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ForwardMessage) GetSeq() uint64 {
@@ -1162,7 +1395,7 @@ type HLC struct {
 
 func (x *HLC) Reset() {
 	*x = HLC{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1407,7 @@ func (x *HLC) String() string {
 func (*HLC) ProtoMessage() {}
 
 func (x *HLC) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1420,7 @@ func (x *HLC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HLC.ProtoReflect.Descriptor instead.
 func (*HLC) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{16}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HLC) GetWallMs() int64 {
@@ -1221,7 +1454,7 @@ type RetainedEntry struct {
 
 func (x *RetainedEntry) Reset() {
 	*x = RetainedEntry{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1466,7 @@ func (x *RetainedEntry) String() string {
 func (*RetainedEntry) ProtoMessage() {}
 
 func (x *RetainedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1479,7 @@ func (x *RetainedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedEntry.ProtoReflect.Descriptor instead.
 func (*RetainedEntry) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{17}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RetainedEntry) GetMessage() *ForwardMessage {
@@ -1266,7 +1499,7 @@ type RetainedDigestRequest struct {
 
 func (x *RetainedDigestRequest) Reset() {
 	*x = RetainedDigestRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1511,7 @@ func (x *RetainedDigestRequest) String() string {
 func (*RetainedDigestRequest) ProtoMessage() {}
 
 func (x *RetainedDigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1524,7 @@ func (x *RetainedDigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedDigestRequest.ProtoReflect.Descriptor instead.
 func (*RetainedDigestRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{18}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RetainedDigestRequest) GetBuckets() uint32 {
@@ -1311,7 +1544,7 @@ type RetainedDigestResponse struct {
 
 func (x *RetainedDigestResponse) Reset() {
 	*x = RetainedDigestResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[19]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1556,7 @@ func (x *RetainedDigestResponse) String() string {
 func (*RetainedDigestResponse) ProtoMessage() {}
 
 func (x *RetainedDigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[19]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1569,7 @@ func (x *RetainedDigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedDigestResponse.ProtoReflect.Descriptor instead.
 func (*RetainedDigestResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{19}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RetainedDigestResponse) GetHashes() []uint64 {
@@ -1357,7 +1590,7 @@ type RetainedFetchRequest struct {
 
 func (x *RetainedFetchRequest) Reset() {
 	*x = RetainedFetchRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[20]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1602,7 @@ func (x *RetainedFetchRequest) String() string {
 func (*RetainedFetchRequest) ProtoMessage() {}
 
 func (x *RetainedFetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[20]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1615,7 @@ func (x *RetainedFetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedFetchRequest.ProtoReflect.Descriptor instead.
 func (*RetainedFetchRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{20}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RetainedFetchRequest) GetBuckets() uint32 {
@@ -1414,7 +1647,7 @@ type MessageProperties struct {
 
 func (x *MessageProperties) Reset() {
 	*x = MessageProperties{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[21]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1659,7 @@ func (x *MessageProperties) String() string {
 func (*MessageProperties) ProtoMessage() {}
 
 func (x *MessageProperties) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[21]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1672,7 @@ func (x *MessageProperties) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageProperties.ProtoReflect.Descriptor instead.
 func (*MessageProperties) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{21}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MessageProperties) GetPayloadFormat() uint32 {
@@ -1487,7 +1720,7 @@ type UserProperty struct {
 
 func (x *UserProperty) Reset() {
 	*x = UserProperty{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[22]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +1732,7 @@ func (x *UserProperty) String() string {
 func (*UserProperty) ProtoMessage() {}
 
 func (x *UserProperty) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[22]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +1745,7 @@ func (x *UserProperty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserProperty.ProtoReflect.Descriptor instead.
 func (*UserProperty) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{22}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UserProperty) GetKey() string {
@@ -1539,7 +1772,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[23]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1784,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[23]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1797,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{23}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -1586,7 +1819,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[24]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1831,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[24]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1844,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{24}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -1637,7 +1870,7 @@ type WaitAppliedRequest struct {
 
 func (x *WaitAppliedRequest) Reset() {
 	*x = WaitAppliedRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[25]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1882,7 @@ func (x *WaitAppliedRequest) String() string {
 func (*WaitAppliedRequest) ProtoMessage() {}
 
 func (x *WaitAppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[25]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1895,7 @@ func (x *WaitAppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitAppliedRequest.ProtoReflect.Descriptor instead.
 func (*WaitAppliedRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{25}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WaitAppliedRequest) GetIndex() uint64 {
@@ -1681,7 +1914,7 @@ type WaitAppliedResponse struct {
 
 func (x *WaitAppliedResponse) Reset() {
 	*x = WaitAppliedResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[26]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1926,7 @@ func (x *WaitAppliedResponse) String() string {
 func (*WaitAppliedResponse) ProtoMessage() {}
 
 func (x *WaitAppliedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[26]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +1939,7 @@ func (x *WaitAppliedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitAppliedResponse.ProtoReflect.Descriptor instead.
 func (*WaitAppliedResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{26}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WaitAppliedResponse) GetAppliedIndex() uint64 {
@@ -1724,7 +1957,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[27]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +1969,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[27]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +1982,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{27}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{30}
 }
 
 type StatusResponse struct {
@@ -1768,7 +2001,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[28]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1780,7 +2013,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[28]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1793,7 +2026,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{28}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StatusResponse) GetName() string {
@@ -1868,7 +2101,7 @@ type PeerStream struct {
 
 func (x *PeerStream) Reset() {
 	*x = PeerStream{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[29]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1880,7 +2113,7 @@ func (x *PeerStream) String() string {
 func (*PeerStream) ProtoMessage() {}
 
 func (x *PeerStream) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[29]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1893,7 +2126,7 @@ func (x *PeerStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStream.ProtoReflect.Descriptor instead.
 func (*PeerStream) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{29}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PeerStream) GetPeer() string {
@@ -1935,11 +2168,35 @@ var File_starling_cluster_v1_peer_proto protoreflect.FileDescriptor
 
 const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x1estarling/cluster/v1/peer.proto\x12\x13starling.cluster.v1\"k\n" +
+	"\x1estarling/cluster/v1/peer.proto\x12\x13starling.cluster.v1\"\xdf\x01\n" +
+	"\n" +
+	"HomeRecord\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x04R\n" +
+	"generation\x12\x1e\n" +
+	"\n" +
+	"persistent\x18\x04 \x01(\bR\n" +
+	"persistent\x12\x1c\n" +
+	"\tconnected\x18\x05 \x01(\bR\tconnected\x12\x12\n" +
+	"\x04will\x18\x06 \x01(\fR\x04will\x12,\n" +
+	"\x12will_delay_seconds\x18\a \x01(\rR\x10willDelaySeconds\"j\n" +
+	"\x15PutHomeRecordsRequest\x129\n" +
+	"\arecords\x18\x01 \x03(\v2\x1f.starling.cluster.v1.HomeRecordR\arecords\x12\x16\n" +
+	"\x06backup\x18\x02 \x01(\bR\x06backup\"\x18\n" +
+	"\x16PutHomeRecordsResponse\"\xfb\x01\n" +
 	"\fClaimRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12(\n" +
 	"\x10claimant_site_id\x18\x02 \x01(\tR\x0eclaimantSiteId\x12\x14\n" +
-	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\x8b\x01\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x1f\n" +
+	"\vclean_start\x18\x04 \x01(\bR\n" +
+	"cleanStart\x127\n" +
+	"\x06record\x18\x05 \x01(\v2\x1f.starling.cluster.v1.HomeRecordR\x06record\x12\x14\n" +
+	"\x05abort\x18\x06 \x01(\bR\x05abort\x12\x1e\n" +
+	"\n" +
+	"generation\x18\a \x01(\x04R\n" +
+	"generation\"\xb8\x01\n" +
 	"\rClaimResponse\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
@@ -1948,7 +2205,8 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\n" +
 	"home_epoch\x18\x03 \x01(\x04R\thomeEpoch\x12\x1f\n" +
 	"\vwrong_epoch\x18\x04 \x01(\bR\n" +
-	"wrongEpoch\"0\n" +
+	"wrongEpoch\x12+\n" +
+	"\x11owner_unavailable\x18\x05 \x01(\bR\x10ownerUnavailable\"0\n" +
 	"\x11HasSessionRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\"D\n" +
 	"\x12HasSessionResponse\x12\x10\n" +
@@ -2080,7 +2338,7 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\tconnected\x18\x02 \x01(\bR\tconnected\x12\x10\n" +
 	"\x03lag\x18\x03 \x01(\x04R\x03lag\x12!\n" +
 	"\foutbox_depth\x18\x04 \x01(\x04R\voutboxDepth\x12!\n" +
-	"\foutbox_bytes\x18\x05 \x01(\x04R\voutboxBytes2\xb4\a\n" +
+	"\foutbox_bytes\x18\x05 \x01(\x04R\voutboxBytes2\x9f\b\n" +
 	"\x04Peer\x12X\n" +
 	"\aForward\x12#.starling.cluster.v1.ForwardRequest\x1a$.starling.cluster.v1.ForwardResponse(\x010\x01\x12T\n" +
 	"\aPropose\x12#.starling.cluster.v1.ProposeRequest\x1a$.starling.cluster.v1.ProposeResponse\x12`\n" +
@@ -2092,7 +2350,8 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\n" +
 	"HasSession\x12&.starling.cluster.v1.HasSessionRequest\x1a'.starling.cluster.v1.HasSessionResponse\x12f\n" +
 	"\rExportSession\x12).starling.cluster.v1.ExportSessionRequest\x1a*.starling.cluster.v1.ExportSessionResponse\x12c\n" +
-	"\fFinishExport\x12(.starling.cluster.v1.FinishExportRequest\x1a).starling.cluster.v1.FinishExportResponseB=Z;github.com/starling-mqtt/starling/proto/clusterpb;clusterpbb\x06proto3"
+	"\fFinishExport\x12(.starling.cluster.v1.FinishExportRequest\x1a).starling.cluster.v1.FinishExportResponse\x12i\n" +
+	"\x0ePutHomeRecords\x12*.starling.cluster.v1.PutHomeRecordsRequest\x1a+.starling.cluster.v1.PutHomeRecordsResponseB=Z;github.com/starling-mqtt/starling/proto/clusterpb;clusterpbb\x06proto3"
 
 var (
 	file_starling_cluster_v1_peer_proto_rawDescOnce sync.Once
@@ -2106,79 +2365,86 @@ func file_starling_cluster_v1_peer_proto_rawDescGZIP() []byte {
 	return file_starling_cluster_v1_peer_proto_rawDescData
 }
 
-var file_starling_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_starling_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_starling_cluster_v1_peer_proto_goTypes = []any{
-	(*ClaimRequest)(nil),           // 0: starling.cluster.v1.ClaimRequest
-	(*ClaimResponse)(nil),          // 1: starling.cluster.v1.ClaimResponse
-	(*HasSessionRequest)(nil),      // 2: starling.cluster.v1.HasSessionRequest
-	(*HasSessionResponse)(nil),     // 3: starling.cluster.v1.HasSessionResponse
-	(*ExportSessionRequest)(nil),   // 4: starling.cluster.v1.ExportSessionRequest
-	(*ExportSessionResponse)(nil),  // 5: starling.cluster.v1.ExportSessionResponse
-	(*FinishExportRequest)(nil),    // 6: starling.cluster.v1.FinishExportRequest
-	(*FinishExportResponse)(nil),   // 7: starling.cluster.v1.FinishExportResponse
-	(*SessionState)(nil),           // 8: starling.cluster.v1.SessionState
-	(*SessionSubscription)(nil),    // 9: starling.cluster.v1.SessionSubscription
-	(*SessionMessage)(nil),         // 10: starling.cluster.v1.SessionMessage
-	(*ForwardRequest)(nil),         // 11: starling.cluster.v1.ForwardRequest
-	(*ForwardHello)(nil),           // 12: starling.cluster.v1.ForwardHello
-	(*ForwardResponse)(nil),        // 13: starling.cluster.v1.ForwardResponse
-	(*Declined)(nil),               // 14: starling.cluster.v1.Declined
-	(*ForwardMessage)(nil),         // 15: starling.cluster.v1.ForwardMessage
-	(*HLC)(nil),                    // 16: starling.cluster.v1.HLC
-	(*RetainedEntry)(nil),          // 17: starling.cluster.v1.RetainedEntry
-	(*RetainedDigestRequest)(nil),  // 18: starling.cluster.v1.RetainedDigestRequest
-	(*RetainedDigestResponse)(nil), // 19: starling.cluster.v1.RetainedDigestResponse
-	(*RetainedFetchRequest)(nil),   // 20: starling.cluster.v1.RetainedFetchRequest
-	(*MessageProperties)(nil),      // 21: starling.cluster.v1.MessageProperties
-	(*UserProperty)(nil),           // 22: starling.cluster.v1.UserProperty
-	(*ProposeRequest)(nil),         // 23: starling.cluster.v1.ProposeRequest
-	(*ProposeResponse)(nil),        // 24: starling.cluster.v1.ProposeResponse
-	(*WaitAppliedRequest)(nil),     // 25: starling.cluster.v1.WaitAppliedRequest
-	(*WaitAppliedResponse)(nil),    // 26: starling.cluster.v1.WaitAppliedResponse
-	(*StatusRequest)(nil),          // 27: starling.cluster.v1.StatusRequest
-	(*StatusResponse)(nil),         // 28: starling.cluster.v1.StatusResponse
-	(*PeerStream)(nil),             // 29: starling.cluster.v1.PeerStream
+	(*HomeRecord)(nil),             // 0: starling.cluster.v1.HomeRecord
+	(*PutHomeRecordsRequest)(nil),  // 1: starling.cluster.v1.PutHomeRecordsRequest
+	(*PutHomeRecordsResponse)(nil), // 2: starling.cluster.v1.PutHomeRecordsResponse
+	(*ClaimRequest)(nil),           // 3: starling.cluster.v1.ClaimRequest
+	(*ClaimResponse)(nil),          // 4: starling.cluster.v1.ClaimResponse
+	(*HasSessionRequest)(nil),      // 5: starling.cluster.v1.HasSessionRequest
+	(*HasSessionResponse)(nil),     // 6: starling.cluster.v1.HasSessionResponse
+	(*ExportSessionRequest)(nil),   // 7: starling.cluster.v1.ExportSessionRequest
+	(*ExportSessionResponse)(nil),  // 8: starling.cluster.v1.ExportSessionResponse
+	(*FinishExportRequest)(nil),    // 9: starling.cluster.v1.FinishExportRequest
+	(*FinishExportResponse)(nil),   // 10: starling.cluster.v1.FinishExportResponse
+	(*SessionState)(nil),           // 11: starling.cluster.v1.SessionState
+	(*SessionSubscription)(nil),    // 12: starling.cluster.v1.SessionSubscription
+	(*SessionMessage)(nil),         // 13: starling.cluster.v1.SessionMessage
+	(*ForwardRequest)(nil),         // 14: starling.cluster.v1.ForwardRequest
+	(*ForwardHello)(nil),           // 15: starling.cluster.v1.ForwardHello
+	(*ForwardResponse)(nil),        // 16: starling.cluster.v1.ForwardResponse
+	(*Declined)(nil),               // 17: starling.cluster.v1.Declined
+	(*ForwardMessage)(nil),         // 18: starling.cluster.v1.ForwardMessage
+	(*HLC)(nil),                    // 19: starling.cluster.v1.HLC
+	(*RetainedEntry)(nil),          // 20: starling.cluster.v1.RetainedEntry
+	(*RetainedDigestRequest)(nil),  // 21: starling.cluster.v1.RetainedDigestRequest
+	(*RetainedDigestResponse)(nil), // 22: starling.cluster.v1.RetainedDigestResponse
+	(*RetainedFetchRequest)(nil),   // 23: starling.cluster.v1.RetainedFetchRequest
+	(*MessageProperties)(nil),      // 24: starling.cluster.v1.MessageProperties
+	(*UserProperty)(nil),           // 25: starling.cluster.v1.UserProperty
+	(*ProposeRequest)(nil),         // 26: starling.cluster.v1.ProposeRequest
+	(*ProposeResponse)(nil),        // 27: starling.cluster.v1.ProposeResponse
+	(*WaitAppliedRequest)(nil),     // 28: starling.cluster.v1.WaitAppliedRequest
+	(*WaitAppliedResponse)(nil),    // 29: starling.cluster.v1.WaitAppliedResponse
+	(*StatusRequest)(nil),          // 30: starling.cluster.v1.StatusRequest
+	(*StatusResponse)(nil),         // 31: starling.cluster.v1.StatusResponse
+	(*PeerStream)(nil),             // 32: starling.cluster.v1.PeerStream
 }
 var file_starling_cluster_v1_peer_proto_depIdxs = []int32{
-	8,  // 0: starling.cluster.v1.ExportSessionResponse.session:type_name -> starling.cluster.v1.SessionState
-	10, // 1: starling.cluster.v1.FinishExportResponse.messages:type_name -> starling.cluster.v1.SessionMessage
-	9,  // 2: starling.cluster.v1.SessionState.subscriptions:type_name -> starling.cluster.v1.SessionSubscription
-	10, // 3: starling.cluster.v1.SessionState.inflight:type_name -> starling.cluster.v1.SessionMessage
-	10, // 4: starling.cluster.v1.SessionState.queued:type_name -> starling.cluster.v1.SessionMessage
-	15, // 5: starling.cluster.v1.SessionMessage.message:type_name -> starling.cluster.v1.ForwardMessage
-	12, // 6: starling.cluster.v1.ForwardRequest.hello:type_name -> starling.cluster.v1.ForwardHello
-	15, // 7: starling.cluster.v1.ForwardRequest.messages:type_name -> starling.cluster.v1.ForwardMessage
-	14, // 8: starling.cluster.v1.ForwardResponse.declined:type_name -> starling.cluster.v1.Declined
-	21, // 9: starling.cluster.v1.ForwardMessage.properties:type_name -> starling.cluster.v1.MessageProperties
-	16, // 10: starling.cluster.v1.ForwardMessage.retained_clock:type_name -> starling.cluster.v1.HLC
-	15, // 11: starling.cluster.v1.RetainedEntry.message:type_name -> starling.cluster.v1.ForwardMessage
-	22, // 12: starling.cluster.v1.MessageProperties.user_properties:type_name -> starling.cluster.v1.UserProperty
-	29, // 13: starling.cluster.v1.StatusResponse.streams:type_name -> starling.cluster.v1.PeerStream
-	11, // 14: starling.cluster.v1.Peer.Forward:input_type -> starling.cluster.v1.ForwardRequest
-	23, // 15: starling.cluster.v1.Peer.Propose:input_type -> starling.cluster.v1.ProposeRequest
-	25, // 16: starling.cluster.v1.Peer.WaitApplied:input_type -> starling.cluster.v1.WaitAppliedRequest
-	27, // 17: starling.cluster.v1.Peer.Status:input_type -> starling.cluster.v1.StatusRequest
-	18, // 18: starling.cluster.v1.Peer.RetainedDigest:input_type -> starling.cluster.v1.RetainedDigestRequest
-	20, // 19: starling.cluster.v1.Peer.RetainedFetch:input_type -> starling.cluster.v1.RetainedFetchRequest
-	0,  // 20: starling.cluster.v1.Peer.Claim:input_type -> starling.cluster.v1.ClaimRequest
-	2,  // 21: starling.cluster.v1.Peer.HasSession:input_type -> starling.cluster.v1.HasSessionRequest
-	4,  // 22: starling.cluster.v1.Peer.ExportSession:input_type -> starling.cluster.v1.ExportSessionRequest
-	6,  // 23: starling.cluster.v1.Peer.FinishExport:input_type -> starling.cluster.v1.FinishExportRequest
-	13, // 24: starling.cluster.v1.Peer.Forward:output_type -> starling.cluster.v1.ForwardResponse
-	24, // 25: starling.cluster.v1.Peer.Propose:output_type -> starling.cluster.v1.ProposeResponse
-	26, // 26: starling.cluster.v1.Peer.WaitApplied:output_type -> starling.cluster.v1.WaitAppliedResponse
-	28, // 27: starling.cluster.v1.Peer.Status:output_type -> starling.cluster.v1.StatusResponse
-	19, // 28: starling.cluster.v1.Peer.RetainedDigest:output_type -> starling.cluster.v1.RetainedDigestResponse
-	17, // 29: starling.cluster.v1.Peer.RetainedFetch:output_type -> starling.cluster.v1.RetainedEntry
-	1,  // 30: starling.cluster.v1.Peer.Claim:output_type -> starling.cluster.v1.ClaimResponse
-	3,  // 31: starling.cluster.v1.Peer.HasSession:output_type -> starling.cluster.v1.HasSessionResponse
-	5,  // 32: starling.cluster.v1.Peer.ExportSession:output_type -> starling.cluster.v1.ExportSessionResponse
-	7,  // 33: starling.cluster.v1.Peer.FinishExport:output_type -> starling.cluster.v1.FinishExportResponse
-	24, // [24:34] is the sub-list for method output_type
-	14, // [14:24] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	0,  // 0: starling.cluster.v1.PutHomeRecordsRequest.records:type_name -> starling.cluster.v1.HomeRecord
+	0,  // 1: starling.cluster.v1.ClaimRequest.record:type_name -> starling.cluster.v1.HomeRecord
+	11, // 2: starling.cluster.v1.ExportSessionResponse.session:type_name -> starling.cluster.v1.SessionState
+	13, // 3: starling.cluster.v1.FinishExportResponse.messages:type_name -> starling.cluster.v1.SessionMessage
+	12, // 4: starling.cluster.v1.SessionState.subscriptions:type_name -> starling.cluster.v1.SessionSubscription
+	13, // 5: starling.cluster.v1.SessionState.inflight:type_name -> starling.cluster.v1.SessionMessage
+	13, // 6: starling.cluster.v1.SessionState.queued:type_name -> starling.cluster.v1.SessionMessage
+	18, // 7: starling.cluster.v1.SessionMessage.message:type_name -> starling.cluster.v1.ForwardMessage
+	15, // 8: starling.cluster.v1.ForwardRequest.hello:type_name -> starling.cluster.v1.ForwardHello
+	18, // 9: starling.cluster.v1.ForwardRequest.messages:type_name -> starling.cluster.v1.ForwardMessage
+	17, // 10: starling.cluster.v1.ForwardResponse.declined:type_name -> starling.cluster.v1.Declined
+	24, // 11: starling.cluster.v1.ForwardMessage.properties:type_name -> starling.cluster.v1.MessageProperties
+	19, // 12: starling.cluster.v1.ForwardMessage.retained_clock:type_name -> starling.cluster.v1.HLC
+	18, // 13: starling.cluster.v1.RetainedEntry.message:type_name -> starling.cluster.v1.ForwardMessage
+	25, // 14: starling.cluster.v1.MessageProperties.user_properties:type_name -> starling.cluster.v1.UserProperty
+	32, // 15: starling.cluster.v1.StatusResponse.streams:type_name -> starling.cluster.v1.PeerStream
+	14, // 16: starling.cluster.v1.Peer.Forward:input_type -> starling.cluster.v1.ForwardRequest
+	26, // 17: starling.cluster.v1.Peer.Propose:input_type -> starling.cluster.v1.ProposeRequest
+	28, // 18: starling.cluster.v1.Peer.WaitApplied:input_type -> starling.cluster.v1.WaitAppliedRequest
+	30, // 19: starling.cluster.v1.Peer.Status:input_type -> starling.cluster.v1.StatusRequest
+	21, // 20: starling.cluster.v1.Peer.RetainedDigest:input_type -> starling.cluster.v1.RetainedDigestRequest
+	23, // 21: starling.cluster.v1.Peer.RetainedFetch:input_type -> starling.cluster.v1.RetainedFetchRequest
+	3,  // 22: starling.cluster.v1.Peer.Claim:input_type -> starling.cluster.v1.ClaimRequest
+	5,  // 23: starling.cluster.v1.Peer.HasSession:input_type -> starling.cluster.v1.HasSessionRequest
+	7,  // 24: starling.cluster.v1.Peer.ExportSession:input_type -> starling.cluster.v1.ExportSessionRequest
+	9,  // 25: starling.cluster.v1.Peer.FinishExport:input_type -> starling.cluster.v1.FinishExportRequest
+	1,  // 26: starling.cluster.v1.Peer.PutHomeRecords:input_type -> starling.cluster.v1.PutHomeRecordsRequest
+	16, // 27: starling.cluster.v1.Peer.Forward:output_type -> starling.cluster.v1.ForwardResponse
+	27, // 28: starling.cluster.v1.Peer.Propose:output_type -> starling.cluster.v1.ProposeResponse
+	29, // 29: starling.cluster.v1.Peer.WaitApplied:output_type -> starling.cluster.v1.WaitAppliedResponse
+	31, // 30: starling.cluster.v1.Peer.Status:output_type -> starling.cluster.v1.StatusResponse
+	22, // 31: starling.cluster.v1.Peer.RetainedDigest:output_type -> starling.cluster.v1.RetainedDigestResponse
+	20, // 32: starling.cluster.v1.Peer.RetainedFetch:output_type -> starling.cluster.v1.RetainedEntry
+	4,  // 33: starling.cluster.v1.Peer.Claim:output_type -> starling.cluster.v1.ClaimResponse
+	6,  // 34: starling.cluster.v1.Peer.HasSession:output_type -> starling.cluster.v1.HasSessionResponse
+	8,  // 35: starling.cluster.v1.Peer.ExportSession:output_type -> starling.cluster.v1.ExportSessionResponse
+	10, // 36: starling.cluster.v1.Peer.FinishExport:output_type -> starling.cluster.v1.FinishExportResponse
+	2,  // 37: starling.cluster.v1.Peer.PutHomeRecords:output_type -> starling.cluster.v1.PutHomeRecordsResponse
+	27, // [27:38] is the sub-list for method output_type
+	16, // [16:27] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_starling_cluster_v1_peer_proto_init() }
@@ -2192,7 +2458,7 @@ func file_starling_cluster_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_starling_cluster_v1_peer_proto_rawDesc), len(file_starling_cluster_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,7 @@ const (
 	Peer_HasSession_FullMethodName     = "/starling.cluster.v1.Peer/HasSession"
 	Peer_ExportSession_FullMethodName  = "/starling.cluster.v1.Peer/ExportSession"
 	Peer_FinishExport_FullMethodName   = "/starling.cluster.v1.Peer/FinishExport"
+	Peer_PutHomeRecords_FullMethodName = "/starling.cluster.v1.Peer/PutHomeRecords"
 )
 
 // PeerClient is the client API for Peer service.
@@ -77,6 +78,11 @@ type PeerClient interface {
 	// FinishExport ends the frozen session and returns the messages it got
 	// since the export.
 	FinishExport(ctx context.Context, in *FinishExportRequest, opts ...grpc.CallOption) (*FinishExportResponse, error)
+	// PutHomeRecords stores home records on this node: the home copies each
+	// record to the next node in rendezvous order before it answers a claim,
+	// and an owner reports a change (a disconnect, a will that no longer
+	// applies) to the home.
+	PutHomeRecords(ctx context.Context, in *PutHomeRecordsRequest, opts ...grpc.CallOption) (*PutHomeRecordsResponse, error)
 }
 
 type peerClient struct {
@@ -199,6 +205,16 @@ func (c *peerClient) FinishExport(ctx context.Context, in *FinishExportRequest, 
 	return out, nil
 }
 
+func (c *peerClient) PutHomeRecords(ctx context.Context, in *PutHomeRecordsRequest, opts ...grpc.CallOption) (*PutHomeRecordsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutHomeRecordsResponse)
+	err := c.cc.Invoke(ctx, Peer_PutHomeRecords_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -238,6 +254,11 @@ type PeerServer interface {
 	// FinishExport ends the frozen session and returns the messages it got
 	// since the export.
 	FinishExport(context.Context, *FinishExportRequest) (*FinishExportResponse, error)
+	// PutHomeRecords stores home records on this node: the home copies each
+	// record to the next node in rendezvous order before it answers a claim,
+	// and an owner reports a change (a disconnect, a will that no longer
+	// applies) to the home.
+	PutHomeRecords(context.Context, *PutHomeRecordsRequest) (*PutHomeRecordsResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -277,6 +298,9 @@ func (UnimplementedPeerServer) ExportSession(context.Context, *ExportSessionRequ
 }
 func (UnimplementedPeerServer) FinishExport(context.Context, *FinishExportRequest) (*FinishExportResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FinishExport not implemented")
+}
+func (UnimplementedPeerServer) PutHomeRecords(context.Context, *PutHomeRecordsRequest) (*PutHomeRecordsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutHomeRecords not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -461,6 +485,24 @@ func _Peer_FinishExport_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_PutHomeRecords_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutHomeRecordsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).PutHomeRecords(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_PutHomeRecords_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).PutHomeRecords(ctx, req.(*PutHomeRecordsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -499,6 +541,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FinishExport",
 			Handler:    _Peer_FinishExport_Handler,
+		},
+		{
+			MethodName: "PutHomeRecords",
+			Handler:    _Peer_PutHomeRecords_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

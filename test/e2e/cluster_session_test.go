@@ -109,3 +109,73 @@ func TestCluster_ClientIDRacingOnTwoNodesEndsWithOneConnection(t *testing.T) {
 		}
 	}
 }
+
+func TestCluster_SessionOnDeadNodeRefusedThenFresh(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3, Extra: []string{"session_wait: 4s"}})
+	n1, n2 := c.node("n1"), c.node("n2")
+
+	sub, _ := connectRaw(t, n1.broker, "sub", v5("stranded", false, propU32(propSessionExpiry, 3600)))
+	sub.mustSubscribe("stranded/#", 1)
+	sub.close()
+	n1.Kill()
+	killed := time.Now()
+
+	// While n1 is down and the wait runs, the client is told to retry.
+	cl := dialRaw(t, n2.broker, "retry", 5)
+	if ca := cl.connect(v5("stranded", false, propU32(propSessionExpiry, 3600))); ca.Code != 0x88 {
+		t.Fatalf("CONNACK on n2 right after n1 died: code %#x, want 0x88 Server unavailable", ca.Code)
+	}
+	// After the wait it gets a fresh session.
+	var ca connack
+	waitFor(t, 30*time.Second, func() error {
+		cl := dialRaw(t, n2.broker, "retry", 5)
+		ca = cl.connect(v5("stranded", false, propU32(propSessionExpiry, 3600)))
+		if ca.Code != 0 {
+			cl.close()
+			return fmt.Errorf("CONNACK code %#x", ca.Code)
+		}
+		return nil
+	})
+	if ca.SessionPresent {
+		t.Fatalf("fresh session after the wait has Session Present set")
+	}
+	t.Logf("refused with 0x88, then a fresh session %v after kill -9", time.Since(killed).Round(100*time.Millisecond))
+}
+
+func TestCluster_WillsOfKilledNodeArePublishedBySurvivors(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	n1, n2 := c.node("n1"), c.node("n2")
+
+	watcher, _ := connectRaw(t, n2.broker, "watcher", v3("will-watcher", true))
+	watcher.mustSubscribe("wills/#", 1)
+	const clients = 6
+	for i := range clients {
+		delay := uint32(0)
+		if i%2 == 1 {
+			delay = 2
+		}
+		spec := v5(fmt.Sprintf("willer-%d", i), true)
+		spec.Will = &willSpec{Topic: fmt.Sprintf("wills/%d", i), Payload: "gone", QoS: 1, Props: [][]byte{propU32(propWillDelay, delay)}}
+		connectRaw(t, n1.broker, "willer", spec)
+	}
+	n1.Kill()
+	killed := time.Now()
+	got := map[string]int{}
+	for len(got) < clients {
+		m := watcher.receive(30 * time.Second)
+		got[m.Topic]++
+	}
+	took := time.Since(killed)
+	// n1 comes back: it must not publish them a second time.
+	n1.Start()
+	c.waitReady(60 * time.Second)
+	watcher.expectNoPublish(2 * time.Second)
+	for i := range clients {
+		if n := got[fmt.Sprintf("wills/%d", i)]; n != 1 {
+			t.Errorf("will %d published %d times, want once", i, n)
+		}
+	}
+	t.Logf("%d wills of a killed node's clients published by the survivors within %v", clients, took.Round(100*time.Millisecond))
+}

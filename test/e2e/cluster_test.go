@@ -308,7 +308,8 @@ func TestCluster_QoS2ExactlyOnceWhenReceiverKilledMidForward(t *testing.T) {
 	go func() {
 		defer close(done)
 		pub, _ := connectRaw(t, n1.broker, "qos2-pub", v3("qos2-pub", true))
-		for i := 0; ; i++ {
+		// At most 800: the subscriber is offline, and its queue holds 1,000.
+		for i := 0; i < 800; i++ {
 			select {
 			case <-stop:
 				return
@@ -493,22 +494,30 @@ func TestCluster_RolesAndGroupsReplicateToEveryNode(t *testing.T) {
 	if out, err := ctl(c.node("n2"), "group", "put", "fleet", "--role", "sensors"); err != nil {
 		t.Fatalf("group put on n2: %v\n%s", err, out)
 	}
+	// A change returns once the node that made it applied it; the others
+	// follow within a Raft round trip.
 	for _, name := range []string{"n1", "n2", "n3"} {
-		out, err := ctl(c.node(name), "role", "get", "sensors", "-o", "json")
-		if err != nil || !strings.Contains(out, "sensors/%c/#") {
-			t.Errorf("role get on %s: %v\n%s", name, err, out)
-		}
-		out, err = ctl(c.node(name), "group", "get", "fleet", "-o", "json")
-		if err != nil || !strings.Contains(out, "sensors") {
-			t.Errorf("group get on %s: %v\n%s", name, err, out)
-		}
+		waitFor(t, 5*time.Second, func() error {
+			out, err := ctl(c.node(name), "role", "get", "sensors", "-o", "json")
+			if err != nil || !strings.Contains(out, "sensors/%c/#") {
+				return fmt.Errorf("role get on %s: %v\n%s", name, err, out)
+			}
+			out, err = ctl(c.node(name), "group", "get", "fleet", "-o", "json")
+			if err != nil || !strings.Contains(out, "sensors") {
+				return fmt.Errorf("group get on %s: %v\n%s", name, err, out)
+			}
+			return nil
+		})
 	}
 	if out, err := ctl(c.node("n3"), "role", "delete", "sensors"); err != nil {
 		t.Fatalf("role delete on n3: %v\n%s", err, out)
 	}
-	if out, err := ctl(c.node("n1"), "role", "get", "sensors"); err == nil {
-		t.Fatalf("role still on n1 after its delete on n3:\n%s", out)
-	}
+	waitFor(t, 5*time.Second, func() error {
+		if out, err := ctl(c.node("n1"), "role", "get", "sensors"); err == nil {
+			return fmt.Errorf("role still on n1 after its delete on n3:\n%s", out)
+		}
+		return nil
+	})
 }
 
 func TestCluster_ACLChangeOnOneNodeAppliesToClientOnAnother(t *testing.T) {
