@@ -207,7 +207,17 @@ func (f *Forwarder) Abort(t Ticket) {
 // Config.MaxOutboxBytes or Config.MaxOutboxMessages. The node then rejects
 // new QoS 1 and 2 publishes that need it (MQTT 5.0 reason code 0x97,
 // Quota exceeded). It reads only memory.
+//
+// It also reports true when Stage would fail: the Forwarder is closed or
+// does not know the peer yet, so the node refuses the publish rather than
+// acknowledge a message it cannot store for that peer.
 func (f *Forwarder) Full(siteID string) bool {
+	f.mu.Lock()
+	closed, p := f.closed, f.peers[siteID]
+	f.mu.Unlock()
+	if closed || p == nil {
+		return true
+	}
 	st := f.cfg.Store.OutboxStats(siteID)
 	return st.Bytes >= f.cfg.MaxOutboxBytes || st.Depth >= f.cfg.MaxOutboxMessages
 }

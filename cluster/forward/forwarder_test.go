@@ -414,8 +414,8 @@ func TestForwarder_FullAndDropPeer(t *testing.T) {
 	if err := f.DropPeer(receiverSite); err != nil {
 		t.Fatalf("DropPeer: %v", err)
 	}
-	if f.Full(receiverSite) {
-		t.Error("Full = true after DropPeer, want false")
+	if !f.Full(receiverSite) {
+		t.Error("Full = false after DropPeer, want true: Stage fails for a dropped peer")
 	}
 	if got := sendStore.OutboxStats(receiverSite); got.Depth != 0 {
 		t.Errorf("outbox depth after DropPeer = %d, want 0", got.Depth)
