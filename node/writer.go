@@ -1,6 +1,8 @@
 package node
 
 import (
+	"errors"
+	"os"
 	"sync"
 	"time"
 
@@ -161,6 +163,13 @@ func (c *conn) writeInline() {
 		buf := c.encodeBatch((*bufp)[:0], batch)
 		*bufp = buf
 		n, err := c.raw.write(buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The deadline of an earlier blocking write has passed. It does
+			// not apply to a write that never waits, and the poller checks
+			// it before calling the write at all, so nothing was written.
+			c.nc.SetWriteDeadline(time.Time{})
+			n, err = c.raw.write(buf)
+		}
 		if err != nil {
 			c.writeFailed(err)
 			putWriteBuf(bufp)
