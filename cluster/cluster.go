@@ -72,6 +72,7 @@ type Cluster struct {
 
 	retained *retainedSync // retained replication; see retained.go
 
+	leaving    atomic.Bool // Leave was called: the node no longer registers itself
 	registered atomic.Bool // this node's record with its incarnation is committed
 	ready      atomic.Bool // registered, routes re-asserted, caught up
 

@@ -266,6 +266,14 @@ func (c *Cluster) registerLoop() {
 			}
 			continue
 		}
+		if c.leaving.Load() {
+			select {
+			case <-c.stop:
+				return
+			case <-changes:
+			}
+			continue
+		}
 		if c.registered.Swap(false) {
 			c.log.Warn("this node's record changed in the cluster; registering again", "state", n.State.String())
 			c.routesNotInForce()

@@ -119,9 +119,11 @@ func (c *Cluster) reconcileStep(r *reconciler) error {
 		}
 	}
 
-	// 2. Members alive in gossip but missing from the Raft configuration.
+	// 2. Members alive in gossip but missing from the Raft configuration,
+	// except those that left and are on their way out.
+	left := c.leftSites()
 	for _, m := range alive {
-		if _, ok := inConfig[m.SiteID]; ok {
+		if _, ok := inConfig[m.SiteID]; ok || left[m.SiteID] {
 			continue
 		}
 		if voters < c.cfg.Voters {
@@ -132,8 +134,15 @@ func (c *Cluster) reconcileStep(r *reconciler) error {
 		return c.raft.AddNonvoter(raft.ServerID(m.SiteID), raft.ServerAddress(m.PeerAddr), 0, 5*time.Second).Error()
 	}
 
-	// 3. Servers whose site id was retired (the name came back with a new
-	// disk) leave the configuration at once; dead voters after VoterGrace.
+	// 3. Servers whose node left, or whose site id was retired (the name
+	// came back with a new disk), leave the configuration at once; dead
+	// voters after VoterGrace.
+	for _, s := range servers {
+		if left[string(s.ID)] && string(s.ID) != c.siteID {
+			c.log.Info("removing a node that left from the raft configuration", "site_id", s.ID)
+			return c.raft.RemoveServer(s.ID, 0, 5*time.Second).Error()
+		}
+	}
 	siteOfName := make(map[string]string)
 	for _, n := range records {
 		siteOfName[n.Name] = n.SiteID

@@ -270,6 +270,24 @@ func registerClusterAdmin(mux *http.ServeMux, cl *cluster.Cluster, guard func(ht
 	}))
 }
 
+// registerLeave serves POST /api/v1/node/leave: this node leaves the cluster
+// for good (a scale-down), as `starling prestop` asks.
+func registerLeave(mux *http.ServeMux, cl *cluster.Cluster, guard func(http.HandlerFunc) http.HandlerFunc) {
+	mux.HandleFunc("POST /api/v1/node/leave", guard(func(w http.ResponseWriter, r *http.Request) {
+		if cl == nil {
+			writeError(w, http.StatusNotFound, errors.New("this node is not in a cluster"))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*removeNodeTimeout)
+		defer cancel()
+		if err := cl.Leave(ctx); err != nil {
+			writeError(w, http.StatusServiceUnavailable, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"left": cl.Status().Name})
+	}))
+}
+
 // removeNodeTimeout bounds the Raft commits of one node removal.
 const removeNodeTimeout = 30 * time.Second
 

@@ -64,6 +64,7 @@ func startHTTP(addr string, n *node.Server, cl *cluster.Cluster, enablePprof boo
 		admin.register(mux)
 		newOpsAdmin(n, admin.guard, log).register(mux)
 		registerClusterAdmin(mux, cl, admin.guard)
+		registerLeave(mux, cl, admin.guard)
 	} else {
 		log.Warn("admin API disabled: --http is not loopback-only and no admin token is set (STARLING_ADMIN_TOKEN_FILE)", "addr", addr)
 	}

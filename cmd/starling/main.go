@@ -27,6 +27,7 @@ Usage:
   starling user ...         add, remove, list users and change passwords (starling user -h)
   starling health [--live]  exit 0 when the node's /readyz (or /healthz) answers 200
   starling ctl ...          inspect and operate a running node: clients, retained, groups, roles (starling ctl -h)
+  starling prestop          the Helm chart's preStop hook: leave the cluster on a scale-down
   starling version          print the version
 `
 
@@ -46,6 +47,8 @@ func main() {
 		os.Exit(runUser(os.Args[2:]))
 	case "health":
 		os.Exit(runHealth(os.Args[2:]))
+	case "prestop":
+		os.Exit(runPrestop(os.Args[2:]))
 	case "ctl":
 		os.Exit(runCtl(os.Args[2:]))
 	case "version", "--version", "-v":

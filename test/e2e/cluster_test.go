@@ -620,3 +620,31 @@ func TestCluster_SharedGroupAcrossNodesGetsEachMessageOnce(t *testing.T) {
 	}
 	t.Logf("%d messages: %d to the member on n2, %d to the member on n3", total, members[0].count(), members[1].count())
 }
+
+func TestCluster_NodeLeavePurgesRoutesAndRemovesVoter(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	n1, n3 := c.node("n1"), c.node("n3")
+
+	sub, _ := connectRaw(t, n3.broker, "sub", v3("leaver-sub", false))
+	sub.mustSubscribe("leave/#", 1)
+	before := n1.mustStatus(t).RemoteRoutes
+
+	resp, err := httpClient.Post("http://"+n3.http+"/api/v1/node/leave", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /api/v1/node/leave on n3: %s", resp.Status)
+	}
+	st := n1.mustStatus(t)
+	if st.RemoteRoutes >= before {
+		t.Errorf("n1 still has %d remote routes after n3 left, had %d", st.RemoteRoutes, before)
+	}
+	for _, m := range st.Members {
+		if m.Name == "n3" && (m.State != "left" || m.Suffrage != "") {
+			t.Errorf("n1 sees n3 as %s with suffrage %q, want left and out of raft", m.State, m.Suffrage)
+		}
+	}
+}
