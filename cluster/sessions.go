@@ -39,11 +39,14 @@ func (unavailableError) SessionUnavailable() bool { return true }
 // sessionHome is the home node's part of session ownership: it serializes
 // the claims of one client id and remembers the last owner.
 //
-// NOTE: the records live in memory on the home only and are not copied to
-// the next node in rendezvous order (DESIGN.md). A home that does not know
-// an id, after its restart or a change of membership, asks every live node
-// whether it holds the session instead, which costs one call per node for
-// the first claim of each id.
+// The home copies each record to the next node in rendezvous order
+// (home.go). A home that does not know an id, after its restart or a change
+// of membership, asks every live node whether it holds the session, which
+// costs one call per node for the first claim of each id.
+//
+// NOTE: records are never pruned, so a home holds one per client id it has
+// seen (about 100 bytes each), and owners do not re-register their sessions
+// with a new home after a change of membership, as DESIGN.md asks.
 type sessionHome struct {
 	mu      sync.Mutex
 	locks   map[string]*claimLock
