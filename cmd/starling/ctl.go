@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -299,7 +301,19 @@ func newAdminClient(addr, tokenFile string) (*adminClient, error) {
 			return nil, fmt.Errorf("token file %s is empty: write the node's admin token to it", tokenFile)
 		}
 	}
-	return &adminClient{base: base, http: &remoteUsers{token: token, client: &http.Client{Timeout: time.Minute}}}, nil
+	client := &http.Client{Timeout: time.Minute}
+	if caFile := os.Getenv("STARLING_ADMIN_CA"); caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read STARLING_ADMIN_CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("STARLING_ADMIN_CA %s holds no PEM certificate", caFile)
+		}
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	return &adminClient{base: base, http: &remoteUsers{token: token, client: client}}, nil
 }
 
 // call sends one request to path (with query, if any) and decodes the JSON

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/starling-mqtt/starling/cluster"
+	"github.com/starling-mqtt/starling/internal/tlsutil"
 	"github.com/starling-mqtt/starling/node"
 	"github.com/starling-mqtt/starling/node/auth"
 )
@@ -23,14 +25,15 @@ import (
 // /healthz (the process is alive), /readyz (the node accepts clients) and,
 // when enabled on a loopback address, /debug/pprof/.
 type httpServer struct {
-	srv  *http.Server
-	ln   net.Listener
-	done chan struct{}
+	srv      *http.Server
+	ln       net.Listener
+	done     chan struct{}
+	reloader *tlsutil.Reloader // nil without TLS
 }
 
 // startHTTP binds addr and serves in a goroutine owned by the returned server;
 // stop it with shutdown.
-func startHTTP(addr string, n *node.Server, cl *cluster.Cluster, enablePprof bool, adminToken string, log *slog.Logger) (*httpServer, error) {
+func startHTTP(addr string, tlsFiles httpTLSFiles, n *node.Server, cl *cluster.Cluster, enablePprof bool, adminToken string, log *slog.Logger) (*httpServer, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(n.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cl != nil {
@@ -54,10 +57,24 @@ func startHTTP(addr string, n *node.Server, cl *cluster.Cluster, enablePprof boo
 	if err != nil {
 		return nil, fmt.Errorf("listen for HTTP on %s: %w", addr, err)
 	}
+	var reloader *tlsutil.Reloader
+	if tlsFiles.cert != "" || tlsFiles.key != "" {
+		var cfg *tls.Config
+		cfg, reloader, err = tlsutil.ServerConfig(tlsutil.ServerOptions{CertFile: tlsFiles.cert, KeyFile: tlsFiles.key,
+			NextProtos: []string{"h2", "http/1.1"}, Logger: log})
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("--http-tls-cert and --http-tls-key: %w", err)
+		}
+		ln = tls.NewListener(ln, cfg)
+	}
 	host, _, _ := net.SplitHostPort(addr)
 	loopback := host == "localhost"
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		loopback = true
+	}
+	if !loopback && adminToken != "" && reloader == nil {
+		log.Warn("admin API on a non-loopback address without TLS: the bearer token crosses the network in clear; set --http-tls-cert and --http-tls-key", "addr", addr)
 	}
 	if loopback || adminToken != "" {
 		admin := &userAdmin{store: n.AuthStore(), reload: n.ReloadAuth, params: auth.DefaultParams(), token: adminToken}
@@ -80,9 +97,10 @@ func startHTTP(addr string, n *node.Server, cl *cluster.Cluster, enablePprof boo
 	}
 
 	h := &httpServer{
-		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
-		ln:   ln,
-		done: make(chan struct{}),
+		srv:      &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		ln:       ln,
+		done:     make(chan struct{}),
+		reloader: reloader,
 	}
 	go func() {
 		defer close(h.done)
@@ -90,7 +108,7 @@ func startHTTP(addr string, n *node.Server, cl *cluster.Cluster, enablePprof boo
 			log.Error("HTTP server failed", "err", err)
 		}
 	}()
-	log.Info("HTTP endpoints listening", "addr", ln.Addr().String(), "pprof", enablePprof)
+	log.Info("HTTP endpoints listening", "addr", ln.Addr().String(), "pprof", enablePprof, "tls", reloader != nil)
 	return h, nil
 }
 
@@ -98,4 +116,11 @@ func startHTTP(addr string, n *node.Server, cl *cluster.Cluster, enablePprof boo
 func (h *httpServer) shutdown(ctx context.Context) {
 	h.srv.Shutdown(ctx)
 	<-h.done
+	if h.reloader != nil {
+		_ = h.reloader.Close()
+	}
 }
+
+// httpTLSFiles are the certificate and key of an HTTPS --http endpoint,
+// reread when they change.
+type httpTLSFiles struct{ cert, key string }

@@ -81,6 +81,9 @@ func serve(args []string) int {
 	fs.StringVar(&st.logFormat, "log-format", "", "text or json (env STARLING_LOG_FORMAT; default text)")
 	httpAddr := fs.String("http", "", "address of the /metrics, /healthz and /readyz endpoints, e.g. 127.0.0.1:8080 (env STARLING_HTTP; default off)")
 	enablePprof := fs.Bool("pprof", false, "serve /debug/pprof/ on the --http address (loopback only)")
+	httpTLS := httpTLSFiles{}
+	fs.StringVar(&httpTLS.cert, "http-tls-cert", "", "certificate of the --http endpoint, which then serves HTTPS (env STARLING_HTTP_TLS_CERT)")
+	fs.StringVar(&httpTLS.key, "http-tls-key", "", "key of --http-tls-cert (env STARLING_HTTP_TLS_KEY)")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take before connections are cut")
 	var cf clusterFlags
 	cf.register(fs)
@@ -94,6 +97,12 @@ func serve(args []string) int {
 	cf.applyEnv(setByFlag)
 	if v, ok := os.LookupEnv("STARLING_HTTP"); ok && !setByFlag["http"] {
 		*httpAddr = v
+	}
+	if v, ok := os.LookupEnv("STARLING_HTTP_TLS_CERT"); ok && !setByFlag["http-tls-cert"] {
+		httpTLS.cert = v
+	}
+	if v, ok := os.LookupEnv("STARLING_HTTP_TLS_KEY"); ok && !setByFlag["http-tls-key"] {
+		httpTLS.key = v
 	}
 
 	var fc fileConfig
@@ -153,7 +162,7 @@ func serve(args []string) int {
 			srv.Shutdown(context.Background())
 			return 1
 		}
-		if web, err = startHTTP(*httpAddr, srv, cl, *enablePprof, token, logger); err != nil {
+		if web, err = startHTTP(*httpAddr, httpTLS, srv, cl, *enablePprof, token, logger); err != nil {
 			logger.Error("start failed", "err", err)
 			srv.Shutdown(context.Background())
 			return 1
