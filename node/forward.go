@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -224,6 +225,12 @@ func messageFromForward(fm *clusterpb.ForwardMessage) (*message, error) {
 // high-water mark lost with them only lets through resends that nothing
 // here has seen.
 func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMessage, highWater uint64) error {
+	if s.closing.Load() {
+		// The sessions are about to end with the shutdown: a message
+		// acknowledged now would be lost. The sender keeps it in its
+		// outbox and sends it again after the restart.
+		return errShuttingDown
+	}
 	b := s.store.NewBatch()
 	defer b.Close()
 	var targets []target
@@ -280,6 +287,9 @@ func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMe
 	}
 	return nil
 }
+
+// errShuttingDown refuses forwarded messages during a shutdown.
+var errShuttingDown = errors.New("node: shutting down")
 
 // handOnShared passes on a forwarded message for each share group it names
 // that no member here took: to another node with members of the group that
