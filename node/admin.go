@@ -234,7 +234,7 @@ func (s *Server) DeleteRetained(topic string) error {
 // It bypasses the ACL rules but not the topic rules, and returns once the
 // message is durable where it has to be.
 func (s *Server) Publish(topic string, payload []byte, qos byte, retain bool) error {
-	lim := &s.cfg.Limits
+	lim := s.lim()
 	if err := router.ValidateTopicName(topic, lim.MaxTopicLength, lim.MaxTopicLevels); err != nil {
 		return err
 	}

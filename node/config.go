@@ -243,7 +243,20 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("listeners[%d].cert_identity: %q is invalid: use cn, san-dns, san-email or san-uri", i, c.Listeners[i].CertIdentity)
 		}
 	}
-	l := &c.Limits
+	if err := c.Limits.validate(); err != nil {
+		return err
+	}
+	if err := c.Features.validate(); err != nil {
+		return err
+	}
+	if c.Durability != storage.DurabilitySync && c.Durability != storage.DurabilityRelaxed {
+		return fmt.Errorf("durability: unknown value %d", c.Durability)
+	}
+	return nil
+}
+
+// validate checks limits that setDefaults has completed.
+func (l *Limits) validate() error {
 	switch {
 	case l.MaxPacketSize < 64:
 		return fmt.Errorf("limits.max_packet_size: %d is too small: use at least 64 bytes", l.MaxPacketSize)
@@ -259,12 +272,6 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("limits.max_topic_levels: %d must be at least 1", l.MaxTopicLevels)
 	case l.MaxClientIDLength < 23 || l.MaxClientIDLength > 65535:
 		return fmt.Errorf("limits.max_client_id_length: %d is out of range 23..65535", l.MaxClientIDLength)
-	}
-	if err := c.Features.validate(); err != nil {
-		return err
-	}
-	if c.Durability != storage.DurabilitySync && c.Durability != storage.DurabilityRelaxed {
-		return fmt.Errorf("durability: unknown value %d", c.Durability)
 	}
 	return nil
 }

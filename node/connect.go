@@ -153,7 +153,7 @@ func (c *conn) refuse(code packet.ReasonCode, why string) {
 // validateConnect checks what the codec cannot: client id rules, will topic,
 // MQTT 5.0 properties, and authentication.
 func (c *conn) validateConnect(cp *packet.Connect) (packet.ReasonCode, string) {
-	lim := &c.srv.cfg.Limits
+	lim := c.srv.lim()
 	id := cp.ClientID
 	switch {
 	case cp.ProtocolVersion == packet.Version31 && (len(id) == 0 || len(id) > 23):
@@ -201,7 +201,7 @@ func (c *conn) connackFor(cp *packet.Connect, present bool, assigned string) *pa
 	if c.version != packet.Version5 {
 		return ack
 	}
-	lim := &c.srv.cfg.Limits
+	lim := c.srv.lim()
 	feat := &c.srv.cfg.Features
 	ack.Properties.AssignedClientID = assigned
 	if cp.Properties.AuthMethod != "" {

@@ -110,7 +110,7 @@ func (ss *session) bindLocked(c *conn, cp *packet.Connect) error {
 	stopTimer(&ss.mu.willTimer)
 	ss.mu.will = nil
 
-	quota := int(srv.cfg.Limits.MaxInflight)
+	quota := int(srv.lim().MaxInflight)
 	if cp.Properties.HasReceiveMaximum && int(cp.Properties.ReceiveMaximum) < quota {
 		quota = int(cp.Properties.ReceiveMaximum)
 	}

@@ -15,7 +15,7 @@ import (
 // (flushPending). So a PUBACK or PUBREC always follows a durable write.
 func (c *conn) handlePublish(p *packet.Publish) error {
 	srv := c.srv
-	lim := &srv.cfg.Limits
+	lim := srv.lim()
 	srv.stats.messagesIn[min(p.QoS, 2)].Add(1)
 
 	if len(p.Properties.SubscriptionIDs) > 0 {

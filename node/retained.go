@@ -50,7 +50,7 @@ func (s *Server) stageRetained(msg *message, b *storage.Batch, updates *[]retain
 // retainedFits reports whether msg fits the retained limits in place of the
 // current message of its topic, and counts and logs a rejection.
 func (s *Server) retainedFits(msg *message) bool {
-	lim := &s.cfg.Limits
+	lim := s.lim()
 	old, exists := s.retained.Get(msg.topic)
 	growth := msg.size()
 	if exists {

@@ -39,6 +39,10 @@ type Server struct {
 	sharedTurn atomic.Uint64 // picks among the nodes that serve a share group
 	drained    func()        // see OnDrained
 
+	// limits is cfg.Limits as in force: ReloadLimits swaps it while the
+	// node runs, so the paths that read a limit load it here.
+	limits atomic.Pointer[Limits]
+
 	// retainedIdx holds the clocks of the retained topics and tombstones,
 	// for last-writer-wins and digests in a cluster (retained_cluster.go).
 	retainedIdx retainedIndex
@@ -89,6 +93,8 @@ func New(cfg Config) (*Server, error) {
 		clientWarn: rateLimitedLog{interval: time.Second},
 		shared:     sharedPicker{seed: maphash.MakeSeed()},
 	}
+	lim := cfg.Limits
+	s.limits.Store(&lim)
 	s.name = cfg.NodeName
 	if s.name == "" {
 		s.name, _ = os.Hostname()

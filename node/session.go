@@ -146,7 +146,7 @@ func (q *deliveryQueue) clear() []*delivery {
 
 // full reports whether the session queue has reached its limits.
 func (s *session) fullLocked() bool {
-	lim := &s.srv.cfg.Limits
+	lim := s.srv.lim()
 	return s.mu.queue.len() >= lim.MaxQueuedMessages || s.mu.queue.bytes >= lim.MaxQueuedBytes
 }
 
@@ -177,7 +177,7 @@ func (s *session) deliverVia(d *delivery, fs *flushSet) bool {
 		return false
 	}
 	if s.fullLocked() {
-		if s.srv.cfg.Limits.QueueOverflow == OverflowDropNewest {
+		if s.srv.lim().QueueOverflow == OverflowDropNewest {
 			s.dropLocked(d, "queue full, dropped newest")
 			return true
 		}
@@ -191,7 +191,7 @@ func (s *session) deliverVia(d *delivery, fs *flushSet) bool {
 // congestedLocked reports whether the session's client is connected and its
 // queue is at least half full.
 func (s *session) congestedLocked() bool {
-	lim := &s.srv.cfg.Limits
+	lim := s.srv.lim()
 	return s.mu.conn != nil && (s.mu.queue.len()*2 >= lim.MaxQueuedMessages || s.mu.queue.bytes*2 >= lim.MaxQueuedBytes)
 }
 
@@ -282,7 +282,7 @@ func (s *session) pumpLocked() {
 			continue
 		}
 		if d.qos == 0 {
-			if c.outboundBytes() >= s.srv.cfg.Limits.MaxOutboundBytes {
+			if c.outboundBytes() >= s.srv.lim().MaxOutboundBytes {
 				s.mu.waitingWriter = true
 				return
 			}

@@ -85,7 +85,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 // a protocol violation that closes the connection.
 func (ss *session) subscribeLocked(c *conn, req packet.Subscription, subID uint32, b **storage.Batch, waits *[]<-chan struct{}) (packet.ReasonCode, bool, error) {
 	srv := ss.srv
-	lim := &srv.cfg.Limits
+	lim := srv.lim()
 	if err := router.ValidateFilter(req.Filter, lim.MaxTopicLength, lim.MaxTopicLevels); err != nil {
 		return packet.ReasonTopicFilterInvalid, false, nil
 	}

@@ -49,7 +49,7 @@ func startAdminFixture(t *testing.T, token string) *adminFixture {
 	if err := n.Start(); err != nil {
 		t.Fatalf("node.Start: %v", err)
 	}
-	web, err := startHTTP("127.0.0.1:0", httpTLSFiles{}, n, nil, false, token, logger)
+	web, err := startHTTP("127.0.0.1:0", httpTLSFiles{}, n, nil, false, token, logger, nil)
 	if err != nil {
 		n.Shutdown(context.Background())
 		t.Fatalf("startHTTP: %v", err)

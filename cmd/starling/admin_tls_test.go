@@ -27,7 +27,7 @@ func TestAdminHTTP_ServesTLSWithCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := httpTLSFiles{cert: filepath.Join(dir, "server.pem"), key: filepath.Join(dir, "server-key.pem")}
-	web, err := startHTTP("127.0.0.1:0", files, n, nil, false, "", logger)
+	web, err := startHTTP("127.0.0.1:0", files, n, nil, false, "", logger, nil)
 	if err != nil {
 		n.Shutdown(context.Background())
 		t.Fatalf("startHTTP: %v", err)

@@ -60,7 +60,7 @@ func startClusterFixture(t *testing.T) *clusterFixture {
 		_ = n.Shutdown(context.Background())
 		t.Fatalf("node.Start: %v", err)
 	}
-	web, err := startHTTP("127.0.0.1:0", httpTLSFiles{}, n, cl, false, "", logger)
+	web, err := startHTTP("127.0.0.1:0", httpTLSFiles{}, n, cl, false, "", logger, nil)
 	if err != nil {
 		cl.Close()
 		_ = n.Shutdown(context.Background())

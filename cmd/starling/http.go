@@ -33,7 +33,10 @@ type httpServer struct {
 
 // startHTTP binds addr and serves in a goroutine owned by the returned server;
 // stop it with shutdown.
-func startHTTP(addr string, tlsFiles httpTLSFiles, n *node.Server, cl *cluster.Cluster, enablePprof bool, adminToken string, log *slog.Logger) (*httpServer, error) {
+//
+// reloadConfig, when not nil, serves POST /api/v1/config/reload, which does
+// what SIGHUP does.
+func startHTTP(addr string, tlsFiles httpTLSFiles, n *node.Server, cl *cluster.Cluster, enablePprof bool, adminToken string, log *slog.Logger, reloadConfig func() reloadResult) (*httpServer, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(n.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cl != nil {
@@ -82,6 +85,16 @@ func startHTTP(addr string, tlsFiles httpTLSFiles, n *node.Server, cl *cluster.C
 		newOpsAdmin(n, admin.guard, log).register(mux)
 		registerClusterAdmin(mux, cl, admin.guard)
 		registerLeave(mux, cl, admin.guard)
+		if reloadConfig != nil {
+			mux.HandleFunc("POST /api/v1/config/reload", admin.guard(func(w http.ResponseWriter, _ *http.Request) {
+				res := reloadConfig()
+				status := http.StatusOK
+				if res.Error != "" {
+					status = http.StatusBadRequest
+				}
+				writeJSON(w, status, res)
+			}))
+		}
 	} else {
 		log.Warn("admin API disabled: --http is not loopback-only and no admin token is set (STARLING_ADMIN_TOKEN_FILE)", "addr", addr)
 	}

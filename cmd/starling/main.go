@@ -162,7 +162,8 @@ func serve(args []string) int {
 			srv.Shutdown(context.Background())
 			return 1
 		}
-		if web, err = startHTTP(*httpAddr, httpTLS, srv, cl, *enablePprof, token, logger); err != nil {
+		reloadConfig := func() reloadResult { return reload(srv, st, cfg, level, logger) }
+		if web, err = startHTTP(*httpAddr, httpTLS, srv, cl, *enablePprof, token, logger, reloadConfig); err != nil {
 			logger.Error("start failed", "err", err)
 			srv.Shutdown(context.Background())
 			return 1
