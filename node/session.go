@@ -169,6 +169,12 @@ func (s *session) deliverVia(d *delivery, fs *flushSet) bool {
 	s.mu.flushes = fs
 	defer func() { s.mu.flushes = nil }()
 	if s.mu.ended {
+		if s.srv.closing.Load() {
+			// Ended by the shutdown, not for good: a stored delivery stays
+			// on disk for the restart (a forwarded batch may still be on
+			// its way in while the node stops).
+			return false
+		}
 		s.releaseLocked(d)
 		return false
 	}
