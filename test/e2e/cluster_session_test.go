@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -178,4 +179,72 @@ func TestCluster_WillsOfKilledNodeArePublishedBySurvivors(t *testing.T) {
 		}
 	}
 	t.Logf("%d wills of a killed node's clients published by the survivors within %v", clients, took.Round(100*time.Millisecond))
+}
+
+func TestCluster_SessionsFoundAfterScaleUp(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	n1, n2 := c.node("n1"), c.node("n2")
+	const sessions = 20
+	for i := range sessions {
+		sub, _ := connectRaw(t, n1.broker, "sub", v3(fmt.Sprintf("scale-%d", i), false))
+		sub.mustSubscribe(fmt.Sprintf("scale/%d", i), 1)
+		sub.disconnect()
+	}
+	// A fourth node joins and becomes the home of some of these ids.
+	c.add(4)
+	c.waitReady(60 * time.Second)
+	pub, _ := connectRaw(t, c.node("n4").broker, "pub", v3("scale-pub", true))
+	for i := range sessions {
+		pub.publish(fmt.Sprintf("scale/%d", i), 1, false, "queued")
+	}
+	for i := range sessions {
+		sub := dialRaw(t, n2.broker, "sub", 4)
+		ca := sub.connect(v3(fmt.Sprintf("scale-%d", i), false))
+		if ca.Code != 0 || !ca.SessionPresent {
+			t.Fatalf("scale-%d on n2 after the scale-up: code %#x, session present %v", i, ca.Code, ca.SessionPresent)
+		}
+		if m := sub.receive(ioTimeout); m.Payload != "queued" {
+			t.Fatalf("scale-%d: got %q", i, m.Payload)
+		}
+		sub.disconnect()
+	}
+}
+
+func TestCluster_TakeoverTimeWithThousandQueued(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	nodes := []*clusterNode{c.node("n1"), c.node("n2")}
+	pubNode := c.node("n3")
+	const queued = 1000
+	rounds := scaled(5, 20)
+	var times []time.Duration
+	pub, _ := connectRaw(t, pubNode.broker, "pub", v3("take-pub", true))
+	sub, _ := connectRaw(t, nodes[0].broker, "sub", v3("taker", false))
+	sub.mustSubscribe("take/#", 1)
+	sub.disconnect()
+	for r := range rounds {
+		for i := range queued {
+			pub.publish("take/x", 1, false, fmt.Sprintf("%d-%d", r, i))
+		}
+		// The session is on nodes[r%2]; the client comes back on the other.
+		to := nodes[(r+1)%2]
+		start := time.Now()
+		sub = dialRaw(t, to.broker, "sub", 4)
+		if ca := sub.connect(v3("taker", false)); ca.Code != 0 || !ca.SessionPresent {
+			t.Fatalf("round %d: CONNACK code %#x, session present %v", r, ca.Code, ca.SessionPresent)
+		}
+		msgs := sub.receiveN(queued, 3*ioTimeout)
+		times = append(times, time.Since(start))
+		for i, m := range msgs {
+			if m.Payload != fmt.Sprintf("%d-%d", r, i) {
+				t.Fatalf("round %d: message %d is %q", r, i, m.Payload)
+			}
+		}
+		sub.disconnect()
+	}
+	slices.Sort(times)
+	p := func(q float64) time.Duration { return times[min(len(times)-1, int(q*float64(len(times))))] }
+	t.Logf("session with %d queued QoS 1 messages moved %d times: CONNACK to last message p50 %v, p99 %v",
+		queued, rounds, p(0.5).Round(time.Millisecond), p(0.99).Round(time.Millisecond))
 }
