@@ -80,10 +80,11 @@ func startClusterFixture(t *testing.T) *clusterFixture {
 	}
 	t.Cleanup(stop)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Generous: the whole suite runs in parallel with -race on 2 cores.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := cl.WaitReady(ctx); err != nil {
-		t.Fatalf("cluster not ready: %v", err)
+		t.Fatalf("cluster not ready: %v; status %+v", err, cl.Status())
 	}
 	return &clusterFixture{
 		adminFixture: adminFixture{node: n, baseURL: "http://" + web.ln.Addr().String(), mqtt: "tcp://" + n.Addrs()[0].String()},
