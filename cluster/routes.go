@@ -146,7 +146,10 @@ func (s *routeSyncer) run() {
 		if !c.registered.Load() {
 			// registerLoop calls replaceAll once the record commits. Until
 			// then, with no leader in sight, SUBACKs must not wait for it.
-			retry = 0
+			// Poll until then: registerLoop asks for the replace before it
+			// marks the node registered, so the kick of that request may
+			// arrive here first and must not be lost.
+			retry = 50 * time.Millisecond
 			if c.raft.Leader() == "" {
 				retry = s.onFailure(errNoLeader, 50*time.Millisecond)
 			} else {
