@@ -1,8 +1,7 @@
 // Package cluster joins a node to the other nodes of a Starling cluster:
 // memberlist finds them, one Raft group agrees on the route table and the
 // node records, and gRPC streams on the peer port forward publishes to the
-// nodes that hold matching subscribers. DESIGN.md (Cluster) gives the
-// design; this package wires its parts (membership, peer, fsm, forward,
+// nodes that hold matching subscribers. This package wires its parts (membership, peer, fsm, forward,
 // storage/raftstore) together and owns the decisions of when to propose:
 // the node's own record, its route changes, and the leader's reconciliation
 // of membership into Raft.
@@ -251,8 +250,8 @@ func (c *Cluster) Close() {
 func (c *Cluster) SiteID() string { return c.siteID }
 
 // Ready reports whether the node has caught up with the cluster: its record
-// and its routes under this incarnation are committed (DESIGN.md,
-// Readiness).
+// and its routes under this incarnation are committed, and it holds the
+// retained set.
 func (c *Cluster) Ready() bool { return c.ready.Load() }
 
 // maxGRPCMessage returns the gRPC message limit of the peer port: above a

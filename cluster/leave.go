@@ -12,8 +12,8 @@ import (
 	"github.com/starling-mqtt/starling/proto/clusterpb"
 )
 
-// Leave takes this node out of the cluster for good, as a scale-down does
-// (DESIGN.md, Dead nodes): it stops registering itself, commits a leave,
+// Leave takes this node out of the cluster for good, as a scale-down does:
+// it stops registering itself, commits a leave,
 // which purges all its routes at once, hands leadership over if it holds
 // it, and waits until the leader has removed it from the Raft
 // configuration. A plain shutdown is not a leave; only this is.

@@ -35,7 +35,8 @@ type routeChange struct {
 
 // routeSyncer proposes this node's route changes to Raft and holds each
 // first subscriber's SUBACK until the change is applied on every node this
-// one reaches (DESIGN.md invariant 6).
+// one reaches, so a publish accepted anywhere after the SUBACK is forwarded
+// here.
 //
 // Lock order: routeSyncer.mu is a leaf; RouteChanged is called under the
 // node's route table lock and never blocks.
@@ -247,7 +248,7 @@ func (s *routeSyncer) takeLocked() (*clusterpb.RouteBatch, map[routeKey]*routeCh
 // set is bounded by the node's subscription limits; a set larger than
 // maxBatchOps still goes as one entry here.
 //
-// NOTE: DESIGN.md asks for bounded replace batches (replace, then
+// NOTE: the design has bounded replace batches (replace, then
 // replace_last); this sends one entry with both flags, so a node with a very
 // large route set writes one large Raft entry at restart.
 func (s *routeSyncer) takeReplaceLocked() (*clusterpb.RouteBatch, map[routeKey]*routeChange) {

@@ -46,7 +46,7 @@ func (unavailableError) SessionUnavailable() bool { return true }
 //
 // NOTE: records are never pruned, so a home holds one per client id it has
 // seen (about 100 bytes each), and owners do not re-register their sessions
-// with a new home after a change of membership, as DESIGN.md asks.
+// with a new home after a change of membership.
 type sessionHome struct {
 	mu      sync.Mutex
 	locks   map[string]*claimLock

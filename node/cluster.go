@@ -21,7 +21,7 @@ type Cluster interface {
 	// filter gained its first or lost its last persistent subscriber
 	// (durable). It must not block. The returned channel is closed when the
 	// change is in force on every node this one can reach, or when waiting
-	// for that no longer helps (DESIGN.md invariant 6); nil means there is
+	// for that no longer helps (no leader); nil means there is
 	// nothing to wait for. Calls for one key arrive in the order of the
 	// changes.
 	RouteChanged(filter, group string, present, durable bool) <-chan struct{}
@@ -51,7 +51,7 @@ type Cluster interface {
 	SiteID() string
 
 	// Ready reports whether the node has caught up with the cluster and may
-	// report itself ready (DESIGN.md, Readiness).
+	// report itself ready.
 	Ready() bool
 
 	// Full reports whether the outbox toward site has reached its bound, so

@@ -298,7 +298,7 @@ var errShuttingDown = errors.New("node: shutting down")
 // itself to declined_by. With no node left, the message is dropped and
 // counted.
 //
-// NOTE: DESIGN.md has the declining node answer the sender, which then
+// NOTE: the design has the declining node answer the sender, which then
 // offers the message to its next choice. Handing it on from here needs no
 // round trip and no window in which the sender has already forgotten the
 // message; the choice is the same one the sender would make.

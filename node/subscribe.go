@@ -60,9 +60,10 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 		}
 	}
 	if len(waits) > 0 {
-		// Route before SUBACK (DESIGN.md invariant 6). The session's lock is
-		// released meanwhile, so deliveries to it go on; the spec allows a
-		// matching PUBLISH before the SUBACK (MQTT 5.0 section 3.8.4).
+		// Route before SUBACK: every node the cluster reaches has the new
+		// routes first. The session's lock is released meanwhile, so
+		// deliveries to it go on; the spec allows a matching PUBLISH before
+		// the SUBACK (MQTT 5.0 section 3.8.4).
 		sess.mu.Unlock()
 		srv.waitRoutes(waits)
 		sess.mu.Lock()

@@ -14,8 +14,8 @@ import (
 	"github.com/starling-mqtt/starling/storage"
 )
 
-// SessionMover is the part of a Cluster that moves sessions between nodes
-// (DESIGN.md, Session ownership and takeover). A Cluster without it keeps
+// SessionMover is the part of a Cluster that moves sessions between nodes.
+// A Cluster without it keeps
 // every session on the node its client connects to.
 type SessionMover interface {
 	// TakeSession claims the client id for this node at its home node. When
@@ -35,7 +35,7 @@ type SessionMover interface {
 
 // errSessionUnavailable refuses a client whose session is on a node that is
 // down, for a while, so it retries and finds its session when the node is
-// back (DESIGN.md, A client whose session is on a node that is down).
+// back.
 var errSessionUnavailable = errors.New("the node that holds this session is down; retry later")
 
 // isSessionUnavailable reports whether err says the session's node is down.
@@ -71,7 +71,7 @@ func (s *Server) takeRemoteSession(c *conn, cp *packet.Connect) (*session, error
 		return nil, errSessionUnavailable
 	}
 	if err != nil {
-		// Availability first (DESIGN.md invariant 5): serve the client with
+		// Availability first: serve the client with
 		// what this node has.
 		s.log.Warn("session claim failed; serving the client with this node's copy", keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
 		return nil, nil
@@ -126,8 +126,7 @@ func (s *Server) reportDisconnect(clientID string, persistent bool) {
 }
 
 // PublishStoredWill publishes a will that the home of a client id kept
-// because the node the client was connected to died (DESIGN.md, Wills of a
-// node that dies). The will is checked against the rules of its user as
+// because the node the client was connected to died. The will is checked against the rules of its user as
 // they are now.
 func (s *Server) PublishStoredWill(clientID string, blob []byte) error {
 	w, err := decodeWill(blob)

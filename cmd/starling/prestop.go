@@ -25,7 +25,7 @@ const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 // restart: the pod's ordinal at or above the StatefulSet's replicas means
 // the pod goes away for good, and the node leaves the cluster through its
 // admin API (POST /api/v1/node/leave); otherwise it returns at once and the
-// node only shuts down, which is not a leave (DESIGN.md, Shutdown). When
+// node only shuts down, which is not a leave. When
 // the StatefulSet cannot be read it assumes a restart and exits 1: a missed
 // leave costs a reap later, a false one would purge durable routes.
 func runPrestop(args []string) int {
