@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/starling-mqtt/starling/proto/clusterpb"
 )
 
@@ -195,7 +197,10 @@ func (s *routeSyncer) flush() (bool, error) {
 		return more, nil
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Bounded by two election timeouts: past that without a commit, the
+	// leader is most likely out of reach, and onFailure decides whether
+	// the SUBACKs stop waiting.
+	ctx, cancel := context.WithTimeout(context.Background(), max(time.Second, 2*electionTimeout(c.cfg.Profile)))
 	defer cancel()
 	defer s.timer.observeSince(time.Now(), &s.batches, s.batches.Load())
 	index, err := c.propose(ctx, clusterpb.CommandType_COMMAND_TYPE_ROUTE_BATCH, batch)
@@ -314,6 +319,17 @@ func (s *routeSyncer) putBack(batch *clusterpb.RouteBatch, taken map[routeKey]*r
 func (s *routeSyncer) onFailure(err error, retry time.Duration) time.Duration {
 	c := s.c
 	retry = min(max(2*retry, 50*time.Millisecond), time.Second)
+	limit := 2 * electionTimeout(c.cfg.Profile)
+
+	// A follower counts from the leader's last contact, not from this
+	// failure: a proposal sent to a leader that was just cut off fails
+	// only at its timeout, and the SUBACKs must not wait that long on top.
+	if c.raft.State() != raft.Leader {
+		if last := c.raft.LastContact(); !last.IsZero() && time.Since(last) >= limit {
+			s.releaseWaiters()
+			return retry
+		}
+	}
 	if !errors.Is(err, errNoLeader) {
 		c.log.Warn("route batch failed; retrying", "err", err, "retry", retry)
 		return retry
@@ -321,7 +337,7 @@ func (s *routeSyncer) onFailure(err error, retry time.Duration) time.Duration {
 	if s.leaderLost.IsZero() {
 		s.leaderLost = time.Now()
 	}
-	if time.Since(s.leaderLost) >= 2*electionTimeout(c.cfg.Profile) {
+	if time.Since(s.leaderLost) >= limit {
 		s.releaseWaiters()
 	}
 	return retry

@@ -256,6 +256,9 @@ func (s *Server) UseClusterAuth(r AuthRecords, ready func() bool) {
 	if err := s.ReloadAuth(context.Background()); err != nil {
 		s.log.Warn("reloading auth from the cluster failed", keyErr, err)
 	}
+	// Not ready until the file's rules are in force: a client admitted
+	// before would be judged by whatever the cluster held.
+	s.authSeedPending.Store(true)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -274,6 +277,7 @@ func (s *Server) UseClusterAuth(r AuthRecords, ready func() bool) {
 			err := s.ApplyAuthSeed(ctx, s.cfg.Auth.Seed)
 			cancel()
 			if err == nil {
+				s.authSeedPending.Store(false)
 				return
 			}
 			s.log.Warn("writing the configured users to the cluster failed; retrying in 2 s", keyErr, err)

@@ -162,6 +162,9 @@ func (s *Server) Ready() bool {
 	if len(s.mu.listeners) != len(s.cfg.Listeners) {
 		return false
 	}
+	if s.authSeedPending.Load() {
+		return false
+	}
 	return s.cluster == nil || s.cluster.Ready()
 }
 

@@ -39,6 +39,8 @@ type Server struct {
 	sharedTurn atomic.Uint64 // picks among the nodes that serve a share group
 	drained    func()        // see OnDrained
 
+	authSeedPending atomic.Bool // the file's auth section is not yet in the cluster (UseClusterAuth)
+
 	// limits is cfg.Limits as in force: ReloadLimits swaps it while the
 	// node runs, so the paths that read a limit load it here.
 	limits atomic.Pointer[Limits]

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -77,6 +78,13 @@ func (p *Port) GRPCDialOptions(peerName string) []grpc.DialOption {
 			grpc.MaxCallRecvMsgSize(p.cfg.MaxMsgSize),
 			grpc.MaxCallSendMsgSize(p.cfg.MaxMsgSize),
 		),
+		// Peers come back within seconds (a restart, a healed partition,
+		// a pod whose DNS name resolves again): grpc-go's default backoff
+		// grows to two minutes, so cap it at two seconds.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		}),
 	}
 }
 

@@ -164,10 +164,6 @@ func TestPartition_MinorityHeals(t *testing.T) {
 	subackStart := time.Now()
 	localDeliveries := subscribeChannel(t, local, localFilter)
 	subackAtCut := time.Since(subackStart)
-	// NOTE: this SUBACK took 7.6 s in four runs on Docker Engine 20.10.
-	// The route batch goes to the old leader over a connection that the
-	// cut left open, and the node starts counting two election timeouts
-	// without a leader only after that call's 5 s deadline.
 	if subackAtCut > partitionSubackBound {
 		t.Errorf("SUBACK on %s right after the cut took %v, expected at most %v", n3.name, subackAtCut, partitionSubackBound)
 	}
