@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
 func TestCluster_ThreeNodesFormFromBootstrapExpect(t *testing.T) {
@@ -647,4 +649,79 @@ func TestCluster_NodeLeavePurgesRoutesAndRemovesVoter(t *testing.T) {
 			t.Errorf("n1 sees n3 as %s with suffrage %q, want left and out of raft", m.State, m.Suffrage)
 		}
 	}
+}
+
+// TestCluster_FieldBugB21SharedGroupOneCopy follows field bug B21: a shared
+// group with a member on each node gets each message once, also after a
+// member's node restarts and after a member leaves.
+func TestCluster_FieldBugB21SharedGroupOneCopy(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	n1, n2, n3 := c.node("n1"), c.node("n2"), c.node("n3")
+
+	member := func(n *clusterNode, id string) (mqtt.Client, *inbox) {
+		cl, in := newPaho(t, n.broker, id)
+		if tok := cl.Subscribe("$share/g/jobs", 1, nil); !tok.WaitTimeout(ioTimeout) || tok.Error() != nil {
+			t.Fatalf("%s: subscribe: %v", id, tok.Error())
+		}
+		return cl, in
+	}
+	_, sa := member(n1, "b21-sa")
+	_, sb := member(n2, "b21-sb")
+	sc, scIn := member(n3, "b21-sc")
+	plainCl, plain := newPaho(t, n3.broker, "b21-plain")
+	pahoSubscribe(t, plainCl, "jobs", 1)
+
+	publish := func(n *clusterNode, id, prefix string, count int) {
+		pub, _ := newPaho(t, n.broker, id)
+		for i := range count {
+			pahoPublish(t, pub, "jobs", 1, false, fmt.Sprintf("%s-%d", prefix, i))
+		}
+	}
+	groupGot := func(prefix string, members ...*inbox) map[string]int {
+		got := map[string]int{}
+		for _, in := range members {
+			for _, m := range in.all() {
+				if strings.HasPrefix(m.Payload, prefix+"-") {
+					got[m.Payload]++
+				}
+			}
+		}
+		return got
+	}
+	exactlyOnce := func(step, prefix string, count int, members ...*inbox) {
+		t.Helper()
+		waitFor(t, 3*ioTimeout, func() error {
+			if got := len(groupGot(prefix, members...)); got < count {
+				return fmt.Errorf("%s: the group got %d of %d", step, got, count)
+			}
+			return nil
+		})
+		time.Sleep(quietPeriod)
+		got := groupGot(prefix, members...)
+		for i := range count {
+			if n := got[fmt.Sprintf("%s-%d", prefix, i)]; n != 1 {
+				t.Errorf("%s: message %d reached the group %d times, want once", step, i, n)
+			}
+		}
+	}
+
+	// Step 2.
+	publish(n1, "b21-pub1", "s2", 300)
+	exactlyOnce("step 2", "s2", 300, sa, sb, scIn)
+	plain.waitCount(t, 300, 3*ioTimeout)
+
+	// Step 3: node 2 is killed and restarted; its member comes back.
+	n2.Kill()
+	n2.Start()
+	c.waitReady(60 * time.Second)
+	_, sb2 := member(n2, "b21-sb")
+	publish(n2, "b21-pub2", "s3", 100)
+	exactlyOnce("step 3", "s3", 100, sa, sb2, scIn)
+
+	// Step 4: the member on node 3 leaves; node 3 has none, so it hands
+	// each message to a node that has one.
+	sc.Disconnect(250)
+	publish(n3, "b21-pub3", "s4", 100)
+	exactlyOnce("step 4", "s4", 100, sa, sb2)
 }
