@@ -24,7 +24,7 @@ import (
 )
 
 const certsUsage = `Usage:
-  starling certs init DIR [--nodes n1,n2,n3] [--hosts 127.0.0.1,localhost] [--clients c1,c2] [--days N] [--force]
+  starling certs init DIR [--nodes n1,n2,n3] [--hosts 127.0.0.1,localhost] [--clients c1,c2] [--days N] [--force | --if-missing]
   starling certs revoke --ca-dir DIR CERT.pem...
 
 init writes a development certificate set into DIR:
@@ -77,6 +77,9 @@ type certsInitOptions struct {
 	clients []string
 	days    int
 	force   bool
+	// ifMissing makes init do nothing when DIR already holds a set (its
+	// ca.pem), so a Compose init service can run before every start.
+	ifMissing bool
 }
 
 func certsInit(args []string, stdout, stderr io.Writer) int {
@@ -89,6 +92,12 @@ func certsInit(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	if opts.ifMissing && !opts.force {
+		if _, err := os.Stat(filepath.Join(opts.dir, "ca.pem")); err == nil {
+			fmt.Fprintf(stdout, "%s already holds a certificate set; nothing written\n", opts.dir)
+			return 0
+		}
+	}
 	files, err := buildDevPKI(opts, time.Now())
 	if err != nil {
 		fmt.Fprintln(stderr, "starling certs init:", err)
@@ -124,6 +133,7 @@ func parseCertsInit(args []string, stderr io.Writer) (certsInitOptions, error) {
 	clients := fs.String("clients", "", "comma-separated client names; each gets a client certificate in clients/")
 	fs.IntVar(&opts.days, "days", 365, "validity of every certificate and of the CRL, in days")
 	fs.BoolVar(&opts.force, "force", false, "overwrite existing files")
+	fs.BoolVar(&opts.ifMissing, "if-missing", false, "do nothing when DIR already holds a set (its ca.pem)")
 
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
