@@ -113,7 +113,12 @@ func (c *Cluster) TakeSession(ctx context.Context, clientID string, cleanStart b
 				var client clusterpb.PeerClient
 				client, err = c.clientForSite(home)
 				if err == nil {
-					resp, err = client.Claim(ctx, req)
+					// Bounded per attempt: a home cut off by a partition
+					// leaves the call hanging until its deadline, and the
+					// client's CONNECT waits meanwhile.
+					attemptCtx, cancel := context.WithTimeout(ctx, claimAttemptTimeout)
+					resp, err = client.Claim(attemptCtx, req)
+					cancel()
 				}
 			}
 			if err == nil {
@@ -152,7 +157,9 @@ func (c *Cluster) TakeSession(ctx context.Context, clientID string, cleanStart b
 		if err == nil {
 			discard := cleanStart || state != nil
 			var out *clusterpb.ExportSessionResponse
-			out, err = client.ExportSession(ctx, &clusterpb.ExportSessionRequest{ClientId: clientID, Generation: resp.Generation, Discard: discard})
+			exportCtx, cancel := context.WithTimeout(ctx, exportAttemptTimeout)
+			out, err = client.ExportSession(exportCtx, &clusterpb.ExportSessionRequest{ClientId: clientID, Generation: resp.Generation, Discard: discard})
+			cancel()
 			if err == nil && out.Session != nil && state == nil {
 				state, from = out.Session, site
 			}
@@ -185,6 +192,13 @@ func (c *Cluster) TakeSession(ctx context.Context, clientID string, cleanStart b
 	}
 	return state, finish, nil
 }
+
+// claimAttemptTimeout bounds one claim call to a home node, and
+// exportAttemptTimeout one export from the node that held the session.
+const (
+	claimAttemptTimeout  = 1500 * time.Millisecond
+	exportAttemptTimeout = 3 * time.Second
+)
 
 // clientForSite returns a gRPC client for the live node with site id site.
 func (c *Cluster) clientForSite(site string) (clusterpb.PeerClient, error) {
