@@ -126,8 +126,8 @@ func recordProto(clientID string, r homeRecord) *clusterpb.HomeRecord {
 		Persistent: r.persistent, Connected: r.connected, Will: r.will, WillDelaySeconds: r.willDelay}
 }
 
-// ReportSession implements node.SessionMover: the owner tells the home that
-// its client disconnected, so the home forgets the will. It runs in the
+// ReportSession implements node.SessionMover: the owner reports to the home
+// that its client disconnected, so the home drops the will. It runs in the
 // background, bounded in time.
 func (c *Cluster) ReportSession(clientID string, persistent bool) {
 	home := c.homeOf(clientID)
@@ -135,6 +135,11 @@ func (c *Cluster) ReportSession(clientID string, persistent bool) {
 	if home == c.siteID {
 		c.applyOwnerReport(rec)
 		return
+	}
+	select {
+	case <-c.stop:
+		return // Close may be waiting on wg already: start nothing new
+	default:
 	}
 	c.wg.Add(1)
 	go func() {

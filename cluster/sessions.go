@@ -15,8 +15,8 @@ import (
 	"github.com/starling-mqtt/starling/proto/clusterpb"
 )
 
-// SessionHolder is what the cluster needs of the local node to move
-// sessions: node.Server implements it (node/takeover.go).
+// SessionHolder is the local node's part in moving sessions; node.Server
+// implements it (node/takeover.go).
 type SessionHolder interface {
 	HasSession(clientID string) (has, connected bool)
 	ExportSession(clientID string, discard bool) *clusterpb.SessionState
@@ -74,17 +74,11 @@ type homeRecord struct {
 	prev *homeRecord
 }
 
-// homeOf returns the site id of the home node of a client id: the live node
-// with the highest rendezvous score, over the committed node records, so
-// every node picks the same home for the same epoch.
+// homeOf returns the site id of the home node of a client id: the first
+// node in rendezvous order (homesOf), so every node picks the same home for
+// the same epoch.
 func (c *Cluster) homeOf(clientID string) string {
-	best, bestScore := c.siteID, rendezvous(clientID, c.siteID)
-	for _, n := range c.livePeers() {
-		if s := rendezvous(clientID, n.SiteID); s > bestScore || (s == bestScore && n.SiteID > best) {
-			best, bestScore = n.SiteID, s
-		}
-	}
-	return best
+	return c.homesOf(clientID, 1)[0]
 }
 
 func rendezvous(clientID, site string) uint64 {
@@ -332,7 +326,7 @@ func (c *Cluster) lookupHolders(ctx context.Context, clientID, claimant string) 
 			}
 			resp, err := client.HasSession(ctx, &clusterpb.HasSessionRequest{ClientId: clientID})
 			if err != nil {
-				c.log.Warn("node did not answer whether it holds a session", "peer", n.Name, "client_id", clientID, "err", err)
+				c.log.Warn("session lookup on a node failed", "peer", n.Name, "client_id", clientID, "err", err)
 				return
 			}
 			answers <- answer{n.SiteID, resp.Has, resp.Connected}

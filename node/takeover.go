@@ -36,7 +36,7 @@ type SessionMover interface {
 // errSessionUnavailable refuses a client whose session is on a node that is
 // down, for a while, so it retries and finds its session when the node is
 // back.
-var errSessionUnavailable = errors.New("the node that holds this session is down; retry later")
+var errSessionUnavailable = errors.New("the node that has this session is unavailable; retry later")
 
 // isSessionUnavailable reports whether err says the session's node is down.
 func isSessionUnavailable(err error) bool {

@@ -18,7 +18,8 @@ import (
 	"time"
 )
 
-// serviceAccountDir is where Kubernetes mounts a pod's service account.
+// serviceAccountDir is the directory where Kubernetes mounts a pod's
+// service account.
 const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 // runPrestop is the Helm chart's preStop hook. It tells a scale-down from a
@@ -100,7 +101,7 @@ func statefulSetReplicas(ctx context.Context, name string) (int, error) {
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
-		return 0, errors.New("the cluster CA file holds no certificate")
+		return 0, errors.New("the cluster CA file contains no PEM certificate")
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	url := fmt.Sprintf("https://%s/apis/apps/v1/namespaces/%s/statefulsets/%s",
