@@ -187,7 +187,11 @@ func (s *session) deliverVia(d *delivery, fs *flushSet) bool {
 			s.dropLocked(d, "queue full, dropped newest")
 			return true
 		}
-		s.dropLocked(s.mu.queue.pop(), "queue full, dropped oldest")
+		// Drop as many of the oldest as it takes: one large message may
+		// replace several small ones under max_queued_bytes.
+		for s.mu.queue.len() > 0 && s.fullLocked() {
+			s.dropLocked(s.mu.queue.pop(), "queue full, dropped oldest")
+		}
 	}
 	s.mu.queue.push(d)
 	s.pumpLocked()
