@@ -66,8 +66,10 @@ type Cluster struct {
 
 	routeWaitMisses atomic.Uint64 // peers that did not confirm a route in time
 
+	node   Node
 	holder SessionHolder // the node, when it moves sessions; see sessions.go
 	home   sessionHome
+	settle settler // shared custody notices; see custody.go
 
 	retained *retainedSync // retained replication; see retained.go
 
@@ -104,6 +106,7 @@ func Start(ctx context.Context, cfg Config, node Node) (*Cluster, error) {
 		stop:   make(chan struct{}),
 	}
 	c.incarnation.Store(inc)
+	c.node = node
 	c.holder, _ = node.(SessionHolder)
 	c.retained = newRetainedSync(c, node, cfg.Retained)
 	ok := false
@@ -186,6 +189,7 @@ func Start(ctx context.Context, cfg Config, node Node) (*Cluster, error) {
 	c.loop(c.reconcileLoop)
 	c.loop(c.peersLoop)
 	c.loop(c.willLoop)
+	c.loop(c.custodyLoop)
 	c.loop(c.retained.run)
 	c.loop(func() { c.authLoop(node.ReloadAuth) })
 	c.log.Info("cluster started", "site_id", siteID, "incarnation", inc,

@@ -81,6 +81,13 @@ type Config struct {
 	// elsewhere. Default 60 s.
 	SessionWait time.Duration
 
+	// SharedCustody is how long a QoS 1 message forwarded to another node
+	// for a shared-subscription group is kept on the publishing node,
+	// waiting for that node to report it settled, so that it can be
+	// offered to another node should that one die (custody.go). Default
+	// 10 min.
+	SharedCustody time.Duration
+
 	// RouteWait bounds how long a SUBACK waits for one peer to confirm a new
 	// route (invariant 6). Default 2 s.
 	RouteWait time.Duration
@@ -112,6 +119,10 @@ const (
 	DefaultReapTime    = 24 * time.Hour
 	DefaultRouteWait   = 2 * time.Second
 	DefaultSessionWait = 60 * time.Second
+	// DefaultSharedCustody outlasts gossip detection and the commit of a
+	// death several times over, and keeps a burst of unsettled messages
+	// bounded in time.
+	DefaultSharedCustody = 10 * time.Minute
 )
 
 func (c Config) withDefaults() Config {
@@ -132,6 +143,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SessionWait == 0 {
 		c.SessionWait = DefaultSessionWait
+	}
+	if c.SharedCustody == 0 {
+		c.SharedCustody = DefaultSharedCustody
 	}
 	if c.Profile == "" {
 		c.Profile = membership.ProfileLAN

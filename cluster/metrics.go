@@ -45,34 +45,36 @@ func (c *Cluster) Collector() prometheus.Collector {
 }
 
 var clusterMetricHelp = map[string]string{
-	"ready":                      "1 when this node's record and routes are committed and it accepts clients, else 0.",
-	"raft_state":                 "1 for this node's current Raft state, 0 for the others.",
-	"is_leader":                  "1 when this node is the Raft leader, else 0.",
-	"raft_term":                  "Current Raft term.",
-	"raft_applied_index":         "Index of the last Raft log entry applied to this node's state machine.",
-	"raft_commit_index":          "Highest Raft log index this node knows to be committed.",
-	"raft_last_log_index":        "Index of the last entry in this node's Raft log.",
-	"raft_last_snapshot_index":   "Raft index of this node's latest snapshot.",
-	"raft_fsm_pending":           "Committed Raft log entries queued for the state machine.",
-	"raft_last_contact_seconds":  "Seconds since a follower last heard from the leader; 0 on the leader, absent before first contact.",
-	"raft_servers":               "Servers in the Raft configuration, by suffrage (voter, nonvoter).",
-	"membership_epoch":           "Committed membership epoch, raised by every change of a node's state.",
-	"members":                    "Committed node records, by state (joined, dead, back, left).",
-	"gossip_members":             "Members that gossip lists as alive, this node included.",
-	"routes_local":               "Routes of this node in the committed route table.",
-	"routes_remote":              "Routes of other nodes in this node's route view.",
-	"route_batches_total":        "Route batches this node committed.",
-	"route_ops_total":            "Route operations in the batches this node committed.",
-	"route_batch_failures_total": "Route batch proposals that failed and were retried.",
-	"route_wait_misses_total":    "Times a peer did not confirm a new route within the route wait, so a SUBACK went without it.",
-	"forward_connected":          "1 while the forward stream to the peer is established, else 0.",
-	"forward_lag":                "Forward sequence numbers assigned toward the peer and not yet acknowledged.",
-	"outbox_messages":            "QoS 1 and 2 messages in the on-disk outbox toward the peer.",
-	"outbox_bytes":               "Bytes of the messages in the on-disk outbox toward the peer.",
-	"forward_queue_bytes":        "Encoded bytes in the in-memory send queue toward the peer.",
-	"forward_disk_mode":          "1 while the sender reads the peer's outbox from disk because its queue overflowed, else 0.",
-	"forward_dropped_qos0_total": "QoS 0 messages toward the peer dropped at the send queue bound.",
-	"forward_resent_total":       "Outbox entries sent to the peer again after a reconnect.",
+	"ready":                        "1 when this node's record and routes are committed and it accepts clients, else 0.",
+	"raft_state":                   "1 for this node's current Raft state, 0 for the others.",
+	"is_leader":                    "1 when this node is the Raft leader, else 0.",
+	"raft_term":                    "Current Raft term.",
+	"raft_applied_index":           "Index of the last Raft log entry applied to this node's state machine.",
+	"raft_commit_index":            "Highest Raft log index this node knows to be committed.",
+	"raft_last_log_index":          "Index of the last entry in this node's Raft log.",
+	"raft_last_snapshot_index":     "Raft index of this node's latest snapshot.",
+	"raft_fsm_pending":             "Committed Raft log entries queued for the state machine.",
+	"raft_last_contact_seconds":    "Seconds since a follower last heard from the leader; 0 on the leader, absent before first contact.",
+	"raft_servers":                 "Servers in the Raft configuration, by suffrage (voter, nonvoter).",
+	"membership_epoch":             "Committed membership epoch, raised by every change of a node's state.",
+	"members":                      "Committed node records, by state (joined, dead, back, left).",
+	"gossip_members":               "Members that gossip lists as alive, this node included.",
+	"routes_local":                 "Routes of this node in the committed route table.",
+	"routes_remote":                "Routes of other nodes in this node's route view.",
+	"route_batches_total":          "Route batches this node committed.",
+	"route_ops_total":              "Route operations in the batches this node committed.",
+	"route_batch_failures_total":   "Route batch proposals that failed and were retried.",
+	"route_wait_misses_total":      "Times a peer did not confirm a new route within the route wait, so a SUBACK went without it.",
+	"shared_settles_sent_total":    "Settle notices of shared-subscription messages sent to the nodes they were published on.",
+	"shared_settles_dropped_total": "Settle notices dropped (queue full or call failed); their messages stay in custody until it expires.",
+	"forward_connected":            "1 while the forward stream to the peer is established, else 0.",
+	"forward_lag":                  "Forward sequence numbers assigned toward the peer and not yet acknowledged.",
+	"outbox_messages":              "QoS 1 and 2 messages in the on-disk outbox toward the peer.",
+	"outbox_bytes":                 "Bytes of the messages in the on-disk outbox toward the peer.",
+	"forward_queue_bytes":          "Encoded bytes in the in-memory send queue toward the peer.",
+	"forward_disk_mode":            "1 while the sender reads the peer's outbox from disk because its queue overflowed, else 0.",
+	"forward_dropped_qos0_total":   "QoS 0 messages toward the peer dropped at the send queue bound.",
+	"forward_resent_total":         "Outbox entries sent to the peer again after a reconnect.",
 }
 
 // raftStates lists the values of the state label of raft_state.
@@ -117,6 +119,8 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter("route_ops_total", c.routes.ops.Load())
 	counter("route_batch_failures_total", c.routes.failures.Load())
 	counter("route_wait_misses_total", c.routeWaitMisses.Load())
+	counter("shared_settles_sent_total", c.settle.sent.Load())
+	counter("shared_settles_dropped_total", c.settle.dropped.Load())
 	ch <- c.routes.timer.histogram()
 
 	for _, ps := range c.fwd.Stats() {

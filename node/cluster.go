@@ -73,6 +73,14 @@ type Cluster interface {
 	// RetainedHorizon returns how long tombstones of deleted retained
 	// messages are kept.
 	RetainedHorizon() time.Duration
+
+	// SettleShared reports that a shared-subscription message that another
+	// node forwarded reached its end here, so that node no longer keeps it
+	// in custody (custody.go). It must not block.
+	SettleShared(originSite string, originID uint64)
+	// SiteDead reports whether the death of the node with this site id is
+	// committed.
+	SiteDead(site string) bool
 }
 
 // SetCluster joins the node to a cluster. Call it after New and before

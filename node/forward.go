@@ -67,6 +67,7 @@ func (s *Server) routeRemote(msg *message, b *storage.Batch, localGroups map[str
 		groups[key] = append(groups[key], e.ClientID)
 	}
 	for key, candidates := range groups {
+		candidates = s.liveSites(candidates)
 		site := candidates[int(s.sharedTurn.Add(1)%uint64(len(candidates)))]
 		sites[site] = append(sites[site], wireShareKey(key))
 	}
@@ -85,10 +86,29 @@ func (s *Server) routeRemote(msg *message, b *storage.Batch, localGroups map[str
 			continue
 		}
 		fw.tickets = append(fw.tickets, t)
+		if len(m.ShareGroups) > 0 && m.Qos == 1 {
+			s.putCustody(b, msg.id, site, m, now)
+		}
 		if s.cluster.Congested(site) {
 			fw.congested = true
 		}
 	}
+}
+
+// liveSites returns the candidates whose death is not committed, or all of
+// them when every one is dead: a durable member of a dead node still gets
+// the message when its node returns.
+func (s *Server) liveSites(candidates []string) []string {
+	live := candidates[:0:0]
+	for _, site := range candidates {
+		if !s.cluster.SiteDead(site) {
+			live = append(live, site)
+		}
+	}
+	if len(live) == 0 {
+		return candidates
+	}
+	return live
 }
 
 // wireShareKey converts a share key to the "group/filter" form of
@@ -236,6 +256,7 @@ func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMe
 	var targets []target
 	var handOn forwards
 	var retained []retainedUpdate
+	var settled []*message // shared messages that reached their end here
 	needSync := false
 	now := time.Now()
 	for _, fm := range msgs {
@@ -256,13 +277,19 @@ func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMe
 		}
 		if msg.expired(now) {
 			s.stats.expired.Add(1)
+			if len(msg.shareGroups) > 0 {
+				settled = append(settled, msg)
+			}
 			continue
 		}
 		s.stats.forwardedIn.Add(1)
 		start := len(targets)
 		targets = s.route(msg, b, targets, nil)
 		if len(msg.shareGroups) > 0 {
-			s.handOnShared(msg, fm, targets[start:], b, &handOn)
+			handedOn := s.handOnShared(msg, fm, targets[start:], b, &handOn)
+			if !handedOn && !awaitsSharedAck(targets[start:]) {
+				settled = append(settled, msg)
+			}
 		}
 	}
 	for _, t := range targets {
@@ -281,6 +308,9 @@ func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMe
 		return fmt.Errorf("store forwarded messages from %s: %w", senderSite, err)
 	}
 	handOn.release(s.cluster, true)
+	for _, msg := range settled {
+		s.settleShared(msg)
+	}
 	s.applyRetained(retained)
 	for _, t := range targets {
 		t.sess.deliver(t.d)
@@ -291,18 +321,30 @@ func (s *Server) DeliverForwarded(senderSite string, msgs []*clusterpb.ForwardMe
 // errShuttingDown refuses forwarded messages during a shutdown.
 var errShuttingDown = errors.New("node: shutting down")
 
+// awaitsSharedAck reports whether one of the deliveries is to a share group
+// member at QoS 1, whose PUBACK settles the message (handlePuback).
+func awaitsSharedAck(delivered []target) bool {
+	for _, t := range delivered {
+		if t.d.shareKey != "" && t.d.qos == 1 {
+			return true
+		}
+	}
+	return false
+}
+
 // handOnShared passes on a forwarded message for each share group it names
 // that no member here took: to another node with members of the group that
 // has not declined it yet, staged in b, the batch that acknowledges the
 // message, so it is never lost in between. This node declines by adding
 // itself to declined_by. With no node left, the message is dropped and
-// counted.
+// counted. It reports whether it handed the message on to some node.
 //
 // NOTE: the design has the declining node answer the sender, which then
 // offers the message to its next choice. Handing it on from here needs no
 // round trip and no window in which the sender has already forgotten the
 // message; the choice is the same one the sender would make.
-func (s *Server) handOnShared(msg *message, fm *clusterpb.ForwardMessage, delivered []target, b *storage.Batch, fw *forwards) {
+func (s *Server) handOnShared(msg *message, fm *clusterpb.ForwardMessage, delivered []target, b *storage.Batch, fw *forwards) bool {
+	handedOn := false
 	for _, key := range msg.shareGroups {
 		served := false
 		for _, t := range delivered {
@@ -333,7 +375,9 @@ func (s *Server) handOnShared(msg *message, fm *clusterpb.ForwardMessage, delive
 			continue
 		}
 		fw.tickets = append(fw.tickets, t)
+		handedOn = true
 	}
+	return handedOn
 }
 
 // nextSharedSite returns a node with members of the share group that is
@@ -349,7 +393,8 @@ func (s *Server) nextSharedSite(topic, group, filter, origin string, declined []
 	*scratch = remote
 	var candidates []string
 	for _, e := range remote {
-		if e.Group == group && e.Filter == filter && e.ClientID != origin && !slices.Contains(declined, e.ClientID) {
+		if e.Group == group && e.Filter == filter && e.ClientID != origin && !slices.Contains(declined, e.ClientID) &&
+			!s.cluster.SiteDead(e.ClientID) {
 			candidates = append(candidates, e.ClientID)
 		}
 	}

@@ -64,7 +64,8 @@ var metricHelp = map[string]string{
 	"sessions_expired_total":                   "Sessions ended by their Session Expiry Interval.",
 	"retained_rejected_total":                  "Retained messages not stored because the retained limits were reached.",
 	"storage_errors_total":                     "Failed storage writes.",
-	"shared_redelivered_total":                 "Shared subscription messages offered to another member after a member's connection broke.",
+	"shared_redelivered_total":                 "Shared subscription messages offered to another member after a member's connection broke or its node died.",
+	"shared_custody_expired_total":             "Shared subscription messages forwarded to another node and never settled there within the custody time.",
 	"listener_connections":                     "Connections holding a slot of the listener, handshakes included.",
 	"listener_accepted_total":                  "Connections the listener accepted.",
 	"listener_rejected_total":                  "Connections the listener rejected before MQTT, by reason (deny, allow, rate, max_connections, proxy, tls_handshake, ws_upgrade).",
@@ -129,6 +130,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("retained_rejected_total", st.RetainedRejected)
 	counter("storage_errors_total", st.StorageErrors)
 	counter("shared_redelivered_total", st.SharedRedelivered)
+	counter("shared_custody_expired_total", st.CustodyExpired)
 	counter("publisher_pauses_total", st.PublisherPauses)
 	counter("slow_clients_closed_total", st.SlowClients)
 	c.collectListeners(ch)

@@ -414,10 +414,17 @@ func (s *Server) stageDelivery(msg *message, b *storage.Batch, t target) {
 func (c *conn) handlePuback(p *packet.Puback) error {
 	sess := c.session()
 	sess.mu.Lock()
+	d := sess.mu.inflight[p.PacketID]
 	ok := sess.ackLocked(p.PacketID, 1)
 	sess.mu.Unlock()
 	if !ok {
 		c.srv.log.Debug("PUBACK for an unknown packet id", keyClientID, c.clientID, "packet_id", p.PacketID)
+		return nil
+	}
+	if d.shareKey != "" {
+		// A positive PUBACK delivers the message and a negative one
+		// discards it [MQTT-4.8.2-6]; either way it has reached its end.
+		c.srv.settleShared(d.msg)
 	}
 	return nil
 }

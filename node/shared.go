@@ -3,10 +3,13 @@ package node
 import (
 	"hash/maphash"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/starling-mqtt/starling/router"
+	"github.com/starling-mqtt/starling/storage"
 )
 
 // sharedPicker holds the per-group state of the shared subscription strategies.
@@ -122,8 +125,9 @@ func (ss *session) takeSharedForRedeliveryLocked() []*delivery {
 	return out
 }
 
-// redeliverShared offers each delivery to another member of its group. A
-// delivery with no other member left is dropped and counted.
+// redeliverShared offers each delivery to another member of its group: one
+// on this node, else, in a cluster, one on another node. A delivery with no
+// other member left is dropped and counted.
 func (s *Server) redeliverShared(from string, ds []*delivery) {
 	if len(ds) == 0 {
 		return
@@ -131,6 +135,8 @@ func (s *Server) redeliverShared(from string, ds []*delivery) {
 	b := s.store.NewBatch()
 	defer b.Close()
 	var targets []target
+	var fw forwards
+	handedOff := 0
 	scratch := make([]router.Entry, 0, 8)
 	for _, d := range ds {
 		scratch = s.trie.Match(d.msg.topic, scratch[:0])
@@ -141,13 +147,17 @@ func (s *Server) redeliverShared(from string, ds []*delivery) {
 			}
 		}
 		e := s.pickShared(d.shareKey, members, d.msg.publisher, from)
-		if e == nil {
-			s.stats.droppedNoMember.Add(1)
-			continue
+		var sess *session
+		if e != nil {
+			sess = s.reg.get(e.ClientID)
 		}
-		sess := s.reg.get(e.ClientID)
 		if sess == nil {
+			if s.handOffShared(d.msg, d.shareKey, b, &fw) {
+				handedOff++
+				continue
+			}
 			s.stats.droppedNoMember.Add(1)
+			s.settleShared(d.msg)
 			continue
 		}
 		nd := &delivery{msg: d.msg, qos: min(d.msg.qos, e.QoS), shareKey: d.shareKey}
@@ -161,12 +171,56 @@ func (s *Server) redeliverShared(from string, ds []*delivery) {
 	if !b.Empty() {
 		if err := b.Commit(); err != nil {
 			s.stats.storageErrors.Add(1)
-			s.log.Error("store shared redelivery failed; messages dropped", keyClientID, from, keyErr, err, "count", len(targets))
+			fw.release(s.cluster, false)
+			s.log.Error("store shared redelivery failed; messages dropped", keyClientID, from, keyErr, err, "count", len(targets)+handedOff)
 			return
 		}
 	}
+	fw.release(s.cluster, true)
 	for _, t := range targets {
 		t.sess.deliver(t.d)
 	}
-	s.stats.sharedRedelivered.Add(uint64(len(targets)))
+	s.stats.sharedRedelivered.Add(uint64(len(targets) + handedOff))
+}
+
+// handOffShared stages msg, which no member of the share group key on this
+// node can take any more, for another node with members, and reports
+// whether there was one. A QoS 1 message published here goes into custody
+// for that node (custody.go); one that came from another node stays in the
+// custody of its origin, which the next node settles with.
+func (s *Server) handOffShared(msg *message, key string, b *storage.Batch, fw *forwards) bool {
+	if s.cluster == nil {
+		return false
+	}
+	self := s.cluster.SiteID()
+	origin := self
+	if msg.fromPeer {
+		origin = msg.originSite
+	}
+	group, filter, _ := strings.Cut(key, "\x00")
+	site := s.nextSharedSite(msg.topic, group, filter, origin, []string{self})
+	if site == "" {
+		return false
+	}
+	// A copy, because other sessions may read msg: a message of this node
+	// that was never stored or forwarded has no id yet.
+	cp := *msg
+	if !cp.fromPeer && cp.id == 0 {
+		cp.id = s.store.NextID()
+	}
+	now := time.Now()
+	next := cp.forwardMessage(now)
+	next.ShareGroups = []string{group + "/" + filter}
+	next.DeclinedBy = []string{self}
+	t, err := s.cluster.Stage(site, next, b)
+	if err != nil {
+		s.stats.forwardFailed.Add(1)
+		s.clientWarn.log(s.log, "shared subscription message not handed to another node", "peer_site", site, keyErr, err)
+		return false
+	}
+	fw.tickets = append(fw.tickets, t)
+	if !cp.fromPeer && cp.qos == 1 {
+		s.putCustody(b, cp.id, site, next, now)
+	}
+	return true
 }

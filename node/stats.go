@@ -20,6 +20,7 @@ type stats struct {
 	sharedRedelivered, publisherPauses, slowClients  atomic.Uint64
 	routeWaitTimeouts, forwardRefused, forwardedIn   atomic.Uint64
 	forwardFailed, sessionsMovedIn, sessionsMovedOut atomic.Uint64
+	custodyExpired                                   atomic.Uint64
 	subscriptions, retainedBytes, retainedCount      atomic.Int64
 	queued, inflight, connected                      atomic.Int64
 	authFailures                                     [authFailReasons]atomic.Uint64
@@ -36,6 +37,7 @@ type Stats struct {
 	ProtocolErrors, Panics, ExpiredSessions          uint64
 	RetainedRejected, StorageErrors                  uint64
 	SharedRedelivered, PublisherPauses, SlowClients  uint64
+	CustodyExpired                                   uint64
 	Connected, Sessions, Subscriptions               int64
 	Retained, RetainedBytes, Queued, Inflight        int64
 	DiskBytes                                        int64
@@ -58,7 +60,8 @@ func (s *Server) Stats() Stats {
 		ProtocolErrors: st.protocolErrors.Load(), Panics: st.panics.Load(), ExpiredSessions: st.expiredSessions.Load(),
 		RetainedRejected: st.retainedRejected.Load(), StorageErrors: st.storageErrors.Load(),
 		SharedRedelivered: st.sharedRedelivered.Load(), PublisherPauses: st.publisherPauses.Load(), SlowClients: st.slowClients.Load(),
-		Connected: st.connected.Load(), Sessions: int64(s.reg.len()), Subscriptions: st.subscriptions.Load(),
+		CustodyExpired: st.custodyExpired.Load(),
+		Connected:      st.connected.Load(), Sessions: int64(s.reg.len()), Subscriptions: st.subscriptions.Load(),
 		Retained: st.retainedCount.Load(), RetainedBytes: st.retainedBytes.Load(),
 		Queued: st.queued.Load(), Inflight: st.inflight.Load(),
 		DiskBytes: s.store.DiskUsage(),

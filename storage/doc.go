@@ -37,6 +37,7 @@
 //	0x40 siteID 0x00 seq:8           outbox entry toward peer siteID: version byte, encoded clusterpb.ForwardMessage
 //	0x41 siteID                      uvarint: every forward seq toward siteID below it may have been handed out
 //	0x42 siteID                      uvarint: highest forward seq received from siteID and delivered
+//	0x43 messageID:8                 shared custody: version byte, uvarint unix ms, uvarint length and site id, encoded clusterpb.ForwardMessage
 //
 // Every value starts with a record version byte, currently 1, followed by
 // fixed bytes, varints and length-prefixed fields as documented on each

@@ -21,6 +21,7 @@ const (
 	kindOutbox       byte = 0x40 // see outbox.go
 	kindForwardSeq   byte = 0x41
 	kindHighWater    byte = 0x42
+	kindCustody      byte = 0x43 // see custody.go
 )
 
 // clientSep ends the client id inside a key. MQTT forbids U+0000 in client

@@ -36,14 +36,15 @@ type fileCluster struct {
 		KeyFile  string   `yaml:"key_file"`
 		CRLFiles []string `yaml:"crl_files"`
 	} `yaml:"peer_tls"`
-	Insecure    bool     `yaml:"insecure"`
-	Voters      int      `yaml:"voters"`
-	DeadGrace   duration `yaml:"dead_grace"`
-	VoterGrace  duration `yaml:"voter_grace"`
-	ReapTime    duration `yaml:"reap_time"`
-	RouteWait   duration `yaml:"route_wait"`
-	SessionWait duration `yaml:"session_wait"`
-	Profile     string   `yaml:"profile"`
+	Insecure      bool     `yaml:"insecure"`
+	Voters        int      `yaml:"voters"`
+	DeadGrace     duration `yaml:"dead_grace"`
+	VoterGrace    duration `yaml:"voter_grace"`
+	ReapTime      duration `yaml:"reap_time"`
+	RouteWait     duration `yaml:"route_wait"`
+	SessionWait   duration `yaml:"session_wait"`
+	SharedCustody duration `yaml:"shared_custody"`
+	Profile       string   `yaml:"profile"`
 	// ApplyDelay is a test hook (see cluster.Config.ApplyDelay); it is
 	// left out of the documentation on purpose.
 	ApplyDelay duration `yaml:"test_apply_delay"`
@@ -162,6 +163,7 @@ func clusterConfig(fc fileCluster, cfg node.Config, logger *slog.Logger) (cluste
 		ReapTime:        time.Duration(fc.ReapTime),
 		RouteWait:       time.Duration(fc.RouteWait),
 		SessionWait:     time.Duration(fc.SessionWait),
+		SharedCustody:   time.Duration(fc.SharedCustody),
 		Profile:         membership.Profile(fc.Profile),
 		ApplyDelay:      time.Duration(fc.ApplyDelay),
 		MaxPacketSize:   int(cfg.Limits.MaxPacketSize),

@@ -28,6 +28,88 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// SettleSharedRequest names messages by their origin ids on the receiving
+// node, which is their origin.
+type SettleSharedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OriginIds     []uint64               `protobuf:"varint,1,rep,packed,name=origin_ids,json=originIds,proto3" json:"origin_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettleSharedRequest) Reset() {
+	*x = SettleSharedRequest{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettleSharedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettleSharedRequest) ProtoMessage() {}
+
+func (x *SettleSharedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettleSharedRequest.ProtoReflect.Descriptor instead.
+func (*SettleSharedRequest) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SettleSharedRequest) GetOriginIds() []uint64 {
+	if x != nil {
+		return x.OriginIds
+	}
+	return nil
+}
+
+type SettleSharedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SettleSharedResponse) Reset() {
+	*x = SettleSharedResponse{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SettleSharedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SettleSharedResponse) ProtoMessage() {}
+
+func (x *SettleSharedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SettleSharedResponse.ProtoReflect.Descriptor instead.
+func (*SettleSharedResponse) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{1}
+}
+
 // HomeRecord is what the home of a client id knows of its session.
 type HomeRecord struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -47,7 +129,7 @@ type HomeRecord struct {
 
 func (x *HomeRecord) Reset() {
 	*x = HomeRecord{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -59,7 +141,7 @@ func (x *HomeRecord) String() string {
 func (*HomeRecord) ProtoMessage() {}
 
 func (x *HomeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -72,7 +154,7 @@ func (x *HomeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HomeRecord.ProtoReflect.Descriptor instead.
 func (*HomeRecord) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{0}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *HomeRecord) GetClientId() string {
@@ -135,7 +217,7 @@ type PutHomeRecordsRequest struct {
 
 func (x *PutHomeRecordsRequest) Reset() {
 	*x = PutHomeRecordsRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -147,7 +229,7 @@ func (x *PutHomeRecordsRequest) String() string {
 func (*PutHomeRecordsRequest) ProtoMessage() {}
 
 func (x *PutHomeRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -160,7 +242,7 @@ func (x *PutHomeRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutHomeRecordsRequest.ProtoReflect.Descriptor instead.
 func (*PutHomeRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{1}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PutHomeRecordsRequest) GetRecords() []*HomeRecord {
@@ -185,7 +267,7 @@ type PutHomeRecordsResponse struct {
 
 func (x *PutHomeRecordsResponse) Reset() {
 	*x = PutHomeRecordsResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -197,7 +279,7 @@ func (x *PutHomeRecordsResponse) String() string {
 func (*PutHomeRecordsResponse) ProtoMessage() {}
 
 func (x *PutHomeRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -210,7 +292,7 @@ func (x *PutHomeRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutHomeRecordsResponse.ProtoReflect.Descriptor instead.
 func (*PutHomeRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{2}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{4}
 }
 
 type ClaimRequest struct {
@@ -235,7 +317,7 @@ type ClaimRequest struct {
 
 func (x *ClaimRequest) Reset() {
 	*x = ClaimRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -247,7 +329,7 @@ func (x *ClaimRequest) String() string {
 func (*ClaimRequest) ProtoMessage() {}
 
 func (x *ClaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -260,7 +342,7 @@ func (x *ClaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimRequest.ProtoReflect.Descriptor instead.
 func (*ClaimRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{3}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ClaimRequest) GetClientId() string {
@@ -330,7 +412,7 @@ type ClaimResponse struct {
 
 func (x *ClaimResponse) Reset() {
 	*x = ClaimResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +424,7 @@ func (x *ClaimResponse) String() string {
 func (*ClaimResponse) ProtoMessage() {}
 
 func (x *ClaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +437,7 @@ func (x *ClaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimResponse.ProtoReflect.Descriptor instead.
 func (*ClaimResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ClaimResponse) GetGeneration() uint64 {
@@ -402,7 +484,7 @@ type HasSessionRequest struct {
 
 func (x *HasSessionRequest) Reset() {
 	*x = HasSessionRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +496,7 @@ func (x *HasSessionRequest) String() string {
 func (*HasSessionRequest) ProtoMessage() {}
 
 func (x *HasSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +509,7 @@ func (x *HasSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasSessionRequest.ProtoReflect.Descriptor instead.
 func (*HasSessionRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HasSessionRequest) GetClientId() string {
@@ -447,7 +529,7 @@ type HasSessionResponse struct {
 
 func (x *HasSessionResponse) Reset() {
 	*x = HasSessionResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +541,7 @@ func (x *HasSessionResponse) String() string {
 func (*HasSessionResponse) ProtoMessage() {}
 
 func (x *HasSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +554,7 @@ func (x *HasSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasSessionResponse.ProtoReflect.Descriptor instead.
 func (*HasSessionResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HasSessionResponse) GetHas() bool {
@@ -500,7 +582,7 @@ type ExportSessionRequest struct {
 
 func (x *ExportSessionRequest) Reset() {
 	*x = ExportSessionRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +594,7 @@ func (x *ExportSessionRequest) String() string {
 func (*ExportSessionRequest) ProtoMessage() {}
 
 func (x *ExportSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +607,7 @@ func (x *ExportSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSessionRequest.ProtoReflect.Descriptor instead.
 func (*ExportSessionRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExportSessionRequest) GetClientId() string {
@@ -559,7 +641,7 @@ type ExportSessionResponse struct {
 
 func (x *ExportSessionResponse) Reset() {
 	*x = ExportSessionResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +653,7 @@ func (x *ExportSessionResponse) String() string {
 func (*ExportSessionResponse) ProtoMessage() {}
 
 func (x *ExportSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +666,7 @@ func (x *ExportSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSessionResponse.ProtoReflect.Descriptor instead.
 func (*ExportSessionResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExportSessionResponse) GetSession() *SessionState {
@@ -604,7 +686,7 @@ type FinishExportRequest struct {
 
 func (x *FinishExportRequest) Reset() {
 	*x = FinishExportRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +698,7 @@ func (x *FinishExportRequest) String() string {
 func (*FinishExportRequest) ProtoMessage() {}
 
 func (x *FinishExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +711,7 @@ func (x *FinishExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishExportRequest.ProtoReflect.Descriptor instead.
 func (*FinishExportRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FinishExportRequest) GetClientId() string {
@@ -655,7 +737,7 @@ type FinishExportResponse struct {
 
 func (x *FinishExportResponse) Reset() {
 	*x = FinishExportResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +749,7 @@ func (x *FinishExportResponse) String() string {
 func (*FinishExportResponse) ProtoMessage() {}
 
 func (x *FinishExportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +762,7 @@ func (x *FinishExportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishExportResponse.ProtoReflect.Descriptor instead.
 func (*FinishExportResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FinishExportResponse) GetMessages() []*SessionMessage {
@@ -710,7 +792,7 @@ type SessionState struct {
 
 func (x *SessionState) Reset() {
 	*x = SessionState{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +804,7 @@ func (x *SessionState) String() string {
 func (*SessionState) ProtoMessage() {}
 
 func (x *SessionState) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +817,7 @@ func (x *SessionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionState.ProtoReflect.Descriptor instead.
 func (*SessionState) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionState) GetClientId() string {
@@ -815,7 +897,7 @@ type SessionSubscription struct {
 
 func (x *SessionSubscription) Reset() {
 	*x = SessionSubscription{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +909,7 @@ func (x *SessionSubscription) String() string {
 func (*SessionSubscription) ProtoMessage() {}
 
 func (x *SessionSubscription) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +922,7 @@ func (x *SessionSubscription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionSubscription.ProtoReflect.Descriptor instead.
 func (*SessionSubscription) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionSubscription) GetFilter() string {
@@ -902,7 +984,7 @@ type SessionMessage struct {
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +996,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1009,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{13}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionMessage) GetMessage() *ForwardMessage {
@@ -993,7 +1075,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1005,7 +1087,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1018,7 +1100,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{14}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ForwardRequest) GetHello() *ForwardHello {
@@ -1050,7 +1132,7 @@ type ForwardHello struct {
 
 func (x *ForwardHello) Reset() {
 	*x = ForwardHello{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1144,7 @@ func (x *ForwardHello) String() string {
 func (*ForwardHello) ProtoMessage() {}
 
 func (x *ForwardHello) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1157,7 @@ func (x *ForwardHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardHello.ProtoReflect.Descriptor instead.
 func (*ForwardHello) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{15}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ForwardHello) GetSenderName() string {
@@ -1115,7 +1197,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1209,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1222,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{16}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ForwardResponse) GetAckedSeq() uint64 {
@@ -1169,7 +1251,7 @@ type Declined struct {
 
 func (x *Declined) Reset() {
 	*x = Declined{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1263,7 @@ func (x *Declined) String() string {
 func (*Declined) ProtoMessage() {}
 
 func (x *Declined) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1276,7 @@ func (x *Declined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Declined.ProtoReflect.Descriptor instead.
 func (*Declined) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{17}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Declined) GetSeq() uint64 {
@@ -1255,7 +1337,7 @@ type ForwardMessage struct {
 
 func (x *ForwardMessage) Reset() {
 	*x = ForwardMessage{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1349,7 @@ func (x *ForwardMessage) String() string {
 func (*ForwardMessage) ProtoMessage() {}
 
 func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1362,7 @@ func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardMessage.ProtoReflect.Descriptor instead.
 func (*ForwardMessage) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{18}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ForwardMessage) GetSeq() uint64 {
@@ -1395,7 +1477,7 @@ type HLC struct {
 
 func (x *HLC) Reset() {
 	*x = HLC{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[19]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1489,7 @@ func (x *HLC) String() string {
 func (*HLC) ProtoMessage() {}
 
 func (x *HLC) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[19]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1502,7 @@ func (x *HLC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HLC.ProtoReflect.Descriptor instead.
 func (*HLC) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{19}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HLC) GetWallMs() int64 {
@@ -1454,7 +1536,7 @@ type RetainedEntry struct {
 
 func (x *RetainedEntry) Reset() {
 	*x = RetainedEntry{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[20]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1548,7 @@ func (x *RetainedEntry) String() string {
 func (*RetainedEntry) ProtoMessage() {}
 
 func (x *RetainedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[20]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1561,7 @@ func (x *RetainedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedEntry.ProtoReflect.Descriptor instead.
 func (*RetainedEntry) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{20}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RetainedEntry) GetMessage() *ForwardMessage {
@@ -1499,7 +1581,7 @@ type RetainedDigestRequest struct {
 
 func (x *RetainedDigestRequest) Reset() {
 	*x = RetainedDigestRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[21]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1593,7 @@ func (x *RetainedDigestRequest) String() string {
 func (*RetainedDigestRequest) ProtoMessage() {}
 
 func (x *RetainedDigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[21]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1606,7 @@ func (x *RetainedDigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedDigestRequest.ProtoReflect.Descriptor instead.
 func (*RetainedDigestRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{21}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RetainedDigestRequest) GetBuckets() uint32 {
@@ -1544,7 +1626,7 @@ type RetainedDigestResponse struct {
 
 func (x *RetainedDigestResponse) Reset() {
 	*x = RetainedDigestResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[22]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1638,7 @@ func (x *RetainedDigestResponse) String() string {
 func (*RetainedDigestResponse) ProtoMessage() {}
 
 func (x *RetainedDigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[22]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1651,7 @@ func (x *RetainedDigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedDigestResponse.ProtoReflect.Descriptor instead.
 func (*RetainedDigestResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{22}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RetainedDigestResponse) GetHashes() []uint64 {
@@ -1590,7 +1672,7 @@ type RetainedFetchRequest struct {
 
 func (x *RetainedFetchRequest) Reset() {
 	*x = RetainedFetchRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[23]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1684,7 @@ func (x *RetainedFetchRequest) String() string {
 func (*RetainedFetchRequest) ProtoMessage() {}
 
 func (x *RetainedFetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[23]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1697,7 @@ func (x *RetainedFetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedFetchRequest.ProtoReflect.Descriptor instead.
 func (*RetainedFetchRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{23}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RetainedFetchRequest) GetBuckets() uint32 {
@@ -1647,7 +1729,7 @@ type MessageProperties struct {
 
 func (x *MessageProperties) Reset() {
 	*x = MessageProperties{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[24]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1741,7 @@ func (x *MessageProperties) String() string {
 func (*MessageProperties) ProtoMessage() {}
 
 func (x *MessageProperties) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[24]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1754,7 @@ func (x *MessageProperties) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageProperties.ProtoReflect.Descriptor instead.
 func (*MessageProperties) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{24}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MessageProperties) GetPayloadFormat() uint32 {
@@ -1720,7 +1802,7 @@ type UserProperty struct {
 
 func (x *UserProperty) Reset() {
 	*x = UserProperty{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[25]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1732,7 +1814,7 @@ func (x *UserProperty) String() string {
 func (*UserProperty) ProtoMessage() {}
 
 func (x *UserProperty) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[25]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1745,7 +1827,7 @@ func (x *UserProperty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserProperty.ProtoReflect.Descriptor instead.
 func (*UserProperty) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{25}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UserProperty) GetKey() string {
@@ -1772,7 +1854,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[26]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +1866,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[26]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1879,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{26}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -1819,7 +1901,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[27]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +1913,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[27]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +1926,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{27}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -1870,7 +1952,7 @@ type WaitAppliedRequest struct {
 
 func (x *WaitAppliedRequest) Reset() {
 	*x = WaitAppliedRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[28]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1882,7 +1964,7 @@ func (x *WaitAppliedRequest) String() string {
 func (*WaitAppliedRequest) ProtoMessage() {}
 
 func (x *WaitAppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[28]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1895,7 +1977,7 @@ func (x *WaitAppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitAppliedRequest.ProtoReflect.Descriptor instead.
 func (*WaitAppliedRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{28}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WaitAppliedRequest) GetIndex() uint64 {
@@ -1914,7 +1996,7 @@ type WaitAppliedResponse struct {
 
 func (x *WaitAppliedResponse) Reset() {
 	*x = WaitAppliedResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[29]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2008,7 @@ func (x *WaitAppliedResponse) String() string {
 func (*WaitAppliedResponse) ProtoMessage() {}
 
 func (x *WaitAppliedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[29]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2021,7 @@ func (x *WaitAppliedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitAppliedResponse.ProtoReflect.Descriptor instead.
 func (*WaitAppliedResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{29}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WaitAppliedResponse) GetAppliedIndex() uint64 {
@@ -1957,7 +2039,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[30]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1969,7 +2051,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[30]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1982,7 +2064,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{30}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{32}
 }
 
 type StatusResponse struct {
@@ -2001,7 +2083,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[31]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2095,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[31]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2108,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{31}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StatusResponse) GetName() string {
@@ -2101,7 +2183,7 @@ type PeerStream struct {
 
 func (x *PeerStream) Reset() {
 	*x = PeerStream{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[32]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2195,7 @@ func (x *PeerStream) String() string {
 func (*PeerStream) ProtoMessage() {}
 
 func (x *PeerStream) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[32]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2208,7 @@ func (x *PeerStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStream.ProtoReflect.Descriptor instead.
 func (*PeerStream) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{32}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PeerStream) GetPeer() string {
@@ -2168,7 +2250,11 @@ var File_starling_cluster_v1_peer_proto protoreflect.FileDescriptor
 
 const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x1estarling/cluster/v1/peer.proto\x12\x13starling.cluster.v1\"\xdf\x01\n" +
+	"\x1estarling/cluster/v1/peer.proto\x12\x13starling.cluster.v1\"4\n" +
+	"\x13SettleSharedRequest\x12\x1d\n" +
+	"\n" +
+	"origin_ids\x18\x01 \x03(\x04R\toriginIds\"\x16\n" +
+	"\x14SettleSharedResponse\"\xdf\x01\n" +
 	"\n" +
 	"HomeRecord\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
@@ -2338,7 +2424,7 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\tconnected\x18\x02 \x01(\bR\tconnected\x12\x10\n" +
 	"\x03lag\x18\x03 \x01(\x04R\x03lag\x12!\n" +
 	"\foutbox_depth\x18\x04 \x01(\x04R\voutboxDepth\x12!\n" +
-	"\foutbox_bytes\x18\x05 \x01(\x04R\voutboxBytes2\x9f\b\n" +
+	"\foutbox_bytes\x18\x05 \x01(\x04R\voutboxBytes2\x84\t\n" +
 	"\x04Peer\x12X\n" +
 	"\aForward\x12#.starling.cluster.v1.ForwardRequest\x1a$.starling.cluster.v1.ForwardResponse(\x010\x01\x12T\n" +
 	"\aPropose\x12#.starling.cluster.v1.ProposeRequest\x1a$.starling.cluster.v1.ProposeResponse\x12`\n" +
@@ -2351,7 +2437,8 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"HasSession\x12&.starling.cluster.v1.HasSessionRequest\x1a'.starling.cluster.v1.HasSessionResponse\x12f\n" +
 	"\rExportSession\x12).starling.cluster.v1.ExportSessionRequest\x1a*.starling.cluster.v1.ExportSessionResponse\x12c\n" +
 	"\fFinishExport\x12(.starling.cluster.v1.FinishExportRequest\x1a).starling.cluster.v1.FinishExportResponse\x12i\n" +
-	"\x0ePutHomeRecords\x12*.starling.cluster.v1.PutHomeRecordsRequest\x1a+.starling.cluster.v1.PutHomeRecordsResponseB=Z;github.com/starling-mqtt/starling/proto/clusterpb;clusterpbb\x06proto3"
+	"\x0ePutHomeRecords\x12*.starling.cluster.v1.PutHomeRecordsRequest\x1a+.starling.cluster.v1.PutHomeRecordsResponse\x12c\n" +
+	"\fSettleShared\x12(.starling.cluster.v1.SettleSharedRequest\x1a).starling.cluster.v1.SettleSharedResponseB=Z;github.com/starling-mqtt/starling/proto/clusterpb;clusterpbb\x06proto3"
 
 var (
 	file_starling_cluster_v1_peer_proto_rawDescOnce sync.Once
@@ -2365,83 +2452,87 @@ func file_starling_cluster_v1_peer_proto_rawDescGZIP() []byte {
 	return file_starling_cluster_v1_peer_proto_rawDescData
 }
 
-var file_starling_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_starling_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_starling_cluster_v1_peer_proto_goTypes = []any{
-	(*HomeRecord)(nil),             // 0: starling.cluster.v1.HomeRecord
-	(*PutHomeRecordsRequest)(nil),  // 1: starling.cluster.v1.PutHomeRecordsRequest
-	(*PutHomeRecordsResponse)(nil), // 2: starling.cluster.v1.PutHomeRecordsResponse
-	(*ClaimRequest)(nil),           // 3: starling.cluster.v1.ClaimRequest
-	(*ClaimResponse)(nil),          // 4: starling.cluster.v1.ClaimResponse
-	(*HasSessionRequest)(nil),      // 5: starling.cluster.v1.HasSessionRequest
-	(*HasSessionResponse)(nil),     // 6: starling.cluster.v1.HasSessionResponse
-	(*ExportSessionRequest)(nil),   // 7: starling.cluster.v1.ExportSessionRequest
-	(*ExportSessionResponse)(nil),  // 8: starling.cluster.v1.ExportSessionResponse
-	(*FinishExportRequest)(nil),    // 9: starling.cluster.v1.FinishExportRequest
-	(*FinishExportResponse)(nil),   // 10: starling.cluster.v1.FinishExportResponse
-	(*SessionState)(nil),           // 11: starling.cluster.v1.SessionState
-	(*SessionSubscription)(nil),    // 12: starling.cluster.v1.SessionSubscription
-	(*SessionMessage)(nil),         // 13: starling.cluster.v1.SessionMessage
-	(*ForwardRequest)(nil),         // 14: starling.cluster.v1.ForwardRequest
-	(*ForwardHello)(nil),           // 15: starling.cluster.v1.ForwardHello
-	(*ForwardResponse)(nil),        // 16: starling.cluster.v1.ForwardResponse
-	(*Declined)(nil),               // 17: starling.cluster.v1.Declined
-	(*ForwardMessage)(nil),         // 18: starling.cluster.v1.ForwardMessage
-	(*HLC)(nil),                    // 19: starling.cluster.v1.HLC
-	(*RetainedEntry)(nil),          // 20: starling.cluster.v1.RetainedEntry
-	(*RetainedDigestRequest)(nil),  // 21: starling.cluster.v1.RetainedDigestRequest
-	(*RetainedDigestResponse)(nil), // 22: starling.cluster.v1.RetainedDigestResponse
-	(*RetainedFetchRequest)(nil),   // 23: starling.cluster.v1.RetainedFetchRequest
-	(*MessageProperties)(nil),      // 24: starling.cluster.v1.MessageProperties
-	(*UserProperty)(nil),           // 25: starling.cluster.v1.UserProperty
-	(*ProposeRequest)(nil),         // 26: starling.cluster.v1.ProposeRequest
-	(*ProposeResponse)(nil),        // 27: starling.cluster.v1.ProposeResponse
-	(*WaitAppliedRequest)(nil),     // 28: starling.cluster.v1.WaitAppliedRequest
-	(*WaitAppliedResponse)(nil),    // 29: starling.cluster.v1.WaitAppliedResponse
-	(*StatusRequest)(nil),          // 30: starling.cluster.v1.StatusRequest
-	(*StatusResponse)(nil),         // 31: starling.cluster.v1.StatusResponse
-	(*PeerStream)(nil),             // 32: starling.cluster.v1.PeerStream
+	(*SettleSharedRequest)(nil),    // 0: starling.cluster.v1.SettleSharedRequest
+	(*SettleSharedResponse)(nil),   // 1: starling.cluster.v1.SettleSharedResponse
+	(*HomeRecord)(nil),             // 2: starling.cluster.v1.HomeRecord
+	(*PutHomeRecordsRequest)(nil),  // 3: starling.cluster.v1.PutHomeRecordsRequest
+	(*PutHomeRecordsResponse)(nil), // 4: starling.cluster.v1.PutHomeRecordsResponse
+	(*ClaimRequest)(nil),           // 5: starling.cluster.v1.ClaimRequest
+	(*ClaimResponse)(nil),          // 6: starling.cluster.v1.ClaimResponse
+	(*HasSessionRequest)(nil),      // 7: starling.cluster.v1.HasSessionRequest
+	(*HasSessionResponse)(nil),     // 8: starling.cluster.v1.HasSessionResponse
+	(*ExportSessionRequest)(nil),   // 9: starling.cluster.v1.ExportSessionRequest
+	(*ExportSessionResponse)(nil),  // 10: starling.cluster.v1.ExportSessionResponse
+	(*FinishExportRequest)(nil),    // 11: starling.cluster.v1.FinishExportRequest
+	(*FinishExportResponse)(nil),   // 12: starling.cluster.v1.FinishExportResponse
+	(*SessionState)(nil),           // 13: starling.cluster.v1.SessionState
+	(*SessionSubscription)(nil),    // 14: starling.cluster.v1.SessionSubscription
+	(*SessionMessage)(nil),         // 15: starling.cluster.v1.SessionMessage
+	(*ForwardRequest)(nil),         // 16: starling.cluster.v1.ForwardRequest
+	(*ForwardHello)(nil),           // 17: starling.cluster.v1.ForwardHello
+	(*ForwardResponse)(nil),        // 18: starling.cluster.v1.ForwardResponse
+	(*Declined)(nil),               // 19: starling.cluster.v1.Declined
+	(*ForwardMessage)(nil),         // 20: starling.cluster.v1.ForwardMessage
+	(*HLC)(nil),                    // 21: starling.cluster.v1.HLC
+	(*RetainedEntry)(nil),          // 22: starling.cluster.v1.RetainedEntry
+	(*RetainedDigestRequest)(nil),  // 23: starling.cluster.v1.RetainedDigestRequest
+	(*RetainedDigestResponse)(nil), // 24: starling.cluster.v1.RetainedDigestResponse
+	(*RetainedFetchRequest)(nil),   // 25: starling.cluster.v1.RetainedFetchRequest
+	(*MessageProperties)(nil),      // 26: starling.cluster.v1.MessageProperties
+	(*UserProperty)(nil),           // 27: starling.cluster.v1.UserProperty
+	(*ProposeRequest)(nil),         // 28: starling.cluster.v1.ProposeRequest
+	(*ProposeResponse)(nil),        // 29: starling.cluster.v1.ProposeResponse
+	(*WaitAppliedRequest)(nil),     // 30: starling.cluster.v1.WaitAppliedRequest
+	(*WaitAppliedResponse)(nil),    // 31: starling.cluster.v1.WaitAppliedResponse
+	(*StatusRequest)(nil),          // 32: starling.cluster.v1.StatusRequest
+	(*StatusResponse)(nil),         // 33: starling.cluster.v1.StatusResponse
+	(*PeerStream)(nil),             // 34: starling.cluster.v1.PeerStream
 }
 var file_starling_cluster_v1_peer_proto_depIdxs = []int32{
-	0,  // 0: starling.cluster.v1.PutHomeRecordsRequest.records:type_name -> starling.cluster.v1.HomeRecord
-	0,  // 1: starling.cluster.v1.ClaimRequest.record:type_name -> starling.cluster.v1.HomeRecord
-	11, // 2: starling.cluster.v1.ExportSessionResponse.session:type_name -> starling.cluster.v1.SessionState
-	13, // 3: starling.cluster.v1.FinishExportResponse.messages:type_name -> starling.cluster.v1.SessionMessage
-	12, // 4: starling.cluster.v1.SessionState.subscriptions:type_name -> starling.cluster.v1.SessionSubscription
-	13, // 5: starling.cluster.v1.SessionState.inflight:type_name -> starling.cluster.v1.SessionMessage
-	13, // 6: starling.cluster.v1.SessionState.queued:type_name -> starling.cluster.v1.SessionMessage
-	18, // 7: starling.cluster.v1.SessionMessage.message:type_name -> starling.cluster.v1.ForwardMessage
-	15, // 8: starling.cluster.v1.ForwardRequest.hello:type_name -> starling.cluster.v1.ForwardHello
-	18, // 9: starling.cluster.v1.ForwardRequest.messages:type_name -> starling.cluster.v1.ForwardMessage
-	17, // 10: starling.cluster.v1.ForwardResponse.declined:type_name -> starling.cluster.v1.Declined
-	24, // 11: starling.cluster.v1.ForwardMessage.properties:type_name -> starling.cluster.v1.MessageProperties
-	19, // 12: starling.cluster.v1.ForwardMessage.retained_clock:type_name -> starling.cluster.v1.HLC
-	18, // 13: starling.cluster.v1.RetainedEntry.message:type_name -> starling.cluster.v1.ForwardMessage
-	25, // 14: starling.cluster.v1.MessageProperties.user_properties:type_name -> starling.cluster.v1.UserProperty
-	32, // 15: starling.cluster.v1.StatusResponse.streams:type_name -> starling.cluster.v1.PeerStream
-	14, // 16: starling.cluster.v1.Peer.Forward:input_type -> starling.cluster.v1.ForwardRequest
-	26, // 17: starling.cluster.v1.Peer.Propose:input_type -> starling.cluster.v1.ProposeRequest
-	28, // 18: starling.cluster.v1.Peer.WaitApplied:input_type -> starling.cluster.v1.WaitAppliedRequest
-	30, // 19: starling.cluster.v1.Peer.Status:input_type -> starling.cluster.v1.StatusRequest
-	21, // 20: starling.cluster.v1.Peer.RetainedDigest:input_type -> starling.cluster.v1.RetainedDigestRequest
-	23, // 21: starling.cluster.v1.Peer.RetainedFetch:input_type -> starling.cluster.v1.RetainedFetchRequest
-	3,  // 22: starling.cluster.v1.Peer.Claim:input_type -> starling.cluster.v1.ClaimRequest
-	5,  // 23: starling.cluster.v1.Peer.HasSession:input_type -> starling.cluster.v1.HasSessionRequest
-	7,  // 24: starling.cluster.v1.Peer.ExportSession:input_type -> starling.cluster.v1.ExportSessionRequest
-	9,  // 25: starling.cluster.v1.Peer.FinishExport:input_type -> starling.cluster.v1.FinishExportRequest
-	1,  // 26: starling.cluster.v1.Peer.PutHomeRecords:input_type -> starling.cluster.v1.PutHomeRecordsRequest
-	16, // 27: starling.cluster.v1.Peer.Forward:output_type -> starling.cluster.v1.ForwardResponse
-	27, // 28: starling.cluster.v1.Peer.Propose:output_type -> starling.cluster.v1.ProposeResponse
-	29, // 29: starling.cluster.v1.Peer.WaitApplied:output_type -> starling.cluster.v1.WaitAppliedResponse
-	31, // 30: starling.cluster.v1.Peer.Status:output_type -> starling.cluster.v1.StatusResponse
-	22, // 31: starling.cluster.v1.Peer.RetainedDigest:output_type -> starling.cluster.v1.RetainedDigestResponse
-	20, // 32: starling.cluster.v1.Peer.RetainedFetch:output_type -> starling.cluster.v1.RetainedEntry
-	4,  // 33: starling.cluster.v1.Peer.Claim:output_type -> starling.cluster.v1.ClaimResponse
-	6,  // 34: starling.cluster.v1.Peer.HasSession:output_type -> starling.cluster.v1.HasSessionResponse
-	8,  // 35: starling.cluster.v1.Peer.ExportSession:output_type -> starling.cluster.v1.ExportSessionResponse
-	10, // 36: starling.cluster.v1.Peer.FinishExport:output_type -> starling.cluster.v1.FinishExportResponse
-	2,  // 37: starling.cluster.v1.Peer.PutHomeRecords:output_type -> starling.cluster.v1.PutHomeRecordsResponse
-	27, // [27:38] is the sub-list for method output_type
-	16, // [16:27] is the sub-list for method input_type
+	2,  // 0: starling.cluster.v1.PutHomeRecordsRequest.records:type_name -> starling.cluster.v1.HomeRecord
+	2,  // 1: starling.cluster.v1.ClaimRequest.record:type_name -> starling.cluster.v1.HomeRecord
+	13, // 2: starling.cluster.v1.ExportSessionResponse.session:type_name -> starling.cluster.v1.SessionState
+	15, // 3: starling.cluster.v1.FinishExportResponse.messages:type_name -> starling.cluster.v1.SessionMessage
+	14, // 4: starling.cluster.v1.SessionState.subscriptions:type_name -> starling.cluster.v1.SessionSubscription
+	15, // 5: starling.cluster.v1.SessionState.inflight:type_name -> starling.cluster.v1.SessionMessage
+	15, // 6: starling.cluster.v1.SessionState.queued:type_name -> starling.cluster.v1.SessionMessage
+	20, // 7: starling.cluster.v1.SessionMessage.message:type_name -> starling.cluster.v1.ForwardMessage
+	17, // 8: starling.cluster.v1.ForwardRequest.hello:type_name -> starling.cluster.v1.ForwardHello
+	20, // 9: starling.cluster.v1.ForwardRequest.messages:type_name -> starling.cluster.v1.ForwardMessage
+	19, // 10: starling.cluster.v1.ForwardResponse.declined:type_name -> starling.cluster.v1.Declined
+	26, // 11: starling.cluster.v1.ForwardMessage.properties:type_name -> starling.cluster.v1.MessageProperties
+	21, // 12: starling.cluster.v1.ForwardMessage.retained_clock:type_name -> starling.cluster.v1.HLC
+	20, // 13: starling.cluster.v1.RetainedEntry.message:type_name -> starling.cluster.v1.ForwardMessage
+	27, // 14: starling.cluster.v1.MessageProperties.user_properties:type_name -> starling.cluster.v1.UserProperty
+	34, // 15: starling.cluster.v1.StatusResponse.streams:type_name -> starling.cluster.v1.PeerStream
+	16, // 16: starling.cluster.v1.Peer.Forward:input_type -> starling.cluster.v1.ForwardRequest
+	28, // 17: starling.cluster.v1.Peer.Propose:input_type -> starling.cluster.v1.ProposeRequest
+	30, // 18: starling.cluster.v1.Peer.WaitApplied:input_type -> starling.cluster.v1.WaitAppliedRequest
+	32, // 19: starling.cluster.v1.Peer.Status:input_type -> starling.cluster.v1.StatusRequest
+	23, // 20: starling.cluster.v1.Peer.RetainedDigest:input_type -> starling.cluster.v1.RetainedDigestRequest
+	25, // 21: starling.cluster.v1.Peer.RetainedFetch:input_type -> starling.cluster.v1.RetainedFetchRequest
+	5,  // 22: starling.cluster.v1.Peer.Claim:input_type -> starling.cluster.v1.ClaimRequest
+	7,  // 23: starling.cluster.v1.Peer.HasSession:input_type -> starling.cluster.v1.HasSessionRequest
+	9,  // 24: starling.cluster.v1.Peer.ExportSession:input_type -> starling.cluster.v1.ExportSessionRequest
+	11, // 25: starling.cluster.v1.Peer.FinishExport:input_type -> starling.cluster.v1.FinishExportRequest
+	3,  // 26: starling.cluster.v1.Peer.PutHomeRecords:input_type -> starling.cluster.v1.PutHomeRecordsRequest
+	0,  // 27: starling.cluster.v1.Peer.SettleShared:input_type -> starling.cluster.v1.SettleSharedRequest
+	18, // 28: starling.cluster.v1.Peer.Forward:output_type -> starling.cluster.v1.ForwardResponse
+	29, // 29: starling.cluster.v1.Peer.Propose:output_type -> starling.cluster.v1.ProposeResponse
+	31, // 30: starling.cluster.v1.Peer.WaitApplied:output_type -> starling.cluster.v1.WaitAppliedResponse
+	33, // 31: starling.cluster.v1.Peer.Status:output_type -> starling.cluster.v1.StatusResponse
+	24, // 32: starling.cluster.v1.Peer.RetainedDigest:output_type -> starling.cluster.v1.RetainedDigestResponse
+	22, // 33: starling.cluster.v1.Peer.RetainedFetch:output_type -> starling.cluster.v1.RetainedEntry
+	6,  // 34: starling.cluster.v1.Peer.Claim:output_type -> starling.cluster.v1.ClaimResponse
+	8,  // 35: starling.cluster.v1.Peer.HasSession:output_type -> starling.cluster.v1.HasSessionResponse
+	10, // 36: starling.cluster.v1.Peer.ExportSession:output_type -> starling.cluster.v1.ExportSessionResponse
+	12, // 37: starling.cluster.v1.Peer.FinishExport:output_type -> starling.cluster.v1.FinishExportResponse
+	4,  // 38: starling.cluster.v1.Peer.PutHomeRecords:output_type -> starling.cluster.v1.PutHomeRecordsResponse
+	1,  // 39: starling.cluster.v1.Peer.SettleShared:output_type -> starling.cluster.v1.SettleSharedResponse
+	28, // [28:40] is the sub-list for method output_type
+	16, // [16:28] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -2458,7 +2549,7 @@ func file_starling_cluster_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_starling_cluster_v1_peer_proto_rawDesc), len(file_starling_cluster_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

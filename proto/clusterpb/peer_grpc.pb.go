@@ -37,6 +37,7 @@ const (
 	Peer_ExportSession_FullMethodName  = "/starling.cluster.v1.Peer/ExportSession"
 	Peer_FinishExport_FullMethodName   = "/starling.cluster.v1.Peer/FinishExport"
 	Peer_PutHomeRecords_FullMethodName = "/starling.cluster.v1.Peer/PutHomeRecords"
+	Peer_SettleShared_FullMethodName   = "/starling.cluster.v1.Peer/SettleShared"
 )
 
 // PeerClient is the client API for Peer service.
@@ -83,6 +84,11 @@ type PeerClient interface {
 	// and an owner reports a change (a disconnect, a will that no longer
 	// applies) to the home.
 	PutHomeRecords(ctx context.Context, in *PutHomeRecordsRequest, opts ...grpc.CallOption) (*PutHomeRecordsResponse, error)
+	// SettleShared tells the node a shared-subscription message was published
+	// on that it reached its end on this node (a member acknowledged it, or
+	// it was dropped), so the publishing node no longer keeps it to offer to
+	// another node should this one die.
+	SettleShared(ctx context.Context, in *SettleSharedRequest, opts ...grpc.CallOption) (*SettleSharedResponse, error)
 }
 
 type peerClient struct {
@@ -215,6 +221,16 @@ func (c *peerClient) PutHomeRecords(ctx context.Context, in *PutHomeRecordsReque
 	return out, nil
 }
 
+func (c *peerClient) SettleShared(ctx context.Context, in *SettleSharedRequest, opts ...grpc.CallOption) (*SettleSharedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SettleSharedResponse)
+	err := c.cc.Invoke(ctx, Peer_SettleShared_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -259,6 +275,11 @@ type PeerServer interface {
 	// and an owner reports a change (a disconnect, a will that no longer
 	// applies) to the home.
 	PutHomeRecords(context.Context, *PutHomeRecordsRequest) (*PutHomeRecordsResponse, error)
+	// SettleShared tells the node a shared-subscription message was published
+	// on that it reached its end on this node (a member acknowledged it, or
+	// it was dropped), so the publishing node no longer keeps it to offer to
+	// another node should this one die.
+	SettleShared(context.Context, *SettleSharedRequest) (*SettleSharedResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -301,6 +322,9 @@ func (UnimplementedPeerServer) FinishExport(context.Context, *FinishExportReques
 }
 func (UnimplementedPeerServer) PutHomeRecords(context.Context, *PutHomeRecordsRequest) (*PutHomeRecordsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PutHomeRecords not implemented")
+}
+func (UnimplementedPeerServer) SettleShared(context.Context, *SettleSharedRequest) (*SettleSharedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SettleShared not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -503,6 +527,24 @@ func _Peer_PutHomeRecords_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_SettleShared_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SettleSharedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).SettleShared(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_SettleShared_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).SettleShared(ctx, req.(*SettleSharedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -545,6 +587,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PutHomeRecords",
 			Handler:    _Peer_PutHomeRecords_Handler,
+		},
+		{
+			MethodName: "SettleShared",
+			Handler:    _Peer_SettleShared_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
