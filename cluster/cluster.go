@@ -256,7 +256,25 @@ func (c *Cluster) SiteID() string { return c.siteID }
 // Ready reports whether the node has caught up with the cluster: its record
 // and its routes under this incarnation are committed, and it holds the
 // retained set.
-func (c *Cluster) Ready() bool { return c.ready.Load() }
+func (c *Cluster) Ready() bool { return c.ready.Load() && !c.StrictLeaderless() }
+
+// StrictLeaderless reports whether strict mode is on and this node knows no
+// leader: none is named, or a follower has not heard from it for two
+// election timeouts (the time after which the route syncer, too, treats the
+// node as cut off).
+func (c *Cluster) StrictLeaderless() bool {
+	if !c.cfg.Strict || c.raft == nil {
+		return false
+	}
+	if c.raft.State() == raft.Leader {
+		return false
+	}
+	if addr, _ := c.raft.LeaderWithID(); addr == "" {
+		return true
+	}
+	last := c.raft.LastContact()
+	return last.IsZero() || time.Since(last) >= 2*electionTimeout(c.cfg.Profile)
+}
 
 // maxGRPCMessage returns the gRPC message limit of the peer port: above a
 // forward request of the forwarder's batch size, and above one message of

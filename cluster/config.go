@@ -88,6 +88,13 @@ type Config struct {
 	// 10 min.
 	SharedCustody time.Duration
 
+	// Strict refuses, while this node knows no Raft leader, what cannot be
+	// confirmed: new subscriptions (SUBACK 0x83, 3.1.1 0x80), session
+	// claims (CONNACK 0x88, 3.1.1 0x03), and readiness. Off by default:
+	// a node on the minority side of a partition then keeps serving with
+	// the last known routes.
+	Strict bool
+
 	// RouteWait bounds how long a SUBACK waits for one peer to confirm a new
 	// route (invariant 6). Default 2 s.
 	RouteWait time.Duration

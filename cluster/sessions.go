@@ -26,10 +26,17 @@ type SessionHolder interface {
 	PublishStoredWill(clientID string, will []byte) error
 }
 
-// unavailableError refuses a claim for a session on a dead node.
-type unavailableError struct{ clientID string }
+// unavailableError refuses a claim for a session on a dead node, or, with
+// strict set, a claim made in strict mode while no leader is known.
+type unavailableError struct {
+	clientID string
+	strict   bool
+}
 
 func (e unavailableError) Error() string {
+	if e.strict {
+		return fmt.Sprintf("the session of %q cannot be claimed: strict mode and no cluster leader", e.clientID)
+	}
 	return fmt.Sprintf("the session of %q is on a node that is down", e.clientID)
 }
 
@@ -91,6 +98,11 @@ func rendezvous(clientID, site string) uint64 {
 
 // TakeSession implements node.SessionMover.
 func (c *Cluster) TakeSession(ctx context.Context, clientID string, cleanStart bool, rec *clusterpb.HomeRecord) (*clusterpb.SessionState, func(context.Context) ([]*clusterpb.SessionMessage, error), error) {
+	if c.StrictLeaderless() {
+		// Strict mode: a claim that the cluster may not see is refused,
+		// so the client retries against a node on the majority side.
+		return nil, nil, unavailableError{clientID: clientID, strict: true}
+	}
 	var resp *clusterpb.ClaimResponse
 	var answeredBy string // the node that granted the claim
 	for attempt := 0; ; attempt++ {
@@ -124,7 +136,7 @@ func (c *Cluster) TakeSession(ctx context.Context, clientID string, cleanStart b
 			return nil, nil, fmt.Errorf("claim %q at its home: %w", clientID, err)
 		}
 		if resp.OwnerUnavailable {
-			return nil, nil, unavailableError{clientID}
+			return nil, nil, unavailableError{clientID: clientID}
 		}
 		if !resp.WrongEpoch {
 			break
@@ -168,7 +180,7 @@ func (c *Cluster) TakeSession(ctx context.Context, clientID string, cleanStart b
 		// not committed yet. The client retries rather than lose its
 		// session to a fresh one, and the home keeps the holder as owner.
 		c.abortClaim(ctx, answeredBy, clientID, resp.Generation)
-		return nil, nil, unavailableError{clientID}
+		return nil, nil, unavailableError{clientID: clientID}
 	}
 	if state == nil {
 		return nil, nil, nil

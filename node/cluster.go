@@ -81,6 +81,10 @@ type Cluster interface {
 	// SiteDead reports whether the death of the node with this site id is
 	// committed.
 	SiteDead(site string) bool
+
+	// StrictLeaderless reports whether the cluster runs in strict mode and
+	// this node knows no leader, so new subscriptions are refused.
+	StrictLeaderless() bool
 }
 
 // SetCluster joins the node to a cluster. Call it after New and before

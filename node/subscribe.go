@@ -112,6 +112,13 @@ func (ss *session) subscribeLocked(c *conn, req packet.Subscription, subID uint3
 	if !exists && len(ss.mu.subs) >= lim.MaxSubscriptionsPerClient {
 		return packet.ReasonQuotaExceeded, false, nil
 	}
+	if !exists && srv.cluster != nil && srv.cluster.StrictLeaderless() {
+		// Strict mode: a route that no leader can commit is refused, not
+		// queued, so the client knows it would miss messages.
+		srv.clientWarn.log(srv.log, "subscribe refused: strict mode and no cluster leader", keyClientID, c.clientID,
+			keyRemote, c.remote, "filter", req.Filter)
+		return packet.ReasonImplementationSpecificError, false, nil
+	}
 	qos := min(req.QoS, *feat.MaxQoS)
 	sub := &subscription{filter: req.Filter, group: group, topic: topic, opts: req, subID: subID}
 	sub.opts.QoS = qos

@@ -44,6 +44,7 @@ type fileCluster struct {
 	RouteWait     duration `yaml:"route_wait"`
 	SessionWait   duration `yaml:"session_wait"`
 	SharedCustody duration `yaml:"shared_custody"`
+	Strict        bool     `yaml:"strict"`
 	Profile       string   `yaml:"profile"`
 	// ApplyDelay is a test hook (see cluster.Config.ApplyDelay); it is
 	// left out of the documentation on purpose.
@@ -164,6 +165,7 @@ func clusterConfig(fc fileCluster, cfg node.Config, logger *slog.Logger) (cluste
 		RouteWait:       time.Duration(fc.RouteWait),
 		SessionWait:     time.Duration(fc.SessionWait),
 		SharedCustody:   time.Duration(fc.SharedCustody),
+		Strict:          fc.Strict,
 		Profile:         membership.Profile(fc.Profile),
 		ApplyDelay:      time.Duration(fc.ApplyDelay),
 		MaxPacketSize:   int(cfg.Limits.MaxPacketSize),

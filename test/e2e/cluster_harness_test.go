@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -122,6 +123,7 @@ func (c *testCluster) add(i int) *clusterNode {
 		}
 		return exec.Command(starlingBin, "serve", "--config", path, "--http", n.http), nil
 	}
+	b.opts.ProbeAcceptsUnavailable = slices.Contains(c.opts.Extra, "strict: true")
 	n.broker = b
 	t.Cleanup(b.cleanup)
 	if err := b.start(); err != nil {

@@ -103,3 +103,48 @@ func clusterCounter(n *clusterNode, name string) (float64, error) {
 	}
 	return 0, fmt.Errorf("no %s series in the /metrics of %s", name, n.name)
 }
+
+// TestCluster_StrictModeRefusesWithoutLeader checks strict mode: a node that
+// knows no leader (both other nodes killed) reports unready, refuses new
+// subscriptions and new clients, and keeps serving the routes it had; once
+// the others return, it accepts again.
+func TestCluster_StrictModeRefusesWithoutLeader(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3, Extra: []string{"strict: true"}})
+	n1, n2, n3 := c.node("n1"), c.node("n2"), c.node("n3")
+
+	sub, _ := connectRaw(t, n1.broker, "sub", v3("strict-sub", true))
+	sub.mustSubscribe("strict/old", 1)
+	pub, _ := connectRaw(t, n1.broker, "pub", v3("strict-pub", true))
+
+	n2.Kill()
+	n3.Kill()
+	waitFor(t, 30*time.Second, func() error {
+		if n1.ready() == nil {
+			return fmt.Errorf("n1 still reports ready")
+		}
+		return nil
+	})
+
+	if code := sub.subscribe("strict/new", 1); code != 0x80 {
+		t.Errorf("SUBACK for a new filter without a leader: %#x, want 0x80", code)
+	}
+	cl := dialRaw(t, n1.broker, "newcomer", 4)
+	if ca := cl.connect(v3("strict-newcomer", true)); ca.Code != 0x03 {
+		t.Errorf("CONNACK without a leader: %#x, want 0x03 Server unavailable", ca.Code)
+	}
+	pub.publish("strict/old", 1, false, "still served")
+	if m := sub.receive(ioTimeout); m.Payload != "still served" {
+		t.Errorf("existing route delivered %q", m.Payload)
+	}
+
+	n2.Start()
+	n3.Start()
+	c.waitReady(60 * time.Second)
+	waitFor(t, 30*time.Second, func() error {
+		if code := sub.subscribe("strict/after", 1); code != 0x01 {
+			return fmt.Errorf("SUBACK after the others returned: %#x, want 0x01", code)
+		}
+		return nil
+	})
+}

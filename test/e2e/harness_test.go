@@ -264,6 +264,11 @@ type brokerOptions struct {
 	// Command, when set, builds the broker's command line instead of the
 	// options above; the cluster tests use it.
 	Command func(b *broker) (*exec.Cmd, error)
+	// ProbeAcceptsUnavailable lets the start-up probe take CONNACK 0x03
+	// (Server unavailable) as proof that the listener is up: a cluster node
+	// in strict mode refuses clients until it knows a leader, which it
+	// cannot before the other nodes start.
+	ProbeAcceptsUnavailable bool
 }
 
 // limits mirrors the "limits" section of Starling's YAML configuration. Zero
@@ -541,7 +546,7 @@ func (b *broker) waitReady(p *brokerProc) error {
 			return fmt.Errorf("broker exited during start-up: %v\n%s", p.err, b.logTail())
 		default:
 		}
-		if lastErr = probeConnect(b.addr); lastErr == nil {
+		if lastErr = probeConnect(b.addr, b.opts.ProbeAcceptsUnavailable); lastErr == nil {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -549,8 +554,9 @@ func (b *broker) waitReady(p *brokerProc) error {
 	return fmt.Errorf("broker not ready within %v: %v\n%s", startTimeout, lastErr, b.logTail())
 }
 
-// probeConnect sends a clean-session CONNECT and expects CONNACK 0.
-func probeConnect(addr string) error {
+// probeConnect sends a clean-session CONNECT and expects CONNACK 0, or 0x03
+// when unavailable is set.
+func probeConnect(addr string, unavailable bool) error {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err
@@ -565,7 +571,7 @@ func probeConnect(addr string) error {
 	if err != nil {
 		return err
 	}
-	if p.Type != typeConnack || len(p.Body) < 2 || p.Body[1] != 0 {
+	if p.Type != typeConnack || len(p.Body) < 2 || (p.Body[1] != 0 && !(unavailable && p.Body[1] == 0x03)) {
 		return fmt.Errorf("readiness probe got %v", p)
 	}
 	conn.Write([]byte{typeDisconnect << 4, 0})
