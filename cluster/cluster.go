@@ -190,6 +190,7 @@ func Start(ctx context.Context, cfg Config, node Node) (*Cluster, error) {
 	c.loop(c.peersLoop)
 	c.loop(c.willLoop)
 	c.loop(c.custodyLoop)
+	c.loop(c.staleLoop)
 	c.loop(c.retained.run)
 	c.loop(func() { c.authLoop(node.ReloadAuth) })
 	c.log.Info("cluster started", "site_id", siteID, "incarnation", inc,

@@ -53,6 +53,7 @@ func (s *Server) restoreSessions(now time.Time) ([]*session, error) {
 		}
 		ss := newSession(s, rec.ClientID)
 		ss.persistent.Store(true)
+		ss.mu.restored = true
 		ss.mu.version = rec.ProtocolVersion
 		ss.mu.expiry = rec.ExpiryInterval
 		ss.mu.disconnectedAt = disconnected

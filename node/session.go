@@ -77,6 +77,7 @@ type session struct {
 		flushes        *flushSet // while deliverVia or sendPersisted runs: the caller that writes the sends
 		waitingWriter  bool      // QoS 0 sends wait for the writer to drain
 		ended          bool
+		restored       bool // restored from disk at start-up; see DiscardStaleSession
 		droppedWarned  time.Time
 		droppedPending int
 

@@ -460,3 +460,46 @@ func exportDelivery(d *delivery, now time.Time, site string) *clusterpb.SessionM
 	return &clusterpb.SessionMessage{Message: fm, Qos: uint32(d.qos), Retain: d.retain,
 		SubscriptionIds: d.subIDs, ShareKey: d.shareKey}
 }
+
+// RestoredSessions returns the client ids of the sessions restored from disk
+// at start-up that no client has connected to since, for the cluster to check
+// with their homes.
+func (s *Server) RestoredSessions() []string {
+	var ids []string
+	for _, ss := range s.reg.all() {
+		ss.mu.Lock()
+		if ss.mu.restored && ss.mu.gen == 0 && !ss.mu.ended {
+			ids = append(ids, ss.id)
+		}
+		ss.mu.Unlock()
+	}
+	return ids
+}
+
+// DiscardStaleSession ends the session of clientID that was restored from
+// disk, because the client got a session on another node while this one was
+// down. It leaves a session alone that a client has connected to since the
+// restart, or that replaced the restored one. The will is not published: the
+// home of the client id already did, when this node's death was committed.
+func (s *Server) DiscardStaleSession(clientID string) bool {
+	stripe := s.reg.lock(clientID)
+	stripe.Lock()
+	defer stripe.Unlock()
+	ss := s.reg.get(clientID)
+	if ss == nil {
+		return false
+	}
+	ss.mu.Lock()
+	if !ss.mu.restored || ss.mu.gen != 0 || ss.mu.conn != nil || ss.mu.ended {
+		ss.mu.Unlock()
+		return false
+	}
+	stopTimer(&ss.mu.willTimer)
+	ss.mu.will = nil
+	_, orphans := ss.endSessionLocked(true)
+	ss.mu.Unlock()
+	s.reg.remove(ss)
+	s.redeliverShared(ss.id, orphans)
+	s.log.Info("stale session discarded: the client has a newer session on another node", keyClientID, clientID)
+	return true
+}

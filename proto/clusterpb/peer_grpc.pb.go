@@ -26,18 +26,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Forward_FullMethodName        = "/starling.cluster.v1.Peer/Forward"
-	Peer_Propose_FullMethodName        = "/starling.cluster.v1.Peer/Propose"
-	Peer_WaitApplied_FullMethodName    = "/starling.cluster.v1.Peer/WaitApplied"
-	Peer_Status_FullMethodName         = "/starling.cluster.v1.Peer/Status"
-	Peer_RetainedDigest_FullMethodName = "/starling.cluster.v1.Peer/RetainedDigest"
-	Peer_RetainedFetch_FullMethodName  = "/starling.cluster.v1.Peer/RetainedFetch"
-	Peer_Claim_FullMethodName          = "/starling.cluster.v1.Peer/Claim"
-	Peer_HasSession_FullMethodName     = "/starling.cluster.v1.Peer/HasSession"
-	Peer_ExportSession_FullMethodName  = "/starling.cluster.v1.Peer/ExportSession"
-	Peer_FinishExport_FullMethodName   = "/starling.cluster.v1.Peer/FinishExport"
-	Peer_PutHomeRecords_FullMethodName = "/starling.cluster.v1.Peer/PutHomeRecords"
-	Peer_SettleShared_FullMethodName   = "/starling.cluster.v1.Peer/SettleShared"
+	Peer_Forward_FullMethodName           = "/starling.cluster.v1.Peer/Forward"
+	Peer_Propose_FullMethodName           = "/starling.cluster.v1.Peer/Propose"
+	Peer_WaitApplied_FullMethodName       = "/starling.cluster.v1.Peer/WaitApplied"
+	Peer_Status_FullMethodName            = "/starling.cluster.v1.Peer/Status"
+	Peer_RetainedDigest_FullMethodName    = "/starling.cluster.v1.Peer/RetainedDigest"
+	Peer_RetainedFetch_FullMethodName     = "/starling.cluster.v1.Peer/RetainedFetch"
+	Peer_Claim_FullMethodName             = "/starling.cluster.v1.Peer/Claim"
+	Peer_HasSession_FullMethodName        = "/starling.cluster.v1.Peer/HasSession"
+	Peer_ExportSession_FullMethodName     = "/starling.cluster.v1.Peer/ExportSession"
+	Peer_FinishExport_FullMethodName      = "/starling.cluster.v1.Peer/FinishExport"
+	Peer_PutHomeRecords_FullMethodName    = "/starling.cluster.v1.Peer/PutHomeRecords"
+	Peer_SettleShared_FullMethodName      = "/starling.cluster.v1.Peer/SettleShared"
+	Peer_LookupHomeRecords_FullMethodName = "/starling.cluster.v1.Peer/LookupHomeRecords"
 )
 
 // PeerClient is the client API for Peer service.
@@ -89,6 +90,10 @@ type PeerClient interface {
 	// it was dropped), so the publishing node no longer keeps it to offer to
 	// another node should this one die.
 	SettleShared(ctx context.Context, in *SettleSharedRequest, opts ...grpc.CallOption) (*SettleSharedResponse, error)
+	// LookupHomeRecords returns the home records this node keeps for the
+	// client ids, as home or as the home's copy, so a node that restarted can
+	// tell which of its restored sessions another node owns now.
+	LookupHomeRecords(ctx context.Context, in *LookupHomeRecordsRequest, opts ...grpc.CallOption) (*LookupHomeRecordsResponse, error)
 }
 
 type peerClient struct {
@@ -231,6 +236,16 @@ func (c *peerClient) SettleShared(ctx context.Context, in *SettleSharedRequest, 
 	return out, nil
 }
 
+func (c *peerClient) LookupHomeRecords(ctx context.Context, in *LookupHomeRecordsRequest, opts ...grpc.CallOption) (*LookupHomeRecordsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LookupHomeRecordsResponse)
+	err := c.cc.Invoke(ctx, Peer_LookupHomeRecords_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -280,6 +295,10 @@ type PeerServer interface {
 	// it was dropped), so the publishing node no longer keeps it to offer to
 	// another node should this one die.
 	SettleShared(context.Context, *SettleSharedRequest) (*SettleSharedResponse, error)
+	// LookupHomeRecords returns the home records this node keeps for the
+	// client ids, as home or as the home's copy, so a node that restarted can
+	// tell which of its restored sessions another node owns now.
+	LookupHomeRecords(context.Context, *LookupHomeRecordsRequest) (*LookupHomeRecordsResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -325,6 +344,9 @@ func (UnimplementedPeerServer) PutHomeRecords(context.Context, *PutHomeRecordsRe
 }
 func (UnimplementedPeerServer) SettleShared(context.Context, *SettleSharedRequest) (*SettleSharedResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SettleShared not implemented")
+}
+func (UnimplementedPeerServer) LookupHomeRecords(context.Context, *LookupHomeRecordsRequest) (*LookupHomeRecordsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LookupHomeRecords not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -545,6 +567,24 @@ func _Peer_SettleShared_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_LookupHomeRecords_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LookupHomeRecordsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).LookupHomeRecords(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_LookupHomeRecords_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).LookupHomeRecords(ctx, req.(*LookupHomeRecordsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -591,6 +631,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SettleShared",
 			Handler:    _Peer_SettleShared_Handler,
+		},
+		{
+			MethodName: "LookupHomeRecords",
+			Handler:    _Peer_LookupHomeRecords_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

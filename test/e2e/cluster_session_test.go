@@ -142,6 +142,22 @@ func TestCluster_SessionOnDeadNodeRefusedThenFresh(t *testing.T) {
 		t.Fatalf("fresh session after the wait has Session Present set")
 	}
 	t.Logf("refused with 0x88, then a fresh session %v after kill -9", time.Since(killed).Round(100*time.Millisecond))
+
+	// n1 returns with the old copy on disk; n2 owns the client id now, so
+	// n1 discards its copy instead of keeping it, and its route, until
+	// it expires.
+	n1.Start()
+	c.waitReady(60 * time.Second)
+	waitFor(t, 30*time.Second, func() error {
+		n, err := clusterCounter(n1, "starling_sessions")
+		if err != nil {
+			return err
+		}
+		if n != 0 {
+			return fmt.Errorf("n1 still holds %v sessions", n)
+		}
+		return nil
+	})
 }
 
 func TestCluster_WillsOfKilledNodeArePublishedBySurvivors(t *testing.T) {
