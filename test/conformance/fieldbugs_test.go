@@ -2,7 +2,8 @@ package conformance
 
 // Scenarios rebuilt from faults that other MQTT brokers shipped, each
 // checked on one node. Their cluster variants need several nodes, which
-// this suite does not start, so they skip.
+// this suite does not start, so they skip here and run in test/e2e
+// (fieldbugs_cluster_test.go).
 
 import (
 	"fmt"
@@ -16,7 +17,7 @@ import (
 // skipClusterStep records a scenario step that needs a cluster.
 func skipClusterStep(t *testing.T) {
 	t.Run("cluster", func(t *testing.T) {
-		t.Skip("needs several nodes; this suite starts one node per test")
+		t.Skip("needs several nodes; test/e2e/fieldbugs_cluster_test.go runs this step on a cluster")
 	})
 }
 
