@@ -70,8 +70,17 @@ func (c *conn) handshake() bool {
 	}
 	if err != nil {
 		code := auth.ConnectReason(err)
-		c.srv.clientWarn.log(c.srv.log, "authentication failed", keyClientID, cp.ClientID, keyRemote, c.remote,
-			"username", cp.Username, keyListener, c.ls.name, keyReason, fmt.Sprintf("0x%02X", byte(code)), keyErr, err)
+		if code == packet.ReasonServerBusy {
+			// Not the client's fault: the node is overloaded (the password
+			// hashing queue is full, or too many logins of this user from
+			// this address are in progress). MQTT 3.1.1 clients get return
+			// code 3, Server unavailable.
+			c.srv.busyWarn.log(c.srv.log, "connection refused: server busy", keyClientID, cp.ClientID, keyRemote, c.remote,
+				"username", cp.Username, keyListener, c.ls.name, keyReason, "0x89", keyErr, err)
+		} else {
+			c.srv.clientWarn.log(c.srv.log, "authentication failed", keyClientID, cp.ClientID, keyRemote, c.remote,
+				"username", cp.Username, keyListener, c.ls.name, keyReason, fmt.Sprintf("0x%02X", byte(code)), keyErr, err)
+		}
 		c.srv.stats.connectRefused.Add(1)
 		c.refuse(code, "authentication failed")
 		return false

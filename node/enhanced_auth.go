@@ -67,10 +67,8 @@ func loadScramSecret(st *storage.Store) ([]byte, error) {
 func (c *conn) enhancedAuth(ctx context.Context, cp *packet.Connect) (*access, []byte, error) {
 	srv := c.srv
 	host := hostOf(c.remote)
-	wait, banned := srv.sec.throttle.check(host, "")
-	if banned {
-		srv.stats.authFailures[authFailBanned].Add(1)
-		return nil, nil, fmt.Errorf("%w: too many failed logins from %s", auth.ErrNotAuthorized, host)
+	if err := srv.admitLogin(ctx, host, ""); err != nil {
+		return nil, nil, err
 	}
 	// Every exit settles the attempt: as a failure, a success, or abandoned.
 	settled := false
@@ -79,13 +77,6 @@ func (c *conn) enhancedAuth(ctx context.Context, cp *packet.Connect) (*access, [
 			srv.sec.throttle.abandon(host, "")
 		}
 	}()
-	if wait > 0 {
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		}
-	}
 
 	method := cp.Properties.AuthMethod
 	scram := authMethods[method](srv.sec)

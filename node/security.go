@@ -392,19 +392,20 @@ func (a *access) mayRead(topic string, qos byte) bool {
 
 // authenticate checks the credentials of a CONNECT and returns the access of
 // the connection. A failed attempt is counted for throttling; an address or
-// address and user name pair with many failures waits, then is banned.
+// address and user name pair with many failures waits, then is banned. An
+// attempt that presents no credentials at all (no user name, password or
+// certificate) guesses nothing, so the throttle neither delays, bans nor
+// counts it: an anonymous client is never refused for the failed logins of
+// other clients at its address, which on a loopback-only listener is every
+// local client.
 func (c *conn) authenticate(ctx context.Context, cp *packet.Connect, certs []*x509.Certificate) (*access, error) {
 	srv := c.srv
 	host := hostOf(c.remote)
-	if wait, banned := srv.sec.throttle.check(host, cp.Username); banned {
-		srv.stats.authFailures[authFailBanned].Add(1)
-		return nil, fmt.Errorf("%w: too many failed logins from %s, retry in %v", auth.ErrNotAuthorized, host, wait.Round(time.Second))
-	} else if wait > 0 {
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			srv.sec.throttle.abandon(host, cp.Username)
-			return nil, ctx.Err()
+	throttled := cp.Username != "" || len(cp.Password) > 0 || len(certs) > 0
+	if throttled {
+		if err := srv.admitLogin(ctx, host, cp.Username); err != nil {
+			clear(cp.Password)
+			return nil, err
 		}
 	}
 
@@ -413,16 +414,64 @@ func (c *conn) authenticate(ctx context.Context, cp *packet.Connect, certs []*x5
 	})
 	clear(cp.Password)
 	if err != nil {
-		if errors.Is(err, auth.ErrBadCredentials) || errors.Is(err, auth.ErrNotAuthorized) {
+		switch {
+		case !throttled:
+		case errors.Is(err, auth.ErrBadCredentials) || errors.Is(err, auth.ErrNotAuthorized):
 			srv.sec.throttle.fail(host, cp.Username)
-		} else {
+		default:
 			srv.sec.throttle.abandon(host, cp.Username)
 		}
 		srv.stats.authFailures[authFailureReason(err)].Add(1)
 		return nil, err
 	}
-	srv.sec.throttle.succeed(host, cp.Username)
+	if throttled {
+		srv.sec.throttle.succeed(host, cp.Username)
+	}
 	return &access{sec: srv.sec, identity: id, policy: srv.sec.authorizer.Policy(id, cp.ClientID), loopback: c.ls.loopback}, nil
+}
+
+// admitLogin asks the throttle whether a login from host as username may be
+// checked now, and waits when it must: the throttle's delay after failures,
+// or the turn of an attempt beyond the ban_after logins of this user name
+// and address already in progress. It returns nil when the attempt may go
+// on; it is then pending in the throttle until fail, succeed or abandon.
+// A banned attempt gets an error wrapping auth.ErrNotAuthorized (CONNACK
+// 0x87). An attempt whose turn does not come within max_delay is an
+// overload, not a failure of the client: it gets an error wrapping
+// auth.ErrBusy (0x89 Server busy, 3.1.1: 3 Server unavailable).
+func (s *Server) admitLogin(ctx context.Context, host, username string) error {
+	th := s.sec.throttle
+	var deadline <-chan time.Time
+	for {
+		v := th.check(host, username)
+		switch {
+		case v.banned:
+			s.stats.authFailures[authFailBanned].Add(1)
+			return fmt.Errorf("%w: too many failed logins from %s, retry in %v", auth.ErrNotAuthorized, host, v.wait.Round(time.Second))
+		case v.turn != nil:
+			if deadline == nil {
+				timer := time.NewTimer(th.cfg.MaxDelay)
+				defer timer.Stop()
+				deadline = timer.C
+			}
+			select {
+			case <-v.turn:
+				continue
+			case <-deadline:
+			case <-ctx.Done():
+			}
+			s.stats.authFailures[authFailBusy].Add(1)
+			return fmt.Errorf("%w: %d logins as %q from %s are still being checked; retry later", auth.ErrBusy, v.pending, username, host)
+		case v.wait > 0:
+			select {
+			case <-time.After(v.wait):
+			case <-ctx.Done():
+				th.abandon(host, username)
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
 }
 
 // Reasons of authentication failures, for metrics.

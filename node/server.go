@@ -52,6 +52,10 @@ type Server struct {
 	matchPool  sync.Pool // *[]router.Entry scratch for route
 	indexPool  sync.Pool // map[string]int scratch for route
 	clientWarn rateLimitedLog
+	// busyWarn logs the connections refused because the node is overloaded
+	// (CONNACK 0x89), apart from clientWarn, so that a flood of client
+	// errors cannot hide an overload.
+	busyWarn rateLimitedLog
 
 	name      string    // Config.NodeName or the host name
 	startedAt time.Time // set by Start
@@ -93,6 +97,7 @@ func New(cfg Config) (*Server, error) {
 		retained:   router.NewTree[*message](),
 		reg:        newRegistry(),
 		clientWarn: rateLimitedLog{interval: time.Second},
+		busyWarn:   rateLimitedLog{interval: time.Second},
 		shared:     sharedPicker{seed: maphash.MakeSeed()},
 	}
 	lim := cfg.Limits

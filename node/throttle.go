@@ -16,11 +16,16 @@ type ThrottleConfig struct {
 	FreeFailures int
 
 	// MaxDelay caps the delay before a throttled attempt is checked, which
-	// doubles from 100 ms with every failure beyond FreeFailures. Default: 5 s.
+	// doubles from 100 ms with every failure beyond FreeFailures. It also
+	// bounds how long a login waits for its turn while BanAfter logins of
+	// its user name and address are being checked; one whose turn does not
+	// come by then is refused with 0x89 Server busy. Default: 5 s.
 	MaxDelay time.Duration
 
 	// BanAfter is the number of failures after which the address (or the
-	// address and user name pair) is refused without a check. Default: 20.
+	// address and user name pair) is refused without a check. It also
+	// bounds the logins of one user name from one address that are checked
+	// at once. Default: 20.
 	BanAfter int
 
 	// BanFor is how long a ban lasts, and how long failures are remembered.
@@ -51,8 +56,20 @@ type throttle struct {
 
 type failures struct {
 	count   int
-	pending int // attempts checked and not yet decided; counted as failures
+	pending int // attempts on a pair that are being checked, not yet decided
 	last    time.Time
+
+	// settled, when not nil, is closed when pending drops or the entry is
+	// dropped: attempts waiting for their turn then check again.
+	settled chan struct{}
+}
+
+// wake releases the attempts waiting for a turn on f.
+func (f *failures) wake() {
+	if f.settled != nil {
+		close(f.settled)
+		f.settled = nil
+	}
 }
 
 func newThrottle(cfg ThrottleConfig) *throttle {
@@ -62,9 +79,34 @@ func newThrottle(cfg ThrottleConfig) *throttle {
 
 func pairKey(host, username string) string { return host + "\x00" + username }
 
-// check returns how long to wait before checking a login from host as
-// username, or that the attempt is banned and for how long.
-func (t *throttle) check(host, username string) (time.Duration, bool) {
+// verdict is the throttle's answer to one login attempt. The zero value
+// admits it at once.
+type verdict struct {
+	// banned: refuse the attempt without checking it.
+	banned bool
+	// wait is how long to delay the check of an admitted attempt, or what
+	// remains of a ban.
+	wait time.Duration
+	// turn, when not nil, means that the attempt may not start yet: pending
+	// attempts on this address and user name are being checked already.
+	// turn is closed when one of them is decided; check again then.
+	turn    <-chan struct{}
+	pending int
+}
+
+// check decides on a login from host as username. Only failures count
+// against an attempt: the address's and the pair's, whichever is worse.
+// After FreeFailures each attempt waits longer, and at BanAfter it is banned.
+//
+// Attempts on one user name from one address that are still being checked
+// are limited to BanAfter at once, so that a burst of parallel guesses
+// cannot all be checked before the first failure lands. An attempt beyond
+// that limit is not a failure: it gets a turn channel and waits for the
+// earlier ones to be decided. Many devices logging in at once from one
+// address (a NAT, a reconnect storm) are therefore queued, never banned,
+// unless they really fail. An admitted attempt with a user name is pending
+// until fail, succeed or abandon settles it.
+func (t *throttle) check(host, username string) verdict {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -76,35 +118,35 @@ func (t *throttle) check(host, username string) (time.Duration, bool) {
 		if f == nil || now.Sub(f.last) >= t.cfg.BanFor {
 			continue
 		}
-		n := f.count
-		if key == pair {
-			// Attempts on this user name still being checked count as
-			// failures, so a burst of parallel guesses cannot all pass
-			// before the first failure lands. Only the pair counts them:
-			// many devices logging in at once from one address (a NAT, a
-			// reconnect storm) are not guesses.
-			n += f.pending
-		}
-		if n > worst {
-			worst, last = n, f.last
+		if f.count > worst {
+			worst, last = f.count, f.last
 		}
 	}
 	if worst >= t.cfg.BanAfter {
-		return t.cfg.BanFor - now.Sub(last), true
+		return verdict{banned: true, wait: t.cfg.BanFor - now.Sub(last)}
 	}
 	if username != "" {
 		f := t.entries[pair]
 		if f == nil || now.Sub(f.last) >= t.cfg.BanFor {
+			if f != nil {
+				f.wake()
+			}
 			f = &failures{last: now}
 			t.entries[pair] = f
+		}
+		if f.count+f.pending >= t.cfg.BanAfter {
+			if f.settled == nil {
+				f.settled = make(chan struct{})
+			}
+			return verdict{turn: f.settled, pending: f.pending}
 		}
 		f.pending++
 	}
 	if worst < t.cfg.FreeFailures {
-		return 0, false
+		return verdict{}
 	}
 	delay := 100 * time.Millisecond << min(worst-t.cfg.FreeFailures, 16)
-	return min(delay, t.cfg.MaxDelay), false
+	return verdict{wait: min(delay, t.cfg.MaxDelay)}
 }
 
 // fail records a failed login.
@@ -118,12 +160,16 @@ func (t *throttle) fail(host, username string) {
 	for _, key := range []string{host, pairKey(host, username)} {
 		f := t.entries[key]
 		if f == nil || now.Sub(f.last) >= t.cfg.BanFor {
+			if f != nil {
+				f.wake()
+			}
 			f = &failures{}
 			t.entries[key] = f
 		}
 		f.count++
 		if key != host {
 			f.pending = max(f.pending-1, 0)
+			f.wake()
 		}
 		f.last = now
 	}
@@ -134,7 +180,11 @@ func (t *throttle) fail(host, username string) {
 func (t *throttle) succeed(host, username string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.entries, pairKey(host, username))
+	key := pairKey(host, username)
+	if f := t.entries[key]; f != nil {
+		f.wake()
+		delete(t.entries, key)
+	}
 }
 
 // abandon settles a checked attempt that ended without a decision (an
@@ -144,6 +194,7 @@ func (t *throttle) abandon(host, username string) {
 	defer t.mu.Unlock()
 	if f := t.entries[pairKey(host, username)]; f != nil {
 		f.pending = max(f.pending-1, 0)
+		f.wake()
 	}
 }
 
@@ -152,6 +203,7 @@ func (t *throttle) abandon(host, username string) {
 func (t *throttle) pruneLocked(now time.Time, target int) {
 	for k, f := range t.entries {
 		if now.Sub(f.last) >= t.cfg.BanFor {
+			f.wake()
 			delete(t.entries, k)
 		}
 	}
@@ -161,13 +213,15 @@ func (t *throttle) pruneLocked(now time.Time, target int) {
 			return
 		}
 		if f.last.Before(cutoff) {
+			f.wake()
 			delete(t.entries, k)
 		}
 	}
-	for k := range t.entries {
+	for k, f := range t.entries {
 		if len(t.entries) <= target {
 			return
 		}
+		f.wake()
 		delete(t.entries, k)
 	}
 }
