@@ -371,23 +371,32 @@ func (c *conn) username() string {
 
 func (a *access) open() bool { return a.loopback && a.sec.open.Load() }
 
+// expired reports whether the client's credentials have run out, as a JWT
+// does at its "exp" plus the leeway. Every request of the connection is then
+// denied, its will included, until the client reconnects with new
+// credentials.
+func (a *access) expired() bool {
+	e := a.identity.Expires
+	return !e.IsZero() && !time.Now().Before(e)
+}
+
 func (a *access) mayPublish(topic string, qos byte, retain bool) bool {
-	return a.open() || a.policy.CanPublishMsg(topic, qos, retain)
+	return !a.expired() && (a.open() || a.policy.CanPublishMsg(topic, qos, retain))
 }
 
 func (a *access) mayPublishWill(w *packet.Will) bool {
-	return a.open() || a.policy.CanPublishMsg(w.Topic, w.QoS, w.Retain)
+	return !a.expired() && (a.open() || a.policy.CanPublishMsg(w.Topic, w.QoS, w.Retain))
 }
 
 func (a *access) maySubscribe(filter string, qos byte) bool {
-	return a.open() || a.policy.CanSubscribeQoS(filter, qos)
+	return !a.expired() && (a.open() || a.policy.CanSubscribeQoS(filter, qos))
 }
 
 // mayRead reports whether the client may receive a message on topic at qos:
 // the same rule as a subscription to exactly that topic, so that a wide
 // subscription never delivers a topic the rules do not grant.
 func (a *access) mayRead(topic string, qos byte) bool {
-	return a.open() || a.policy.CanSubscribeQoS(topic, qos)
+	return !a.expired() && (a.open() || a.policy.CanSubscribeQoS(topic, qos))
 }
 
 // authenticate checks the credentials of a CONNECT and returns the access of

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // Method names how an Identity was authenticated.
@@ -57,6 +58,11 @@ type Identity struct {
 	// Version is the user record's Version at authentication, zero when no
 	// record was involved.
 	Version uint64
+
+	// Expires is when the credentials stop being valid: for a JWT, its
+	// "exp" plus the leeway. Zero means they do not expire. The node denies
+	// every request of a connection whose identity has expired.
+	Expires time.Time
 }
 
 // identityOf returns the identity of a stored user.

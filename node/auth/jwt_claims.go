@@ -19,7 +19,8 @@ const maxNumericDate = 1e15
 // identityOf checks the claims of a token whose signature verified and
 // maps them to an identity.
 func (a *JWTAuthenticator) identityOf(claims jwt.MapClaims, req Request) (Identity, error) {
-	if err := a.checkTimes(claims); err != nil {
+	expires, err := a.checkTimes(claims)
+	if err != nil {
 		return Identity{}, err
 	}
 	if err := a.checkIssuerAudience(claims); err != nil {
@@ -41,41 +42,47 @@ func (a *JWTAuthenticator) identityOf(claims jwt.MapClaims, req Request) (Identi
 	if err != nil {
 		return Identity{}, err
 	}
-	return Identity{Username: username, Groups: groups, Roles: roles, Rules: rules, Method: MethodJWT}, nil
+	return Identity{Username: username, Groups: groups, Roles: roles, Rules: rules, Method: MethodJWT, Expires: expires}, nil
 }
 
 // checkTimes checks "exp", "nbf", "iat" and the lifetime against the clock,
-// with the leeway on each side (RFC 7519 sections 4.1.4 to 4.1.6).
-func (a *JWTAuthenticator) checkTimes(claims jwt.MapClaims) error {
+// with the leeway on each side (RFC 7519 sections 4.1.4 to 4.1.6). It
+// returns when the token stops being valid, "exp" plus the leeway, or zero
+// for a token without "exp".
+func (a *JWTAuthenticator) checkTimes(claims jwt.MapClaims) (time.Time, error) {
 	now := a.cfg.Now()
 	leeway := a.cfg.Leeway
 
 	exp, hasExp, err := numericDate(claims, "exp")
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	nbf, hasNbf, err := numericDate(claims, "nbf")
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	iat, hasIat, err := numericDate(claims, "iat")
 	if err != nil {
-		return err
+		return time.Time{}, err
+	}
+	var expires time.Time
+	if hasExp {
+		expires = exp.Add(leeway)
 	}
 
 	switch {
 	case !hasExp && !a.cfg.AllowMissingExp:
-		return rejectJWT("token has no exp claim")
-	case hasExp && !now.Before(exp.Add(leeway)):
-		return rejectJWT("token expired at %s", formatClaimTime(exp))
+		return time.Time{}, rejectJWT("token has no exp claim")
+	case hasExp && !now.Before(expires):
+		return time.Time{}, rejectJWT("token expired at %s", formatClaimTime(exp))
 	case hasNbf && now.Before(nbf.Add(-leeway)):
-		return rejectJWT("token is not valid before %s", formatClaimTime(nbf))
+		return time.Time{}, rejectJWT("token is not valid before %s", formatClaimTime(nbf))
 	case hasIat && now.Before(iat.Add(-leeway)):
-		return rejectJWT("token is issued in the future, at %s", formatClaimTime(iat))
+		return time.Time{}, rejectJWT("token is issued in the future, at %s", formatClaimTime(iat))
 	}
 
 	if a.cfg.MaxLifetime <= 0 {
-		return nil
+		return expires, nil
 	}
 	start := iat
 	if !hasIat {
@@ -83,13 +90,13 @@ func (a *JWTAuthenticator) checkTimes(claims jwt.MapClaims) error {
 	}
 	switch {
 	case !hasExp:
-		return rejectJWT("token has no exp claim, and a maximum lifetime is set")
+		return time.Time{}, rejectJWT("token has no exp claim, and a maximum lifetime is set")
 	case !hasIat && !hasNbf:
-		return rejectJWT("token has neither iat nor nbf, so its lifetime is unknown")
+		return time.Time{}, rejectJWT("token has neither iat nor nbf, so its lifetime is unknown")
 	case exp.Sub(start) > a.cfg.MaxLifetime:
-		return rejectJWT("token lifetime %s exceeds the maximum %s", exp.Sub(start), a.cfg.MaxLifetime)
+		return time.Time{}, rejectJWT("token lifetime %s exceeds the maximum %s", exp.Sub(start), a.cfg.MaxLifetime)
 	}
-	return nil
+	return expires, nil
 }
 
 // numericDate reads a NumericDate claim (RFC 7519 section 2): seconds since

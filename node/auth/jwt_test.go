@@ -587,6 +587,36 @@ func TestJWTAuthenticator_Checks(t *testing.T) {
 	}
 }
 
+func TestJWTAuthenticator_ExpiresIsExpPlusLeeway(t *testing.T) {
+	keys := testKeys()
+	for _, tc := range []struct {
+		name   string
+		cfg    JWTConfig
+		claims map[string]any
+		want   time.Time
+	}{
+		{"default-leeway", JWTConfig{}, validClaims(), jwtTestNow.Add(time.Hour + DefaultJWTLeeway)},
+		{"leeway-1s", JWTConfig{Leeway: time.Second}, validClaims(), jwtTestNow.Add(time.Hour + time.Second)},
+		{"fractional-exp", JWTConfig{Leeway: time.Second}, withClaims(map[string]any{"exp": float64(jwtTestNow.Unix()) + 2.5}),
+			jwtTestNow.Add(3500 * time.Millisecond)},
+		{"no-exp-allowed", JWTConfig{AllowMissingExp: true}, withClaims(map[string]any{"exp": nil}), time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Keys = []Key{{Alg: AlgHS256, Secret: keys.secret}}
+			a := newTestJWTAuthenticator(t, cfg)
+			token := makeJWT(t, map[string]any{"alg": "HS256"}, tc.claims, hmacSigner(keys.secret))
+			id, err := a.Authenticate(context.Background(), Request{ClientID: "c1", Password: []byte(token)})
+			if err != nil {
+				t.Fatalf("Authenticate: %v", err)
+			}
+			if !id.Expires.Equal(tc.want) {
+				t.Errorf("Expires = %v, want %v", id.Expires, tc.want)
+			}
+		})
+	}
+}
+
 func identitiesEqual(a, b Identity) bool {
 	return a.Username == b.Username && a.Method == b.Method && a.Version == b.Version &&
 		slices.Equal(a.Groups, b.Groups) && slices.Equal(a.Roles, b.Roles) && slices.Equal(a.Rules, b.Rules)
