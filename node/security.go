@@ -541,5 +541,7 @@ func (s *Server) warnIfNoUsers(listener string) {
 		return
 	}
 	s.log.Warn("listener refuses anonymous clients and no users exist, so every client will be refused; "+
-		"add one with `starling user add NAME` or set allow_anonymous: true on the listener", keyListener, listener)
+		"add one with `starling user add NAME --http ADDR` through this node's --http admin endpoint, "+
+		"or with `starling user add NAME --data-dir DIR` while the node is stopped, "+
+		"or set allow_anonymous: true on the listener", keyListener, listener)
 }
