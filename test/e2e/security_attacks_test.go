@@ -456,4 +456,17 @@ auth:
 	if _, ca := viaProxy("trusted", "198.51.100.9", "after"); ca == nil || ca.Code != 0 {
 		t.Errorf("after the bans were removed: %+v, want CONNACK 0", ca)
 	}
+
+	// A ban with --for ends by itself.
+	n.ctl("ban", "add", "client_id", "brief", "--for", "1s")
+	if _, ca := viaProxy("trusted", "203.0.113.4", "brief"); ca == nil || ca.Code != 0x8A {
+		t.Errorf("during a 1 s ban: %+v, want CONNACK 0x8A", ca)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	if _, ca := viaProxy("trusted", "203.0.113.4", "brief"); ca == nil || ca.Code != 0 {
+		t.Errorf("after a 1 s ban ended: %+v, want CONNACK 0", ca)
+	}
+	if out := n.ctl("ban", "list"); strings.Contains(out, "brief") {
+		t.Errorf("expired ban still listed:\n%s", out)
+	}
 }
