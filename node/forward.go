@@ -210,6 +210,7 @@ func messageFromForward(fm *clusterpb.ForwardMessage) (*message, error) {
 		fromPeer:   true,
 		originSite: fm.OriginSiteId,
 		originID:   fm.OriginId,
+		declinedBy: fm.DeclinedBy,
 	}
 	for _, k := range fm.ShareGroups {
 		group, filter, ok := strings.Cut(k, "/")

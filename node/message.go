@@ -30,7 +30,8 @@ type message struct {
 	originSite  string
 	originID    uint64
 	shareGroups []string
-	durableOnly bool // deliver to persistent sessions only
+	declinedBy  []string // site ids that had no member for its share groups
+	durableOnly bool     // deliver to persistent sessions only
 
 	// retainedClock is set in a cluster on a retained write of this node,
 	// which routeRemote then stages for every other node.

@@ -314,6 +314,10 @@ func (s *Server) route(msg *message, b *storage.Batch, out []target, fw *forward
 		out = s.mergeTarget(out, start, index, msg, e)
 	}
 	for key, members := range shared {
+		if s.preferRemoteMember(msg, key, members) {
+			delete(shared, key) // so routeRemote offers it to another node
+			continue
+		}
 		// [MQTT-4.8.2-3] One member per group, at the QoS granted to it.
 		if e := s.pickShared(key, members, msg.publisher, ""); e != nil {
 			out = s.addTarget(out, msg, e, key)

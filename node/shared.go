@@ -3,6 +3,7 @@ package node
 import (
 	"hash/maphash"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -223,4 +224,35 @@ func (s *Server) handOffShared(msg *message, key string, b *storage.Batch, fw *f
 		s.putCustody(b, cp.id, site, next, now)
 	}
 	return true
+}
+
+// preferRemoteMember reports whether a message for the share group key
+// should go to another node although members are here: none of them is
+// connected, and another live node with members has not yet been offered the
+// message. A connected member on another node then gets it at once rather
+// than an offline member here in its queue. When every node is offered and
+// declined, the last one queues the message for its offline member.
+func (s *Server) preferRemoteMember(msg *message, key string, members []router.Entry) bool {
+	if s.cluster == nil || anyOnline(s, members) {
+		return false
+	}
+	group, filter, _ := strings.Cut(key, "\x00")
+	self := s.cluster.SiteID()
+	origin, declined := self, []string{self}
+	if msg.fromPeer {
+		origin = msg.originSite
+		declined = append(slices.Clone(msg.declinedBy), self)
+	}
+	return s.nextSharedSite(msg.topic, group, filter, origin, declined) != ""
+}
+
+// anyOnline reports whether a client is connected to the session of one of
+// the members.
+func anyOnline(s *Server, members []router.Entry) bool {
+	for i := range members {
+		if sess := s.reg.get(members[i].ClientID); sess != nil && sess.online() {
+			return true
+		}
+	}
+	return false
 }

@@ -148,3 +148,40 @@ func TestCluster_StrictModeRefusesWithoutLeader(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCluster_SharedGroupPrefersConnectedMember checks that a share group
+// with offline persistent members on the publisher's node and on a second
+// node, and a connected member on a third, gets every message at the
+// connected member: none waits in an offline member's queue.
+func TestCluster_SharedGroupPrefersConnectedMember(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{Nodes: 3})
+	n1, n2, n3 := c.node("n1"), c.node("n2"), c.node("n3")
+
+	const filter = "$share/g/offline/#"
+	for _, n := range []*clusterNode{n1, n2} {
+		away, _ := connectRaw(t, n.broker, "away", v3("offline-member-"+n.name, false))
+		away.mustSubscribe(filter, 1)
+		away.disconnect()
+	}
+	onCl, online := newPaho(t, n3.broker, "online-member")
+	if tok := onCl.Subscribe(filter, 1, nil); !tok.WaitTimeout(ioTimeout) || tok.Error() != nil {
+		t.Fatalf("subscribe the connected member: %v", tok.Error())
+	}
+
+	pub, _ := newPaho(t, n1.broker, "offline-pub")
+	const total = 100
+	for i := range total {
+		pahoPublish(t, pub, "offline/x", 1, false, fmt.Sprint(i))
+	}
+	online.waitCount(t, total, 3*ioTimeout)
+
+	// The offline members find nothing queued when they return.
+	for _, n := range []*clusterNode{n1, n2} {
+		back, ca := connectRaw(t, n.broker, "back", v3("offline-member-"+n.name, false))
+		if !ca.SessionPresent {
+			t.Fatalf("offline member on %s lost its session", n.name)
+		}
+		back.expectNoPublish(quietPeriod)
+	}
+}
