@@ -48,6 +48,13 @@ type Config struct {
 	// connected when it went down to the home, so none is published twice.
 	WillsByHome bool
 
+	// ExportLease bounds how long a session exported to another node stays
+	// frozen here waiting for FinishExport. When it runs out (the other
+	// node failed in the middle of the move), the session is unfrozen with
+	// what it held, so nothing it had is lost. Default: three times the
+	// longest takeover (30 s).
+	ExportLease time.Duration
+
 	// Limits bounds what one client and the node may use.
 	Limits Limits
 

@@ -89,6 +89,11 @@ type session struct {
 		importBuf  []*delivery
 		importKeys map[originKey]struct{}
 		frozen     bool
+		// exported holds what ExportSession handed out, in order, and
+		// leaseTimer unfreezes the session with it if FinishExport does not
+		// come in time.
+		exported   []*delivery
+		leaseTimer *time.Timer
 	}
 }
 

@@ -383,24 +383,75 @@ func (s *Server) ExportSession(clientID string, discard bool) *clusterpb.Session
 	if s.cluster != nil {
 		site = s.cluster.SiteID()
 	}
+	ss.mu.exported = ss.mu.exported[:0]
 	for _, d := range ss.inflightInOrderLocked() {
 		sm := exportDelivery(d, now, site)
 		sm.PacketId = uint32(d.pid)
 		sm.Released = d.released
 		st.Inflight = append(st.Inflight, sm)
 		ss.deleteInflightLocked(d.pid)
+		ss.mu.exported = append(ss.mu.exported, d)
 	}
 	for _, q := range []*deliveryQueue{&ss.mu.retainedQ, &ss.mu.queue} {
 		for q.len() > 0 {
-			st.Queued = append(st.Queued, exportDelivery(q.pop(), now, site))
+			d := q.pop()
+			st.Queued = append(st.Queued, exportDelivery(d, now, site))
+			ss.mu.exported = append(ss.mu.exported, d)
 		}
 	}
 	for pid := range ss.mu.inboundQoS2 {
 		st.InboundQos2 = append(st.InboundQos2, uint32(pid))
 	}
 	ss.mu.frozen = true
+	stopTimer(&ss.mu.leaseTimer)
+	ss.mu.leaseTimer = time.AfterFunc(s.exportLease(), func() { s.expireExport(ss) })
 	s.stats.sessionsMovedOut.Add(1)
 	return st
+}
+
+// exportLease returns Config.ExportLease or its default.
+func (s *Server) exportLease() time.Duration {
+	if s.cfg.ExportLease > 0 {
+		return s.cfg.ExportLease
+	}
+	return 3 * takeoverTimeout
+}
+
+// expireExport unfreezes ss when the node it was exported to never finished
+// the move: what was in flight goes back in flight (resent with DUP, or as
+// PUBREL, on the next connection), what was queued goes back to the queue
+// ahead of what arrived while it was frozen, and the session waits for its
+// client as any offline session does. The records on disk were never deleted, so a
+// restart finds the same. Its owner is the lease timer set by ExportSession.
+func (s *Server) expireExport(ss *session) {
+	stripe := s.reg.lock(ss.id)
+	stripe.Lock()
+	defer stripe.Unlock()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if !ss.mu.frozen || ss.mu.ended || s.reg.get(ss.id) != ss {
+		return
+	}
+	ss.mu.frozen = false
+	ss.mu.leaseTimer = nil
+	back := ss.mu.exported
+	ss.mu.exported = nil
+	for q := &ss.mu.queue; q.len() > 0; {
+		back = append(back, q.pop())
+	}
+	for _, d := range back {
+		if d.pid != 0 {
+			ss.mu.inflight[d.pid] = d
+			s.stats.inflight.Add(1)
+			continue
+		}
+		ss.mu.queue.push(d)
+	}
+	if ss.mu.conn == nil {
+		ss.scheduleExpiryLocked()
+	}
+	s.log.Warn("session move not finished in time; the session is unfrozen here", keyClientID, ss.id,
+		"messages", len(back), "lease", s.exportLease())
 }
 
 // FinishExport ends a session that ExportSession froze and returns the
@@ -418,6 +469,8 @@ func (s *Server) FinishExport(clientID string) []*clusterpb.SessionMessage {
 		ss.mu.Unlock()
 		return nil
 	}
+	stopTimer(&ss.mu.leaseTimer)
+	ss.mu.exported = nil
 	now := time.Now()
 	site := ""
 	if s.cluster != nil {
