@@ -285,16 +285,17 @@ func (c *wsConn) readLoop() {
 }
 
 func (c *wsConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	deadline := c.deadline
+	c.mu.Unlock()
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		timer := time.NewTimer(time.Until(deadline))
+		defer timer.Stop()
+		expired = timer.C
+	}
+	// An empty message carries no bytes, so wait for the next one.
 	for len(c.buf) == 0 {
-		c.mu.Lock()
-		deadline := c.deadline
-		c.mu.Unlock()
-		var expired <-chan time.Time
-		if !deadline.IsZero() {
-			timer := time.NewTimer(time.Until(deadline))
-			defer timer.Stop()
-			expired = timer.C
-		}
 		select {
 		case data, ok := <-c.msgs:
 			if !ok {
