@@ -69,7 +69,10 @@ type Cluster struct {
 	node   Node
 	holder SessionHolder // the node, when it moves sessions; see sessions.go
 	home   sessionHome
-	settle settler // shared custody notices; see custody.go
+	settle settler       // shared custody notices; see custody.go
+	owned  ownedSessions // sessions this node owns; see owners.go
+	// ownedChanged wakes ownerLoop when sessions were added to owned.
+	ownedChanged chan struct{}
 
 	retained *retainedSync // retained replication; see retained.go
 
@@ -104,6 +107,8 @@ func Start(ctx context.Context, cfg Config, node Node) (*Cluster, error) {
 		siteID: siteID,
 		fsm:    fsm.New(),
 		stop:   make(chan struct{}),
+
+		ownedChanged: make(chan struct{}, 1),
 	}
 	c.incarnation.Store(inc)
 	c.node = node
@@ -191,6 +196,7 @@ func Start(ctx context.Context, cfg Config, node Node) (*Cluster, error) {
 	c.loop(c.willLoop)
 	c.loop(c.custodyLoop)
 	c.loop(c.staleLoop)
+	c.loop(c.ownerLoop)
 	c.loop(c.retained.run)
 	c.loop(func() { c.authLoop(node.ReloadAuth) })
 	c.log.Info("cluster started", "site_id", siteID, "incarnation", inc,

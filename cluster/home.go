@@ -55,6 +55,7 @@ func (c *Cluster) putHomeRecord(clientID string, rec homeRecord) {
 	if old, ok := h.records[clientID]; ok && old.willTimer != nil {
 		old.willTimer.Stop()
 	}
+	rec.touched = time.Now()
 	h.records[clientID] = rec
 }
 
@@ -130,6 +131,7 @@ func recordProto(clientID string, r homeRecord) *clusterpb.HomeRecord {
 // that its client disconnected, so the home drops the will. It runs in the
 // background, bounded in time.
 func (c *Cluster) ReportSession(clientID string, persistent bool) {
+	c.owned.disconnected(clientID, persistent)
 	home := c.homeOf(clientID)
 	rec := &clusterpb.HomeRecord{ClientId: clientID, Owner: c.siteID, Persistent: persistent}
 	if home == c.siteID {
@@ -171,12 +173,17 @@ func (c *Cluster) applyOwnerReport(r *clusterpb.HomeRecord) {
 	}
 	old.connected, old.will, old.willTimer = false, nil, nil
 	old.persistent = r.Persistent
+	old.touched = time.Now()
 	h.records[r.ClientId] = old
 }
 
 func (s *service) PutHomeRecords(_ context.Context, req *clusterpb.PutHomeRecordsRequest) (*clusterpb.PutHomeRecordsResponse, error) {
 	c := s.c
 	for _, r := range req.Records {
+		if req.Register {
+			c.applyRegistration(r)
+			continue
+		}
 		if !req.Backup {
 			c.applyOwnerReport(r)
 			continue

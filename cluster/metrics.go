@@ -66,6 +66,10 @@ var clusterMetricHelp = map[string]string{
 	"route_batch_failures_total":   "Route batch proposals that failed and were retried.",
 	"route_wait_misses_total":      "Times a peer did not confirm a new route within the route wait, so a SUBACK went without it.",
 	"shared_settles_sent_total":    "Settle notices of shared-subscription messages sent to the nodes they were published on.",
+	"home_records":                 "Session ownership records this node keeps as home or as the home's copy.",
+	"home_lookups_total":           "Claims for which this node, as home, had no record and asked every live node.",
+	"home_registrations_total":     "Owned sessions this node registered with a new home after a change of membership.",
+	"home_records_pruned_total":    "Home records dropped because their session ended or their owner left.",
 	"shared_settles_dropped_total": "Settle notices dropped (queue full or call failed); their messages stay in custody until it expires.",
 	"forward_connected":            "1 while the forward stream to the peer is established, else 0.",
 	"forward_lag":                  "Forward sequence numbers assigned toward the peer and not yet acknowledged.",
@@ -120,6 +124,13 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter("route_batch_failures_total", c.routes.failures.Load())
 	counter("route_wait_misses_total", c.routeWaitMisses.Load())
 	counter("shared_settles_sent_total", c.settle.sent.Load())
+	counter("home_lookups_total", c.owned.lookups.Load())
+	counter("home_registrations_total", c.owned.registered.Load())
+	counter("home_records_pruned_total", c.owned.pruned.Load())
+	c.home.mu.Lock()
+	homeRecords := len(c.home.records)
+	c.home.mu.Unlock()
+	gauge("home_records", float64(homeRecords))
 	counter("shared_settles_dropped_total", c.settle.dropped.Load())
 	ch <- c.routes.timer.histogram()
 

@@ -51,9 +51,9 @@ func (unavailableError) SessionUnavailable() bool { return true }
 // of membership, asks every live node whether it holds the session, which
 // costs one call per node for the first claim of each id.
 //
-// NOTE: records are never pruned, so a home holds one per client id it has
-// seen (about 100 bytes each), and owners do not re-register their sessions
-// with a new home after a change of membership.
+// Owners register their sessions with the new home after a change of
+// membership (owners.go), and a home prunes the records of sessions that
+// ended, or whose owner left the cluster.
 type sessionHome struct {
 	mu      sync.Mutex
 	locks   map[string]*claimLock
@@ -76,6 +76,7 @@ type homeRecord struct {
 	will       []byte // encoded by the node; published if the owner dies
 	willDelay  uint32
 	willTimer  *time.Timer
+	touched    time.Time // last claim, report or registration, for pruning
 	// prev is the record this claim replaced, kept until the claimant
 	// finishes, so an aborted claim (the holder did not answer) restores it.
 	prev *homeRecord
@@ -182,6 +183,9 @@ func (c *Cluster) TakeSession(ctx context.Context, clientID string, cleanStart b
 		c.abortClaim(ctx, answeredBy, clientID, resp.Generation)
 		return nil, nil, unavailableError{clientID: clientID}
 	}
+	c.owned.put(clientID, ownedRecord{generation: resp.Generation, persistent: rec.GetPersistent(),
+		connected: rec.GetConnected(), will: rec.GetWill(), willDelay: rec.GetWillDelaySeconds(),
+		registeredWith: answeredBy})
 	if state == nil {
 		return nil, nil, nil
 	}
@@ -311,6 +315,7 @@ func (c *Cluster) claim(ctx context.Context, req *clusterpb.ClaimRequest) (*clus
 // a session for the client id, and returns those that do, connected ones
 // first.
 func (c *Cluster) lookupHolders(ctx context.Context, clientID, claimant string) []string {
+	c.owned.lookups.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RouteWait)
 	defer cancel()
 	type answer struct {
@@ -377,6 +382,7 @@ func (s *service) ExportSession(_ context.Context, req *clusterpb.ExportSessionR
 	if s.c.holder == nil {
 		return &clusterpb.ExportSessionResponse{}, nil
 	}
+	s.c.owned.remove(req.ClientId) // the session leaves this node
 	return &clusterpb.ExportSessionResponse{Session: s.c.holder.ExportSession(req.ClientId, req.Discard)}, nil
 }
 

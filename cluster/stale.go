@@ -55,10 +55,13 @@ func (c *Cluster) staleLoop() {
 	if len(ids) == 0 {
 		return
 	}
-	owners := c.lookupOwners(ids)
+	records := c.lookupRecords(ids)
+	owners := make(map[string]string, len(records))
+	gens := make(map[string]uint64, len(records))
 	discarded := 0
-	for id, owner := range owners {
-		if owner == "" || owner == c.siteID {
+	for id, r := range records {
+		owners[id], gens[id] = r.Owner, r.Generation
+		if r.Owner == "" || r.Owner == c.siteID {
 			continue
 		}
 		if discarder.DiscardStaleSession(id) {
@@ -67,12 +70,20 @@ func (c *Cluster) staleLoop() {
 	}
 	c.log.Info("restored sessions checked with their homes", "restored", len(ids),
 		"owned_elsewhere", discarded)
+
+	// The sessions kept are this node's: register them with their homes,
+	// which may have lost their records meanwhile.
+	c.owned.adoptRestored(c.siteID, ids, owners, gens)
+	select {
+	case c.ownedChanged <- struct{}{}:
+	default:
+	}
 }
 
-// lookupOwners asks the home of each client id and the home's copy for its
-// record, and returns the owner named by the record with the highest
-// generation. Ids that no node has a record of are left out.
-func (c *Cluster) lookupOwners(ids []string) map[string]string {
+// lookupRecords asks the home of each client id and the home's copy for its
+// record, and returns the record with the highest generation. Ids that no
+// node has a record of are left out.
+func (c *Cluster) lookupRecords(ids []string) map[string]*clusterpb.HomeRecord {
 	byNode := make(map[string][]string)
 	for _, id := range ids {
 		for _, site := range c.homesOf(id, 2) {
@@ -97,11 +108,7 @@ func (c *Cluster) lookupOwners(ids []string) map[string]string {
 			}
 		}
 	}
-	owners := make(map[string]string, len(best))
-	for id, r := range best {
-		owners[id] = r.Owner
-	}
-	return owners
+	return best
 }
 
 // lookupHomeRecords returns the records that the node with site id site

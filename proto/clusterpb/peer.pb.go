@@ -300,7 +300,11 @@ type PutHomeRecordsRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Records []*HomeRecord          `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
 	// Set when the sender is the home copying its records to the next node.
-	Backup        bool `protobuf:"varint,2,opt,name=backup,proto3" json:"backup,omitempty"`
+	Backup bool `protobuf:"varint,2,opt,name=backup,proto3" json:"backup,omitempty"`
+	// Set when the sender is the owner registering its sessions with a new
+	// home after a change of membership: the receiver keeps a record unless
+	// it has one of another owner with a higher generation.
+	Register      bool `protobuf:"varint,3,opt,name=register,proto3" json:"register,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -345,6 +349,13 @@ func (x *PutHomeRecordsRequest) GetRecords() []*HomeRecord {
 func (x *PutHomeRecordsRequest) GetBackup() bool {
 	if x != nil {
 		return x.Backup
+	}
+	return false
+}
+
+func (x *PutHomeRecordsRequest) GetRegister() bool {
+	if x != nil {
+		return x.Register
 	}
 	return false
 }
@@ -2362,10 +2373,11 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"persistent\x12\x1c\n" +
 	"\tconnected\x18\x05 \x01(\bR\tconnected\x12\x12\n" +
 	"\x04will\x18\x06 \x01(\fR\x04will\x12,\n" +
-	"\x12will_delay_seconds\x18\a \x01(\rR\x10willDelaySeconds\"j\n" +
+	"\x12will_delay_seconds\x18\a \x01(\rR\x10willDelaySeconds\"\x86\x01\n" +
 	"\x15PutHomeRecordsRequest\x129\n" +
 	"\arecords\x18\x01 \x03(\v2\x1f.starling.cluster.v1.HomeRecordR\arecords\x12\x16\n" +
-	"\x06backup\x18\x02 \x01(\bR\x06backup\"\x18\n" +
+	"\x06backup\x18\x02 \x01(\bR\x06backup\x12\x1a\n" +
+	"\bregister\x18\x03 \x01(\bR\bregister\"\x18\n" +
 	"\x16PutHomeRecordsResponse\"\xfb\x01\n" +
 	"\fClaimRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12(\n" +

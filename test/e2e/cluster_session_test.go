@@ -201,7 +201,7 @@ func TestCluster_SessionsFoundAfterScaleUp(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t, clusterOptions{Nodes: 3})
 	n1, n2 := c.node("n1"), c.node("n2")
-	const sessions = 20
+	const sessions = 40
 	for i := range sessions {
 		sub, _ := connectRaw(t, n1.broker, "sub", v3(fmt.Sprintf("scale-%d", i), false))
 		sub.mustSubscribe(fmt.Sprintf("scale/%d", i), 1)
@@ -214,6 +214,31 @@ func TestCluster_SessionsFoundAfterScaleUp(t *testing.T) {
 	for i := range sessions {
 		pub.publish(fmt.Sprintf("scale/%d", i), 1, false, "queued")
 	}
+
+	// n1 registers the sessions whose home moved to n4 with it (about a
+	// quarter of them), so no home has to ask every node on a claim.
+	waitFor(t, 15*time.Second, func() error {
+		n, err := clusterCounter(n1, "starling_cluster_home_registrations_total")
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("n1 registered no session with a new home")
+		}
+		return nil
+	})
+	lookups := func() float64 {
+		total := 0.0
+		for _, name := range []string{"n1", "n2", "n3", "n4"} {
+			n, err := clusterCounter(c.node(name), "starling_cluster_home_lookups_total")
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += n
+		}
+		return total
+	}
+	before := lookups()
 	for i := range sessions {
 		sub := dialRaw(t, n2.broker, "sub", 4)
 		ca := sub.connect(v3(fmt.Sprintf("scale-%d", i), false))
@@ -224,6 +249,9 @@ func TestCluster_SessionsFoundAfterScaleUp(t *testing.T) {
 			t.Fatalf("scale-%d: got %q", i, m.Payload)
 		}
 		sub.disconnect()
+	}
+	if after := lookups(); after != before {
+		t.Errorf("homes asked every node %v times for sessions their owner had registered", after-before)
 	}
 }
 
