@@ -240,12 +240,12 @@ func (c *Cluster) applyRegistration(r *clusterpb.HomeRecord) {
 // pruneHomeRecords forgets the records of sessions that ended long enough
 // ago, and those of owners that left the cluster or were reaped.
 func (c *Cluster) pruneHomeRecords() {
-	gone := make(map[string]bool) // site id -> left or reaped
+	departed := make(map[string]bool) // site id -> left the cluster
 	known := make(map[string]bool)
 	for _, n := range c.fsm.Nodes() {
 		known[n.SiteID] = true
 		if n.State == fsm.NodeLeft {
-			gone[n.SiteID] = true
+			departed[n.SiteID] = true
 		}
 	}
 	if len(known) == 0 {
@@ -261,7 +261,7 @@ func (c *Cluster) pruneHomeRecords() {
 			continue
 		}
 		ended := !r.persistent && !r.connected && r.touched.Before(cutoff)
-		if ended || gone[r.owner] || (r.owner != "" && !known[r.owner]) {
+		if ended || departed[r.owner] || (r.owner != "" && !known[r.owner]) {
 			delete(h.records, id)
 			pruned++
 		}
