@@ -298,7 +298,7 @@ func (s *session) pumpLocked() {
 			continue
 		}
 		if d.qos == 0 {
-			if c.outboundBytes() >= s.srv.lim().MaxOutboundBytes {
+			if c.outboundFull(s.srv.lim().MaxOutboundBytes) {
 				s.mu.waitingWriter = true
 				return
 			}

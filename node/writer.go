@@ -86,11 +86,16 @@ func (c *conn) enqueueLocked(p packet.Packet, fs *flushSet) bool {
 	return true
 }
 
-// outboundBytes returns the payload bytes queued for the socket.
-func (c *conn) outboundBytes() int {
+// outboundFull reports whether QoS 0 sends must wait for the writer: the
+// payload bytes queued for the socket reach maxBytes, or the queued packets
+// reach half of maxQueuedPackets. The packet bound matters for small
+// messages, whose bytes stay low while their count would reach
+// maxQueuedPackets and close a client that does read; the other half is left
+// for replies and QoS 1/2 sends.
+func (c *conn) outboundFull(maxBytes int) bool {
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
-	return c.out.bytes
+	return c.out.bytes >= maxBytes || len(c.out.queue) >= maxQueuedPackets/2
 }
 
 // flushSet collects the connections whose queued packets one goroutine has
