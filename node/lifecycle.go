@@ -49,7 +49,16 @@ func (s *Server) attach(c *conn, cp *packet.Connect, assigned string) (bool, err
 		s.waitForOldConnection(old)
 		old = s.reg.get(c.clientID)
 	}
-	if old != nil && cp.CleanStart {
+	discard := cp.CleanStart
+	if old != nil && !cp.CleanStart && !old.ownedBy(c.username()) {
+		// A client id is not an identity: a session belongs to the user
+		// that created it, and a client of another user starts afresh
+		// rather than read the messages queued for the first one.
+		s.log.Warn("session of another user discarded; the client starts a new session", keyClientID, c.clientID,
+			keyRemote, c.remote, "username", c.username())
+		discard = true
+	}
+	if old != nil && discard {
 		// [MQTT-3.1.2-4] Clean start discards the previous session.
 		old.mu.Lock()
 		will, orphans := old.endSessionLocked(true)
@@ -103,6 +112,7 @@ func (ss *session) bindLocked(c *conn, cp *packet.Connect) error {
 	ss.mu.gen++
 	ss.mu.conn = c
 	ss.mu.lastConn = c
+	ss.mu.owner, ss.mu.ownerUnknown = c.username(), false
 	ss.mu.version = c.version
 	ss.mu.disconnectedAt = time.Time{}
 	stopTimer(&ss.mu.expiryTimer)
@@ -155,6 +165,7 @@ func (ss *session) putRecordLocked(b *storage.Batch, will *willMsg) error {
 		ProtocolVersion: ss.mu.version,
 		ExpiryInterval:  ss.mu.expiry,
 		NextPacketID:    ss.mu.nextPID,
+		Owner:           ss.mu.owner,
 	}
 	if !ss.mu.disconnectedAt.IsZero() {
 		rec.DisconnectedAt = ss.mu.disconnectedAt.UnixNano()
@@ -336,4 +347,13 @@ func stopTimer(t **time.Timer) {
 		(*t).Stop()
 		*t = nil
 	}
+}
+
+// ownedBy reports whether a client of the user username may resume the
+// session: the user that created it, or anyone when the session predates
+// stored owners (it then belongs to the next client that binds it).
+func (ss *session) ownedBy(username string) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.mu.ownerUnknown || ss.mu.owner == username
 }

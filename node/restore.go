@@ -54,6 +54,7 @@ func (s *Server) restoreSessions(now time.Time) ([]*session, error) {
 		ss := newSession(s, rec.ClientID)
 		ss.persistent.Store(true)
 		ss.mu.restored = true
+		ss.mu.owner, ss.mu.ownerUnknown = rec.Owner, !rec.OwnerKnown
 		ss.mu.version = rec.ProtocolVersion
 		ss.mu.expiry = rec.ExpiryInterval
 		ss.mu.disconnectedAt = disconnected

@@ -77,7 +77,9 @@ type session struct {
 		flushes        *flushSet // while deliverVia or sendPersisted runs: the caller that writes the sends
 		waitingWriter  bool      // QoS 0 sends wait for the writer to drain
 		ended          bool
-		restored       bool // restored from disk at start-up; see DiscardStaleSession
+		restored       bool   // restored from disk at start-up; see DiscardStaleSession
+		owner          string // user name of the client that created it; see attach
+		ownerUnknown   bool   // restored or moved from a version that did not keep owners
 		droppedWarned  time.Time
 		droppedPending int
 

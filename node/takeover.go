@@ -162,6 +162,7 @@ func (ss *session) importLocked(state *clusterpb.SessionState) ([]<-chan struct{
 	ss.mu.version = byte(state.ProtocolVersion)
 	ss.mu.expiry = state.ExpirySeconds
 	ss.mu.nextPID = uint16(state.NextPacketId)
+	ss.mu.owner, ss.mu.ownerUnknown = state.Owner, !state.OwnerKnown
 	ss.persistent.Store(state.Persistent)
 	var b *storage.Batch
 	if state.Persistent {
@@ -373,6 +374,8 @@ func (s *Server) ExportSession(clientID string, discard bool) *clusterpb.Session
 		ExpirySeconds:   ss.mu.expiry,
 		NextPacketId:    uint32(ss.mu.nextPID),
 		Persistent:      ss.persistent.Load(),
+		Owner:           ss.mu.owner,
+		OwnerKnown:      !ss.mu.ownerUnknown,
 	}
 	for _, sub := range ss.mu.subs {
 		st.Subscriptions = append(st.Subscriptions, &clusterpb.SessionSubscription{Filter: sub.filter,

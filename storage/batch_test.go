@@ -11,7 +11,7 @@ import (
 
 func TestBatch_RecordsRoundTripThroughStore(t *testing.T) {
 	s := openStore(t, testConfig(t.TempDir()))
-	sess := &Session{ClientID: "c1", ProtocolVersion: 5, ExpiryInterval: 60, NextPacketID: 3, Will: []byte{9}}
+	sess := &Session{ClientID: "c1", ProtocolVersion: 5, ExpiryInterval: 60, NextPacketID: 3, Will: []byte{9}, Owner: "u1", OwnerKnown: true}
 	sub := &Subscription{ClientID: "c1", Filter: "$share/g/a/+", QoS: 1, NoLocal: true, RetainHandling: 1, SubID: 4}
 	msg := &Message{ID: 1, Topic: "a/b", Payload: []byte("p"), QoS: 1, Properties: []byte{1, 2}, ExpiresAt: 99, PublisherID: "pub"}
 	queued := &QueueEntry{Seq: 5, MessageID: 1, QoS: 1, SubIDs: []uint32{4}}

@@ -21,6 +21,7 @@ const (
 // Flag bits of a session's and of a subscription's flags byte.
 const (
 	flagHasWill           byte = 0x01 // session
+	flagHasOwner          byte = 0x02 // session
 	flagNoLocal           byte = 0x01 // subscription
 	flagRetainAsPublished byte = 0x02 // subscription
 )
@@ -203,12 +204,14 @@ func decodeMessage(b []byte, m *Message) error {
 // appendSession appends a session value. Layout: version, flags,
 // ProtocolVersion, uvarint ExpiryInterval, varint DisconnectedAt, uvarint
 // NextPacketID, length-prefixed ClientID, then the length-prefixed Will when
-// flagHasWill is set.
+// flagHasWill is set, then the length-prefixed Owner, which flagHasOwner
+// marks (records written before owners were stored lack both).
 func appendSession(dst []byte, s *Session) []byte {
 	var flags byte
 	if s.Will != nil {
 		flags |= flagHasWill
 	}
+	flags |= flagHasOwner
 	dst = append(dst, recordVersion, flags, s.ProtocolVersion)
 	dst = binary.AppendUvarint(dst, uint64(s.ExpiryInterval))
 	dst = binary.AppendVarint(dst, s.DisconnectedAt)
@@ -217,13 +220,13 @@ func appendSession(dst []byte, s *Session) []byte {
 	if s.Will != nil {
 		dst = appendBytes(dst, s.Will)
 	}
-	return dst
+	return appendString(dst, s.Owner)
 }
 
 func decodeSession(b []byte, s *Session) error {
 	d := newDecoder(b, "session")
 	flags := d.byte()
-	if flags&^flagHasWill != 0 {
+	if flags&^(flagHasWill|flagHasOwner) != 0 {
 		d.fail("unknown flag bits")
 	}
 	s.ProtocolVersion = d.byte()
@@ -234,6 +237,10 @@ func decodeSession(b []byte, s *Session) error {
 	s.Will = nil
 	if flags&flagHasWill != 0 {
 		s.Will = append([]byte{}, d.bytes()...)
+	}
+	s.Owner, s.OwnerKnown = "", flags&flagHasOwner != 0
+	if s.OwnerKnown {
+		s.Owner = string(d.bytes())
 	}
 	return d.finish()
 }

@@ -81,6 +81,17 @@ func TestCodec_SessionRoundTrip(t *testing.T) {
 		{"never-expires", Session{ClientID: "c3", ExpiryInterval: math.MaxUint32}},
 		{"with-will", Session{ClientID: "c4", Will: []byte{1, 2, 3}}},
 		{"empty-will", Session{ClientID: "c5", Will: []byte{}}},
+		{"with-owner", Session{ClientID: "c6", Owner: "dev-1"}},
+		{"with-will-and-owner", Session{ClientID: "c7", Will: []byte{9}, Owner: "ops"}},
+	}
+	// A record written before owners were stored decodes with the owner
+	// unknown.
+	var legacy Session
+	if err := decodeSession([]byte{1, 0, 4, 0, 0, 1, 2, 'c', '8'}, &legacy); err != nil {
+		t.Fatalf("decode a record without owner: %v", err)
+	}
+	if legacy.ClientID != "c8" || legacy.OwnerKnown {
+		t.Errorf("record without owner decoded as %+v", legacy)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,8 +99,10 @@ func TestCodec_SessionRoundTrip(t *testing.T) {
 			if err := decodeSession(appendSession(nil, &tt.in), &out); err != nil {
 				t.Fatalf("decodeSession: %v", err)
 			}
-			if !reflect.DeepEqual(out, tt.in) {
-				t.Errorf("round trip = %+v, want %+v", out, tt.in)
+			want := tt.in
+			want.OwnerKnown = true // every record written now stores its owner
+			if !reflect.DeepEqual(out, want) {
+				t.Errorf("round trip = %+v, want %+v", out, want)
 			}
 		})
 	}
@@ -180,7 +193,7 @@ func TestCodec_CorruptValues(t *testing.T) {
 		{"message-unknown-flag", decodeMessageErr, append([]byte{1, 0x80}, validMsg[2:]...), "unknown flag bits"},
 		{"message-huge-length", decodeMessageErr, []byte{1, 0, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}, "out of range"},
 		{"message-bad-varint", decodeMessageErr, []byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, "invalid varint"},
-		{"session-bad-flag", decodeSessionErr, []byte{1, 0x02, 5, 0, 0, 0, 0}, "unknown flag bits"},
+		{"session-bad-flag", decodeSessionErr, []byte{1, 0x04, 5, 0, 0, 0, 0}, "unknown flag bits"},
 		{"session-packet-id-overflow", decodeSessionErr, []byte{1, 0, 5, 0, 0, 0x80, 0x80, 0x04, 0}, "out of range"},
 		{"subscription-qos3", decodeSubscriptionErr, []byte{1, 3, 0, 0, 0}, "QoS greater than 2"},
 		{"subscription-retain-handling-3", decodeSubscriptionErr, []byte{1, 0, 0, 3, 0}, "retain handling"},

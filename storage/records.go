@@ -21,6 +21,12 @@ type Session struct {
 	DisconnectedAt  int64  // unix nanoseconds; 0 while connected
 	NextPacketID    uint16
 	Will            []byte // encoded will, opaque here; nil = none, and a non-nil empty will stays non-nil
+	// Owner is the user name the session's client authenticated as; ""
+	// for an anonymous client. A client of another user never resumes it.
+	// OwnerKnown is false for a record written before owners were stored,
+	// and Put always stores the owner.
+	Owner      string
+	OwnerKnown bool
 }
 
 // Subscription is one topic filter of one client.

@@ -885,8 +885,13 @@ type SessionState struct {
 	Inflight []*SessionMessage `protobuf:"bytes,6,rep,name=inflight,proto3" json:"inflight,omitempty"`
 	Queued   []*SessionMessage `protobuf:"bytes,7,rep,name=queued,proto3" json:"queued,omitempty"`
 	// Inbound QoS 2 packet ids awaiting PUBREL.
-	InboundQos2   []uint32 `protobuf:"varint,8,rep,packed,name=inbound_qos2,json=inboundQos2,proto3" json:"inbound_qos2,omitempty"`
-	Persistent    bool     `protobuf:"varint,9,opt,name=persistent,proto3" json:"persistent,omitempty"`
+	InboundQos2 []uint32 `protobuf:"varint,8,rep,packed,name=inbound_qos2,json=inboundQos2,proto3" json:"inbound_qos2,omitempty"`
+	Persistent  bool     `protobuf:"varint,9,opt,name=persistent,proto3" json:"persistent,omitempty"`
+	// The user name the session's client authenticated as; "" for an
+	// anonymous client. A client of another user never resumes the session.
+	Owner string `protobuf:"bytes,10,opt,name=owner,proto3" json:"owner,omitempty"`
+	// False when the sending node predates owners, so owner means nothing.
+	OwnerKnown    bool `protobuf:"varint,11,opt,name=owner_known,json=ownerKnown,proto3" json:"owner_known,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -980,6 +985,20 @@ func (x *SessionState) GetInboundQos2() []uint32 {
 func (x *SessionState) GetPersistent() bool {
 	if x != nil {
 		return x.Persistent
+	}
+	return false
+}
+
+func (x *SessionState) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *SessionState) GetOwnerKnown() bool {
+	if x != nil {
+		return x.OwnerKnown
 	}
 	return false
 }
@@ -2419,7 +2438,7 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"generation\x18\x02 \x01(\x04R\n" +
 	"generation\"W\n" +
 	"\x14FinishExportResponse\x12?\n" +
-	"\bmessages\x18\x01 \x03(\v2#.starling.cluster.v1.SessionMessageR\bmessages\"\xb4\x03\n" +
+	"\bmessages\x18\x01 \x03(\v2#.starling.cluster.v1.SessionMessageR\bmessages\"\xeb\x03\n" +
 	"\fSessionState\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12)\n" +
 	"\x10protocol_version\x18\x02 \x01(\rR\x0fprotocolVersion\x12%\n" +
@@ -2431,7 +2450,11 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\finbound_qos2\x18\b \x03(\rR\vinboundQos2\x12\x1e\n" +
 	"\n" +
 	"persistent\x18\t \x01(\bR\n" +
-	"persistent\"\xdc\x01\n" +
+	"persistent\x12\x14\n" +
+	"\x05owner\x18\n" +
+	" \x01(\tR\x05owner\x12\x1f\n" +
+	"\vowner_known\x18\v \x01(\bR\n" +
+	"ownerKnown\"\xdc\x01\n" +
 	"\x13SessionSubscription\x12\x16\n" +
 	"\x06filter\x18\x01 \x01(\tR\x06filter\x12\x10\n" +
 	"\x03qos\x18\x02 \x01(\rR\x03qos\x12\x19\n" +
