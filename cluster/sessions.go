@@ -386,9 +386,10 @@ func (s *service) ExportSession(_ context.Context, req *clusterpb.ExportSessionR
 	return &clusterpb.ExportSessionResponse{Session: s.c.holder.ExportSession(req.ClientId, req.Discard)}, nil
 }
 
-func (s *service) FinishExport(_ context.Context, req *clusterpb.FinishExportRequest) (*clusterpb.FinishExportResponse, error) {
+func (s *service) FinishExport(ctx context.Context, req *clusterpb.FinishExportRequest) (*clusterpb.FinishExportResponse, error) {
 	if s.c.holder == nil {
 		return &clusterpb.FinishExportResponse{}, nil
 	}
+	s.c.awaitInbound(ctx)
 	return &clusterpb.FinishExportResponse{Messages: s.c.holder.FinishExport(req.ClientId)}, nil
 }

@@ -222,6 +222,23 @@ func (f *Forwarder) Full(siteID string) bool {
 	return st.Bytes >= f.cfg.MaxOutboxBytes || st.Depth >= f.cfg.MaxOutboxMessages
 }
 
+// Assigned returns the highest sequence number Stage has handed out toward
+// siteID, or 0 when none was.
+func (f *Forwarder) Assigned(siteID string) uint64 {
+	f.mu.Lock()
+	p := f.peers[siteID]
+	f.mu.Unlock()
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.mu.seqReady || p.mu.next == 0 {
+		return 0
+	}
+	return p.mu.next - 1
+}
+
 // Stats returns the figures of every known peer, ordered by site id.
 func (f *Forwarder) Stats() []PeerStats {
 	f.mu.Lock()

@@ -39,6 +39,7 @@ const (
 	Peer_PutHomeRecords_FullMethodName    = "/starling.cluster.v1.Peer/PutHomeRecords"
 	Peer_SettleShared_FullMethodName      = "/starling.cluster.v1.Peer/SettleShared"
 	Peer_LookupHomeRecords_FullMethodName = "/starling.cluster.v1.Peer/LookupHomeRecords"
+	Peer_ForwardBarrier_FullMethodName    = "/starling.cluster.v1.Peer/ForwardBarrier"
 )
 
 // PeerClient is the client API for Peer service.
@@ -94,6 +95,12 @@ type PeerClient interface {
 	// client ids, as home or as the home's copy, so a node that restarted can
 	// tell which of its restored sessions another node owns now.
 	LookupHomeRecords(ctx context.Context, in *LookupHomeRecordsRequest, opts ...grpc.CallOption) (*LookupHomeRecordsResponse, error)
+	// ForwardBarrier returns the highest forward sequence number this node
+	// has assigned toward the receiver. A node that ends a session exported
+	// to another node first waits until it has received every message each
+	// peer staged for it up to then, so none arrives after the session is
+	// gone.
+	ForwardBarrier(ctx context.Context, in *ForwardBarrierRequest, opts ...grpc.CallOption) (*ForwardBarrierResponse, error)
 }
 
 type peerClient struct {
@@ -246,6 +253,16 @@ func (c *peerClient) LookupHomeRecords(ctx context.Context, in *LookupHomeRecord
 	return out, nil
 }
 
+func (c *peerClient) ForwardBarrier(ctx context.Context, in *ForwardBarrierRequest, opts ...grpc.CallOption) (*ForwardBarrierResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ForwardBarrierResponse)
+	err := c.cc.Invoke(ctx, Peer_ForwardBarrier_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -299,6 +316,12 @@ type PeerServer interface {
 	// client ids, as home or as the home's copy, so a node that restarted can
 	// tell which of its restored sessions another node owns now.
 	LookupHomeRecords(context.Context, *LookupHomeRecordsRequest) (*LookupHomeRecordsResponse, error)
+	// ForwardBarrier returns the highest forward sequence number this node
+	// has assigned toward the receiver. A node that ends a session exported
+	// to another node first waits until it has received every message each
+	// peer staged for it up to then, so none arrives after the session is
+	// gone.
+	ForwardBarrier(context.Context, *ForwardBarrierRequest) (*ForwardBarrierResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -347,6 +370,9 @@ func (UnimplementedPeerServer) SettleShared(context.Context, *SettleSharedReques
 }
 func (UnimplementedPeerServer) LookupHomeRecords(context.Context, *LookupHomeRecordsRequest) (*LookupHomeRecordsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LookupHomeRecords not implemented")
+}
+func (UnimplementedPeerServer) ForwardBarrier(context.Context, *ForwardBarrierRequest) (*ForwardBarrierResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ForwardBarrier not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -585,6 +611,24 @@ func _Peer_LookupHomeRecords_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_ForwardBarrier_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForwardBarrierRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).ForwardBarrier(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_ForwardBarrier_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).ForwardBarrier(ctx, req.(*ForwardBarrierRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -635,6 +679,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LookupHomeRecords",
 			Handler:    _Peer_LookupHomeRecords_Handler,
+		},
+		{
+			MethodName: "ForwardBarrier",
+			Handler:    _Peer_ForwardBarrier_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
