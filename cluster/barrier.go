@@ -10,16 +10,16 @@ import (
 
 // A session exported to another node keeps collecting messages here until
 // FinishExport. A message that a peer staged for this node before it applied
-// the new owner's route goes to this node only; if it arrived after
-// FinishExport, it would find no session and be lost although its publisher
-// got a PUBACK. The new owner calls FinishExport only once its routes are in
+// the new owner's route goes to this node only. If it arrived after
+// FinishExport, it would find no session, so it would be lost although its
+// publisher got a PUBACK. The new owner calls FinishExport only once its routes are in
 // force on every node, so every message staged from then on reaches it
 // directly: awaitInbound waits until this node has received, from each live
 // peer, everything that peer had staged for it when asked.
 
-// inboundWait bounds awaitInbound. It ends early only when a sequence number
-// never arrives: the peer aborted the last one, or dropped a QoS 0 message at
-// its queue bound.
+// inboundWait bounds awaitInbound. The wait runs this long only when a
+// sequence number never arrives: the peer aborted the last one, or dropped a
+// QoS 0 message at its queue bound.
 const inboundWait = 2 * time.Second
 
 // inboundPoll is how often awaitInbound reads the high-water marks.
