@@ -59,6 +59,10 @@ type conn struct {
 	deferring        bool      // out.readerFlushes is set (deferOwnWrites)
 	flushes          *flushSet // other connections whose writes this reader took over; nil until it publishes
 
+	// park is the connection's place in the server's idlePoller, guarded
+	// by the poller's mutex.
+	park parkState
+
 	// raw writes to the TCP socket without blocking. The first inline write
 	// creates it, so a connection that never writes inline does not pay for
 	// it. It stays nil for tls and ws. Owned by the write token holder.
@@ -167,6 +171,16 @@ func (c *conn) closeSocket() {
 	if !already {
 		c.nc.Close()
 	}
+	c.wakeParked()
+}
+
+// wakeParked starts the reader of a connection parked in the idle poller,
+// so that it notices what another goroutine did to the connection (closed
+// it, kicked it). It does nothing for a connection that is not parked.
+func (c *conn) wakeParked() {
+	if p := c.srv.idle; p != nil {
+		p.wake(c)
+	}
 }
 
 // kick closes the connection on the server's initiative (takeover, shutdown),
@@ -179,6 +193,7 @@ func (c *conn) kick(reason packet.ReasonCode) {
 	if c.boundVer.Load() == uint32(packet.Version5) {
 		c.sendAndClose(&packet.Disconnect{ReasonCode: reason})
 		c.nc.SetReadDeadline(time.Now().Add(kickGrace))
+		c.wakeParked()
 		return
 	}
 	c.closeSocket()
@@ -201,12 +216,16 @@ const busyGap = time.Second
 // A connection's packets are handled by one goroutine at a time, its owner.
 // serve is the first owner. While data flows, the owner reads and handles
 // packets (active), and on a busy connection waits up to activeLinger for
-// more. When the socket stays quiet, the owner starts a fresh goroutine that only waits for the
-// next byte (idleWait) and returns. An idle connection therefore keeps only
-// that goroutine's small stack, not the stack the active phase grew, which
+// more. When the socket stays quiet, the owner parks the connection
+// (parkIdle) and returns. A plain TCP connection goes into the server's
+// idlePoller and then has no goroutine at all until the poller starts
+// idleWait for it. Other connections (TLS, WebSocket, PROXY protocol) get
+// a fresh goroutine that only waits for the next byte (idleWait), which
+// keeps only a small stack, not the stack the active phase grew. This
 // matters for fleets of mostly idle devices. Every hand-over is a go
-// statement, so the owners run one after another and each observes what the
-// previous one wrote.
+// statement, made after the previous owner's last write to the connection
+// (through the poller's mutex when parked), so the owners run one after
+// another and each observes what the previous one wrote.
 
 // serve reads the CONNECT, replies with a CONNACK, then runs the first active
 // phase.
@@ -232,18 +251,47 @@ func (c *conn) serve() {
 func (c *conn) active() {
 	idle, err := c.readPhase()
 	if idle {
-		go c.idleWait()
+		c.parkIdle()
 		return
 	}
 	c.end(err)
 }
 
+// parkIdle hands an idle connection over to the server's idlePoller, or to
+// a new idleWait goroutine when the poller cannot take it. The caller stops
+// owning the connection.
+func (c *conn) parkIdle() {
+	c.releaseReader()
+	if p := c.srv.idle; p != nil && p.park(c, c.keepAliveDeadline()) {
+		// A goroutine that closed or kicked the connection before it was
+		// parked found nothing to wake: wake it here. If the poller
+		// already took it out again, wakeParked does nothing.
+		if c.kickReason.Load() != 0 || c.socketClosed() {
+			c.wakeParked()
+		}
+		return
+	}
+	go c.idleWait()
+}
+
+// socketClosed reports whether closeSocket or a failed write closed the
+// socket.
+func (c *conn) socketClosed() bool {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	return c.out.closed
+}
+
 // idleWait waits for the next byte without a read buffer, then runs the next
-// active phase in this goroutine.
+// active phase in this goroutine. The idle poller starts it when the socket
+// has an event or the keep alive deadline has passed.
 func (c *conn) idleWait() {
 	defer c.recoverPanic()
-	c.setReadDeadline(c.keepAliveDeadline())
-	start := time.Now()
+	if c.kickReason.Load() == 0 {
+		// kick sets a short deadline of its own for the final DISCONNECT.
+		c.setReadDeadline(c.keepAliveDeadline())
+	}
+	start := c.lastData // the time the connection went idle (awaitData)
 	if err := c.waitForData(); err != nil {
 		c.end(c.readError(err))
 		return

@@ -25,14 +25,8 @@ type rawWriter struct {
 // connection, or nil for TLS, WebSocket and other connections, whose bytes
 // need framing by their own Write.
 func newRawWriter(nc net.Conn) *rawWriter {
-	if tc, ok := nc.(*transport.Conn); ok {
-		if tc.Transport() != transport.TransportTCP {
-			return nil
-		}
-		nc = tc.NetConn()
-	}
-	tcp, ok := nc.(*net.TCPConn)
-	if !ok {
+	tcp := plainTCP(nc)
+	if tcp == nil {
 		return nil
 	}
 	rc, err := tcp.SyscallConn()
@@ -42,6 +36,21 @@ func newRawWriter(nc net.Conn) *rawWriter {
 	w := &rawWriter{rc: rc}
 	w.step = w.writeFD
 	return w
+}
+
+// plainTCP returns the TCP socket beneath nc when the bytes on it are the
+// MQTT stream itself: no TLS, no WebSocket framing, and no bytes read
+// ahead into a wrapper (as a PROXY header reader may do). It returns nil
+// otherwise.
+func plainTCP(nc net.Conn) *net.TCPConn {
+	if tc, ok := nc.(*transport.Conn); ok {
+		if tc.Transport() != transport.TransportTCP {
+			return nil
+		}
+		nc = tc.NetConn()
+	}
+	tcp, _ := nc.(*net.TCPConn)
+	return tcp
 }
 
 // write writes as much of b as the socket's send buffer takes without

@@ -60,6 +60,11 @@ type Server struct {
 	name      string    // Config.NodeName or the host name
 	startedAt time.Time // set by Start
 
+	// idle parks idle plain TCP connections without a goroutine (conn.go,
+	// poll_linux.go). Start creates it; nil before Start, and where epoll
+	// is unavailable. Shutdown closes it after every connection ended.
+	idle *idlePoller
+
 	closing atomic.Bool
 	stop    chan struct{}  // closed by Shutdown to stop background loops
 	wg      sync.WaitGroup // accept loops, connection readers and background loops
@@ -134,16 +139,23 @@ func New(cfg Config) (*Server, error) {
 // Start binds every listener and starts accepting clients. If one listener
 // fails to bind, the ones already bound are closed and the error returned.
 func (s *Server) Start() error {
+	if p, err := newIdlePoller(s.log); err == nil {
+		s.idle = p
+	} else {
+		s.log.Info("idle connections keep a goroutine each", keyErr, err)
+	}
 	for _, lc := range s.cfg.Listeners {
 		// transport and tlsutil name their own components in the logs.
 		tc, err := lc.transportConfig(s.cfg.Logger, s.cfg.Limits.MaxPacketSize)
 		if err != nil {
 			s.closeListeners()
+			s.idle.close()
 			return fmt.Errorf("node: listener %s: %w", lc.Name, err)
 		}
 		ln, err := transport.Listen(tc)
 		if err != nil {
 			s.closeListeners()
+			s.idle.close()
 			return fmt.Errorf("node: listen on %s: %w", lc.URL, err)
 		}
 		// Behind a PROXY protocol proxy the clients are wherever the proxy's
@@ -276,6 +288,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		<-done
 	}
+	s.idle.close()
 
 	s.persister.wg.Wait()
 	s.stopTimers()

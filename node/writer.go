@@ -64,6 +64,7 @@ func (c *conn) enqueueLocked(p packet.Packet, fs *flushSet) bool {
 		c.out.closed = true
 		c.out.queue = nil
 		c.nc.Close() // unblocks the reader and a writer stuck in Write
+		c.wakeParked()
 		return false
 	}
 	c.out.queue = append(c.out.queue, p)
