@@ -27,11 +27,14 @@ const kickGrace = 2 * time.Second
 type conn struct {
 	srv    *Server
 	nc     net.Conn
-	src    io.Reader     // nc, counting the bytes read
-	br     *bufio.Reader // from readerPool while data flows; nil while idle
-	idle   idleReader
+	br     *bufio.Reader // from readerPool while data flows; nil while idle; reads (*connSource)(c)
 	remote string
 	ls     *listenerState
+
+	// firstByte is the byte that ended an idle wait (waitForData). While
+	// firstPending, the next read of br returns it before reading nc.
+	firstByte    [1]byte
+	firstPending bool
 
 	// Set during CONNECT by the reader, read-only afterwards.
 	version           byte
@@ -50,14 +53,14 @@ type conn struct {
 	will             *packet.Will
 	aliases          map[uint16]string
 	normalDisconnect bool
-	pending          pendingPublishes
-	lastData         time.Time // when the reader last found bytes on the socket
-	readDeadline     time.Time // the read deadline the reader set last
-	deadlineKnown    bool      // readDeadline is the socket's; false after others set it
-	linger           bool      // the transport survives a read timeout (tcp, tls)
-	busy             bool      // the last idle wait was shorter than busyGap
-	deferring        bool      // out.readerFlushes is set (deferOwnWrites)
-	flushes          *flushSet // other connections whose writes this reader took over; nil until it publishes
+	pending          *pendingPublishes // from the first PUBLISH of an active phase until the connection parks
+	lastData         time.Time         // when the reader last found bytes on the socket
+	readDeadline     time.Time         // the read deadline the reader set last
+	deadlineKnown    bool              // readDeadline is the socket's; false after others set it
+	linger           bool              // the transport survives a read timeout (tcp, tls)
+	busy             bool              // the last idle wait was shorter than busyGap
+	deferring        bool              // out.readerFlushes is set (deferOwnWrites)
+	flushes          *flushSet         // other connections whose writes this reader took over; nil until it publishes
 
 	// park is the connection's place in the server's idlePoller, guarded
 	// by the poller's mutex.
@@ -92,7 +95,6 @@ func newConn(srv *Server, nc net.Conn, ls *listenerState) *conn {
 	return &conn{
 		srv:    srv,
 		nc:     nc,
-		src:    countingReader{nc, &srv.stats.bytesIn},
 		remote: nc.RemoteAddr().String(),
 		ls:     ls,
 		done:   make(chan struct{}),
@@ -122,32 +124,46 @@ func (c *conn) session() *session { return c.sess.Load() }
 // millions of mostly idle devices a node keeps connected cost no buffer.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
-// idleReader returns the byte that ended an idle wait, then reads the socket.
-type idleReader struct {
-	first   [1]byte
-	pending bool
-	src     io.Reader
-}
+// connSource is the reader beneath a connection's read buffer. It returns
+// the byte that ended an idle wait first, then reads the socket and counts
+// the bytes in the node's statistics. It is a conversion of conn rather
+// than a field, so that an idle connection carries no reader state beyond
+// firstByte and firstPending.
+type connSource conn
 
-func (r *idleReader) Read(p []byte) (int, error) {
-	if r.pending && len(p) > 0 {
-		p[0] = r.first[0]
-		r.pending = false
+func (s *connSource) Read(p []byte) (int, error) {
+	c := (*conn)(s)
+	if c.firstPending && len(p) > 0 {
+		p[0] = c.firstByte[0]
+		c.firstPending = false
 		return 1, nil
 	}
-	return r.src.Read(p)
+	return c.readSocket(p)
+}
+
+// readSocket reads from the socket and counts the bytes read.
+func (c *conn) readSocket(p []byte) (int, error) {
+	n, err := c.nc.Read(p)
+	c.srv.stats.bytesIn.Add(uint64(n))
+	return n, err
 }
 
 // waitForData returns the read buffer to the pool, blocks until the client
 // sends a byte (or the read deadline passes), then takes a buffer again.
 func (c *conn) waitForData() error {
 	c.releaseReader()
-	if _, err := io.ReadFull(c.src, c.idle.first[:]); err != nil {
-		return err
+	for {
+		n, err := c.readSocket(c.firstByte[:])
+		if n == 1 {
+			break
+		}
+		if err != nil {
+			return err
+		}
 	}
-	c.idle.pending, c.idle.src = true, c.src
+	c.firstPending = true
 	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(&c.idle)
+	c.br.Reset((*connSource)(c))
 	return nil
 }
 
@@ -262,6 +278,7 @@ func (c *conn) active() {
 // owning the connection.
 func (c *conn) parkIdle() {
 	c.releaseReader()
+	c.pending = nil // readPhase flushed it before going idle
 	if p := c.srv.idle; p != nil && p.park(c, c.keepAliveDeadline()) {
 		// A goroutine that closed or kicked the connection before it was
 		// parked found nothing to wake: wake it here. If the poller
@@ -650,15 +667,3 @@ type target struct {
 
 // maxPendingPublishes bounds the publishes that share one commit.
 const maxPendingPublishes = 256
-
-// countingReader adds the bytes read from a socket to a node counter.
-type countingReader struct {
-	r     io.Reader
-	count *atomic.Uint64
-}
-
-func (c countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.count.Add(uint64(n))
-	return n, err
-}

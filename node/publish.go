@@ -17,6 +17,9 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	srv := c.srv
 	lim := srv.lim()
 	srv.stats.messagesIn[min(p.QoS, 2)].Add(1)
+	if c.pending == nil {
+		c.pending = new(pendingPublishes) // dropped again when the connection parks
+	}
 
 	if len(p.Properties.SubscriptionIDs) > 0 {
 		// [MQTT-3.3.4-6] Only the server sends Subscription Identifiers in PUBLISH.
@@ -195,8 +198,8 @@ func (c *conn) resolveTopicAlias(p *packet.Publish) error {
 // flushPending commits the pending batch, then hands the messages to their
 // sessions and sends the acknowledgements, in the order received.
 func (c *conn) flushPending() error {
-	pp := &c.pending
-	if pp.batch == nil && len(pp.acks) == 0 {
+	pp := c.pending
+	if pp == nil || pp.batch == nil && len(pp.acks) == 0 {
 		return nil
 	}
 	srv := c.srv
@@ -222,7 +225,7 @@ func (c *conn) flushPending() error {
 			srv.log.Error("storage commit failed; closing the publisher's connection without acknowledging",
 				keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
 			pp.forwards.release(srv.cluster, false)
-			c.pending = pendingPublishes{}
+			*pp = pendingPublishes{}
 			return packet.Errorf(packet.ReasonUnspecifiedError, "storage failure")
 		}
 	}
