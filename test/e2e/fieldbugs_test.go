@@ -570,7 +570,12 @@ func TestFieldBug_B12_SessionsSurviveRestart(t *testing.T) {
 func TestFieldBug_B18_KeepaliveOneAndHalf(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
-	watch, _ := connectRaw(t, b, "watch", v3("watch", true))
+	// The watcher has no keepalive: the parallel subtests may start long
+	// after it connects, when the suite has no free slot, and a keepalive
+	// would rightly close it before ka2's will arrives.
+	watchSpec := v3("watch", true)
+	watchSpec.Keepalive = 0
+	watch, _ := connectRaw(t, b, "watch", watchSpec)
 	watch.mustSubscribe("ka/dead", 1)
 
 	t.Run("ka1-pings-at-1.33x", func(t *testing.T) {
