@@ -69,7 +69,7 @@ func (s *Server) StartedAt() time.Time { return s.startedAt }
 // listener that is (or is not) loopback-only, may publish to (subscribe is
 // false) or subscribe to (subscribe is true) topic, with the node's own rules
 // and modes. An empty username means an anonymous client.
-func (s *Server) CheckAccess(ctx context.Context, username, clientID string, loopback, subscribe bool, topic string) (bool, error) {
+func (s *Server) CheckAccess(ctx context.Context, username, clientID string, loopback, subscribe bool, topic string, qos byte, retain bool) (bool, error) {
 	id := auth.Identity{Method: auth.MethodAnonymous}
 	if username != "" {
 		u, err := s.sec.store.User(ctx, username)
@@ -80,9 +80,9 @@ func (s *Server) CheckAccess(ctx context.Context, username, clientID string, loo
 	}
 	a := &access{sec: s.sec, policy: s.sec.authorizer.Policy(id, clientID), loopback: loopback}
 	if subscribe {
-		return a.maySubscribe(topic, 0), nil
+		return a.maySubscribe(topic, qos), nil
 	}
-	return a.mayPublish(topic, 0, false), nil
+	return a.mayPublish(topic, qos, retain), nil
 }
 
 func (ss *session) infoLocked() ClientInfo {

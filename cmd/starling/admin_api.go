@@ -418,11 +418,15 @@ type groupBody struct {
 
 // ruleJSON is one ACL rule: action is publish, subscribe or all, permission
 // is allow or deny, and topic is a pattern that may use %c (client id) and
-// %u (user name).
+// %u (user name). MaxQoS, Retain and Priority are optional, as in the YAML
+// file (docs/acl.md).
 type ruleJSON struct {
 	Action     string `json:"action"`
 	Permission string `json:"permission"`
 	Topic      string `json:"topic"`
+	MaxQoS     *byte  `json:"max_qos,omitempty"`
+	Retain     *bool  `json:"retain,omitempty"`
+	Priority   int    `json:"priority,omitempty"`
 }
 
 // roleJSON is a role as the admin API shows it. Rules are checked in order
@@ -448,7 +452,8 @@ func groupOf(g auth.Group) groupJSON {
 func roleOf(r auth.Role) roleJSON {
 	out := roleJSON{Name: r.Name, Rules: make([]ruleJSON, 0, len(r.Rules))}
 	for _, rule := range r.Rules {
-		out.Rules = append(out.Rules, ruleJSON{Action: string(rule.Action), Permission: string(rule.Permission), Topic: rule.Topic})
+		out.Rules = append(out.Rules, ruleJSON{Action: string(rule.Action), Permission: string(rule.Permission), Topic: rule.Topic,
+			MaxQoS: rule.MaxQoS, Retain: rule.Retain, Priority: rule.Priority})
 	}
 	return out
 }
@@ -456,7 +461,8 @@ func roleOf(r auth.Role) roleJSON {
 func authRulesOf(rules []ruleJSON) []auth.Rule {
 	out := make([]auth.Rule, 0, len(rules))
 	for _, r := range rules {
-		out = append(out, auth.Rule{Action: auth.Action(r.Action), Permission: auth.Permission(r.Permission), Topic: r.Topic})
+		out = append(out, auth.Rule{Action: auth.Action(r.Action), Permission: auth.Permission(r.Permission), Topic: r.Topic,
+			MaxQoS: r.MaxQoS, Retain: r.Retain, Priority: r.Priority})
 	}
 	return out
 }
@@ -591,6 +597,10 @@ type authzRequest struct {
 	ClientID string `json:"client_id"`
 	Action   string `json:"action"`
 	Topic    string `json:"topic"`
+	// QoS is the QoS of the publish, or the maximum QoS of the
+	// subscription; Retain is the publish's retain flag.
+	QoS    int  `json:"qos"`
+	Retain bool `json:"retain"`
 }
 
 // authzResponse is the response body of POST /api/v1/authz/check.
@@ -614,7 +624,8 @@ func (a *opsAdmin) authzCheck(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
-	allowed, err := a.node.CheckAccess(r.Context(), req.Username, req.ClientID, false, req.Action == string(auth.ActionSubscribe), req.Topic)
+	allowed, err := a.node.CheckAccess(r.Context(), req.Username, req.ClientID, false, req.Action == string(auth.ActionSubscribe),
+		req.Topic, byte(req.QoS), req.Retain)
 	if err != nil {
 		a.fail(w, r, statusOf(err), fmt.Errorf("check access of user %q (leave username empty to check an anonymous client): %w", req.Username, err))
 		return
@@ -625,6 +636,12 @@ func (a *opsAdmin) authzCheck(w http.ResponseWriter, r *http.Request) {
 // validateAuthzRequest rejects a check that the node could never be asked:
 // an unknown action, or a topic that is not a valid topic name or filter.
 func validateAuthzRequest(req authzRequest) error {
+	if req.QoS < 0 || req.QoS > 2 {
+		return fmt.Errorf("qos %d is invalid: use 0, 1 or 2", req.QoS)
+	}
+	if req.Retain && req.Action == string(auth.ActionSubscribe) {
+		return errors.New("retain applies to a publish only")
+	}
 	switch req.Action {
 	case string(auth.ActionPublish):
 		if err := router.ValidateTopicName(req.Topic, 0, 0); err != nil {

@@ -453,7 +453,9 @@ func putTestUser(t *testing.T, f *adminFixture, name, password string, groups ..
 func TestAdminAPI_AuthzCheck(t *testing.T) {
 	f := startAdminFixture(t, "")
 	f.expect(t, "PUT", "/api/v1/roles/device", `{"rules": [
-		{"action": "all", "permission": "allow", "topic": "devices/%c/#"},
+		{"action": "publish", "permission": "allow", "topic": "devices/%c/state", "retain": true},
+		{"action": "publish", "permission": "allow", "topic": "devices/%c/#", "max_qos": 1, "retain": false},
+		{"action": "subscribe", "permission": "allow", "topic": "devices/%c/#", "max_qos": 1},
 		{"action": "subscribe", "permission": "allow", "topic": "public/#"}]}`, http.StatusOK, nil)
 	f.expect(t, "PUT", "/api/v1/groups/fleet", `{"roles": ["device"]}`, http.StatusOK, nil)
 	putTestUser(t, f, "dev-1", "pw", "fleet")
@@ -471,6 +473,10 @@ func TestAdminAPI_AuthzCheck(t *testing.T) {
 		{"subscribe-only-rule", `{"username": "dev-1", "client_id": "dev-1", "action": "publish", "topic": "public/news"}`, false},
 		{"user-without-group", `{"username": "loner", "client_id": "dev-1", "action": "publish", "topic": "devices/dev-1/temp"}`, false},
 		{"anonymous", `{"client_id": "dev-1", "action": "publish", "topic": "devices/dev-1/temp"}`, false},
+		{"qos-within-limit", `{"username": "dev-1", "client_id": "dev-1", "action": "publish", "topic": "devices/dev-1/temp", "qos": 1}`, true},
+		{"qos-above-limit", `{"username": "dev-1", "client_id": "dev-1", "action": "publish", "topic": "devices/dev-1/temp", "qos": 2}`, false},
+		{"retained-not-allowed", `{"username": "dev-1", "client_id": "dev-1", "action": "publish", "topic": "devices/dev-1/temp", "retain": true}`, false},
+		{"retained-allowed", `{"username": "dev-1", "client_id": "dev-1", "action": "publish", "topic": "devices/dev-1/state", "retain": true}`, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -483,6 +489,8 @@ func TestAdminAPI_AuthzCheck(t *testing.T) {
 	}
 
 	f.expect(t, "POST", "/api/v1/authz/check", `{"username": "nobody", "action": "publish", "topic": "a"}`, http.StatusNotFound, nil)
+	f.expect(t, "POST", "/api/v1/authz/check", `{"username": "dev-1", "action": "publish", "topic": "a", "qos": 3}`, http.StatusBadRequest, nil)
+	f.expect(t, "POST", "/api/v1/authz/check", `{"username": "dev-1", "action": "subscribe", "topic": "a", "retain": true}`, http.StatusBadRequest, nil)
 	f.expect(t, "POST", "/api/v1/authz/check", `{"username": "dev-1", "action": "read", "topic": "a"}`, http.StatusBadRequest, nil)
 	f.expect(t, "POST", "/api/v1/authz/check", `{"username": "dev-1", "action": "publish", "topic": "a/#"}`, http.StatusBadRequest, nil)
 	f.expect(t, "POST", "/api/v1/authz/check", `{"username": "dev-1", "action": "subscribe", "topic": "a/#/b"}`, http.StatusBadRequest, nil)

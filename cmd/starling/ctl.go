@@ -40,7 +40,8 @@ Usage:
   starling ctl publish TOPIC PAYLOAD [--qos N] [--retain] [--base64]
   starling ctl group list | get NAME | put NAME [--role ROLE]... | delete NAME
   starling ctl role list | get NAME | put NAME [--rule RULE]... | delete NAME
-  starling ctl authz check [--user NAME] [--client ID] --publish TOPIC | --subscribe FILTER
+  starling ctl authz check [--user NAME] [--client ID] [--qos N] [--retain] --publish TOPIC | --subscribe FILTER
+      (exit status 0 allowed, 3 denied, 1 the check failed)
   starling ctl ban list | add KIND VALUE [--for DURATION] [--reason TEXT] | remove KIND VALUE
       (KIND is client_id, username or address; an address may be a CIDR range)
   starling ctl cluster status
@@ -118,7 +119,7 @@ var ctlCommands = []ctlCommand{
 	{words: []string{"role", "get"}, args: 1, run: (*ctlRun).getRole},
 	{words: []string{"role", "put"}, args: 1, flags: []string{"rule"}, run: (*ctlRun).putRole},
 	{words: []string{"role", "delete"}, args: 1, run: (*ctlRun).deleteRole},
-	{words: []string{"authz", "check"}, flags: []string{"user", "client", "publish", "subscribe"}, run: (*ctlRun).authzCheck},
+	{words: []string{"authz", "check"}, flags: []string{"user", "client", "publish", "subscribe", "qos", "retain"}, run: (*ctlRun).authzCheck},
 	{words: []string{"ban", "list"}, run: (*ctlRun).listBans},
 	{words: []string{"ban", "add"}, args: 2, flags: []string{"for", "reason"}, run: (*ctlRun).addBan},
 	{words: []string{"ban", "remove"}, args: 2, run: (*ctlRun).removeBan},
@@ -177,6 +178,9 @@ func runCtlIO(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	run := &ctlRun{api: api, opts: opts, out: stdout}
 	if err := cmd.run(run, ctx, rest); err != nil {
+		if errors.Is(err, errDenied) {
+			return 3
+		}
 		fmt.Fprintf(stderr, "starling ctl %s: %v\n", strings.Join(cmd.words, " "), err)
 		return 1
 	}
@@ -541,7 +545,7 @@ func (c *ctlRun) deleteRole(ctx context.Context, args []string) error {
 }
 
 func (c *ctlRun) authzCheck(ctx context.Context, _ []string) error {
-	req := authzRequest{Username: c.opts.user, ClientID: c.opts.client}
+	req := authzRequest{Username: c.opts.user, ClientID: c.opts.client, QoS: c.opts.qos, Retain: c.opts.retain}
 	switch {
 	case c.opts.publish != "" && c.opts.subscribe != "":
 		return errors.New("give either --publish TOPIC or --subscribe FILTER, not both")
@@ -556,11 +560,21 @@ func (c *ctlRun) authzCheck(ctx context.Context, _ []string) error {
 	if err := c.api.call(ctx, http.MethodPost, "/api/v1/authz/check", nil, req, &resp); err != nil {
 		return err
 	}
+	var err error
 	if c.opts.output == "json" {
-		return writeJSONTo(c.out, resp)
+		err = writeJSONTo(c.out, resp)
+	} else {
+		err = printAuthz(c.out, req, resp)
 	}
-	return printAuthz(c.out, req, resp)
+	if err == nil && !resp.Allowed {
+		err = errDenied
+	}
+	return err
 }
+
+// errDenied makes `ctl authz check` exit with status 3 after it printed a
+// denial, so scripts can tell a denial (3) from a failed check (1).
+var errDenied = errors.New("denied")
 
 // parseRuleFlag parses PERMISSION:ACTION:TOPIC. The topic is everything after
 // the second colon, so it may contain colons itself.
@@ -755,7 +769,11 @@ func printAuthz(w io.Writer, req authzRequest, resp authzResponse) error {
 	if resp.Allowed {
 		verdict, may = "allowed", "may"
 	}
-	_, err := fmt.Fprintf(w, "%s: %s with client id %q %s %s %q\n", verdict, subject, req.ClientID, may, req.Action, req.Topic)
+	how := fmt.Sprintf("at QoS %d", req.QoS)
+	if req.Retain {
+		how += ", retained"
+	}
+	_, err := fmt.Fprintf(w, "%s: %s with client id %q %s %s %q %s\n", verdict, subject, req.ClientID, may, req.Action, req.Topic, how)
 	return err
 }
 

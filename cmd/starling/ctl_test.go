@@ -198,13 +198,18 @@ func TestCtl_GroupsRolesAndAuthz(t *testing.T) {
 	if !strings.HasPrefix(out, "allowed:") {
 		t.Errorf("own topic: %q, want allowed", out)
 	}
-	out = mustCtl(t, f, "authz", "check", "--user", "dev-1", "--client", "dev-1", "--subscribe", "devices/dev-1/t")
-	if !strings.HasPrefix(out, "denied:") {
-		t.Errorf("subscribe under a publish-only allow and deny-all: %q, want denied", out)
+	r := runCtlAt(t, f, "authz", "check", "--user", "dev-1", "--client", "dev-1", "--subscribe", "devices/dev-1/t")
+	if r.code != 3 || !strings.HasPrefix(r.stdout, "denied:") {
+		t.Errorf("subscribe under a publish-only allow and deny-all: exit %d, %q, want 3 and denied", r.code, r.stdout)
+	}
+	r = runCtlAt(t, f, "authz", "check", "--user", "dev-1", "--client", "dev-1", "--publish", "devices/dev-1/t", "--qos", "2", "--retain")
+	if !strings.Contains(r.stdout, "at QoS 2, retained") {
+		t.Errorf("check with --qos 2 --retain printed %q", r.stdout)
 	}
 	var resp authzResponse
-	if err := json.Unmarshal([]byte(mustCtl(t, f, "authz", "check", "--user", "dev-1", "--client", "dev-2", "--publish", "devices/dev-1/t", "-o", "json")), &resp); err != nil || resp.Allowed {
-		t.Errorf("other client's topic -o json: %v, %+v, want allowed false", err, resp)
+	r = runCtlAt(t, f, "authz", "check", "--user", "dev-1", "--client", "dev-2", "--publish", "devices/dev-1/t", "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &resp); err != nil || resp.Allowed || r.code != 3 {
+		t.Errorf("other client's topic -o json: exit %d, %v, %+v, want 3 and allowed false", r.code, err, resp)
 	}
 	if r := runCtlAt(t, f, "authz", "check", "--user", "dev-1"); r.code != 1 || !strings.Contains(r.stderr, "missing --publish") {
 		t.Errorf("check without topic: exit %d, stderr %q", r.code, r.stderr)
