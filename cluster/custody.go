@@ -16,7 +16,7 @@ import (
 // QoS 1 message for a shared-subscription group that was forwarded to a
 // node which dies before the member there acknowledged it goes to another
 // member. The publishing node (the custodian, the node package) keeps each
-// such message until the receiving node settles it; this file carries the
+// such message until the receiving node settles it. This file carries the
 // settle notices between nodes, tells the custodian when a node's death is
 // committed so it offers that node's messages elsewhere, and expires
 // custody that nobody settled within Config.SharedCustody.
@@ -46,9 +46,9 @@ const custodySweepInterval = time.Minute
 // settleCallTimeout bounds one SettleShared call.
 const settleCallTimeout = 2 * time.Second
 
-// settleQueueMax bounds the notices waiting for one origin; above it new
-// ones are dropped and counted, which only leaves their messages in
-// custody until they expire.
+// settleQueueMax bounds the notices waiting for one origin. Above it, new
+// ones are dropped and counted, so their messages stay in custody until it
+// expires.
 const settleQueueMax = 100_000
 
 // settler batches settle notices per origin node.

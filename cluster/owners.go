@@ -12,8 +12,8 @@ import (
 
 // The home of a client id is chosen by rendezvous hashing over the live
 // nodes, so a change of membership moves some ids to another home, which has
-// no record of them. The owner of each session therefore keeps what it told
-// the home (ownedSessions) and registers it with the new home and the node
+// no record of them. The owner of each session therefore keeps the record it
+// sent to the home (ownedSessions) and registers it with the new home and the node
 // after it, at a bounded rate, whenever the membership changes. A home that
 // still finds no record asks every live node (lookupHolders), which is
 // slower but equally correct.
@@ -32,8 +32,8 @@ const (
 	registerRetryGap = 5 * time.Second // after a failed call, before the next attempt
 )
 
-// ownedRecord is what this node, as the owner, last told the home of a
-// session.
+// ownedRecord is the record this node, as the owner, last sent to the home
+// of a session.
 type ownedRecord struct {
 	generation uint64
 	persistent bool
@@ -237,8 +237,8 @@ func (c *Cluster) applyRegistration(r *clusterpb.HomeRecord) {
 		touched: time.Now()}
 }
 
-// pruneHomeRecords forgets the records of sessions that ended long enough
-// ago, and those of owners that left the cluster or were reaped.
+// pruneHomeRecords deletes the records of sessions that ended more than
+// homePruneAge ago, and those of owners that left the cluster or were reaped.
 func (c *Cluster) pruneHomeRecords() {
 	departed := make(map[string]bool) // site id -> left the cluster
 	known := make(map[string]bool)
