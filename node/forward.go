@@ -99,14 +99,20 @@ func (s *Server) routeRemote(msg *message, b *storage.Batch, localGroups map[str
 // them when every one is dead: a durable member of a dead node still gets
 // the message when its node returns.
 func (s *Server) liveSites(candidates []string) []string {
-	live := candidates[:0:0]
+	dead := 0
+	for _, site := range candidates {
+		if s.cluster.SiteDead(site) {
+			dead++
+		}
+	}
+	if dead == 0 || dead == len(candidates) {
+		return candidates // the usual case allocates nothing
+	}
+	live := make([]string, 0, len(candidates)-dead)
 	for _, site := range candidates {
 		if !s.cluster.SiteDead(site) {
 			live = append(live, site)
 		}
-	}
-	if len(live) == 0 {
-		return candidates
 	}
 	return live
 }
