@@ -179,6 +179,12 @@ func (c *Cluster) flushSettles(custodian SharedCustodian) {
 			}
 			continue
 		}
+		if c.SiteDead(site) {
+			// Its custody died with it; a call would only wait for the
+			// timeout and hold up the other origins and the deaths.
+			s.dropped.Add(uint64(len(ids)))
+			continue
+		}
 		client, err := c.clientForSite(site)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), settleCallTimeout)
