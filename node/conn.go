@@ -28,6 +28,7 @@ type conn struct {
 	srv    *Server
 	nc     net.Conn
 	br     *bufio.Reader // from readerPool while data flows; nil while idle; reads (*connSource)(c)
+	rd     *rawReader    // the raw socket reader beneath br, taken and released with it; nil for tls, ws, proxy
 	remote string
 	ls     *listenerState
 
@@ -143,7 +144,13 @@ func (s *connSource) Read(p []byte) (int, error) {
 
 // readSocket reads from the socket and counts the bytes read.
 func (c *conn) readSocket(p []byte) (int, error) {
-	n, err := c.nc.Read(p)
+	var n int
+	var err error
+	if c.rd != nil {
+		n, err = c.rd.read(p)
+	} else {
+		n, err = c.nc.Read(p)
+	}
 	c.srv.stats.bytesIn.Add(uint64(n))
 	return n, err
 }
@@ -162,6 +169,7 @@ func (c *conn) waitForData() error {
 		}
 	}
 	c.firstPending = true
+	c.rd = getRawReader(c.nc)
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset((*connSource)(c))
 	return nil
@@ -175,6 +183,10 @@ func (c *conn) releaseReader() {
 	c.br.Reset(nil)
 	readerPool.Put(c.br)
 	c.br = nil
+	if c.rd != nil {
+		c.rd.put()
+		c.rd = nil
+	}
 }
 
 // closeSocket closes the network connection; safe to call more than once.

@@ -3,8 +3,8 @@
 package node
 
 import (
-	"errors"
 	"net"
+	"os"
 	"syscall"
 
 	"github.com/starling-mqtt/starling/node/transport"
@@ -70,14 +70,14 @@ func (w *rawWriter) write(b []byte) (int, error) {
 // runtime never parks the caller to wait for room.
 func (w *rawWriter) writeFD(fd uintptr) bool {
 	for w.n < len(w.buf) {
-		m, err := syscall.Write(int(fd), w.buf[w.n:])
+		m, errno := sysWrite(fd, w.buf[w.n:])
 		switch {
-		case errors.Is(err, syscall.EINTR):
+		case errno == syscall.EINTR:
 			continue
-		case errors.Is(err, syscall.EAGAIN):
+		case errno == syscall.EAGAIN:
 			return true
-		case err != nil:
-			w.err = err
+		case errno != 0:
+			w.err = os.NewSyscallError("write", errno)
 			return true
 		case m <= 0:
 			return true
