@@ -17,17 +17,16 @@ import (
 // directly: awaitInbound waits until this node has received, from each live
 // peer, everything that peer had staged for it when asked.
 
-// inboundWait bounds awaitInbound. The wait runs this long only when a
-// sequence number never arrives: the peer aborted the last one, or dropped a
-// QoS 0 message at its queue bound.
+// inboundWait bounds awaitInbound. The wait runs this long only when the
+// stream from a peer is down or far behind.
 const inboundWait = 2 * time.Second
 
 // inboundPoll is how often awaitInbound reads the high-water marks.
 const inboundPoll = 5 * time.Millisecond
 
 // awaitInbound waits, at most inboundWait, until this node's high-water mark
-// of every live peer has reached the sequence number the peer reports as
-// assigned toward it.
+// of every live peer has reached the last sequence number the peer queued
+// toward it.
 func (c *Cluster) awaitInbound(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, inboundWait)
 	defer cancel()
@@ -67,5 +66,5 @@ func (c *Cluster) awaitInbound(ctx context.Context) {
 
 // ForwardBarrier is the receiving end of the barrier call.
 func (s *service) ForwardBarrier(_ context.Context, req *clusterpb.ForwardBarrierRequest) (*clusterpb.ForwardBarrierResponse, error) {
-	return &clusterpb.ForwardBarrierResponse{AssignedSeq: s.c.fwd.Assigned(req.ReceiverSiteId)}, nil
+	return &clusterpb.ForwardBarrierResponse{AssignedSeq: s.c.fwd.LastQueued(req.ReceiverSiteId)}, nil
 }

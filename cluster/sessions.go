@@ -255,6 +255,10 @@ func (c *Cluster) claim(ctx context.Context, req *clusterpb.ClaimRequest) (*clus
 	h.mu.Lock()
 	if h.locks == nil {
 		h.locks = make(map[string]*claimLock)
+	}
+	if h.records == nil {
+		// Registrations may have filled the records before the first
+		// claim: never replace them.
 		h.records = make(map[string]homeRecord)
 	}
 	l := h.locks[req.ClientId]

@@ -222,9 +222,16 @@ func (f *Forwarder) Full(siteID string) bool {
 	return st.Bytes >= f.cfg.MaxOutboxBytes || st.Depth >= f.cfg.MaxOutboxMessages
 }
 
-// Assigned returns the highest sequence number Stage has handed out toward
-// siteID, or 0 when none was.
-func (f *Forwarder) Assigned(siteID string) uint64 {
+// LastQueued returns the highest sequence number this process has queued
+// for sending toward siteID, or 0: a released message that the stream will
+// carry. Aborted numbers and dropped QoS 0 messages do not count, so a
+// receiver that waits for this number gets it. While staged messages wait
+// for their batch to commit, it returns the highest staged number instead,
+// because those messages are on their way too (unless their batch fails).
+//
+// NOTE: outbox entries written before a restart of this node and not yet
+// acknowledged are not counted until they are queued again.
+func (f *Forwarder) LastQueued(siteID string) uint64 {
 	f.mu.Lock()
 	p := f.peers[siteID]
 	f.mu.Unlock()
@@ -233,10 +240,10 @@ func (f *Forwarder) Assigned(siteID string) uint64 {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.mu.seqReady || p.mu.next == 0 {
-		return 0
+	if p.mu.seqReady && p.mu.frontier < p.mu.next {
+		return p.mu.next - 1
 	}
-	return p.mu.next - 1
+	return p.mu.lastQueued
 }
 
 // Stats returns the figures of every known peer, ordered by site id.

@@ -44,8 +44,12 @@ type peer struct {
 		// Until the sender clears it, released QoS 1 and 2 messages stay
 		// only in the outbox and QoS 0 messages are dropped.
 		diskMode bool
-		dropped  bool   // DropPeer ran; Stage rejects
-		lastErr  string // the error that ended the last stream
+		dropped  bool // DropPeer ran; Stage rejects
+		// lastQueued is the highest sequence number this process queued
+		// for sending (in memory or, in disk mode, in the outbox); see
+		// Forwarder.LastQueued.
+		lastQueued uint64
+		lastErr    string // the error that ended the last stream
 	}
 
 	// notify wakes the sender after a release. Its capacity of one keeps a
@@ -229,7 +233,9 @@ func (p *peer) pushLocked(e entry) {
 	if p.mu.diskMode {
 		if qos0 {
 			p.droppedQoS0.Add(1)
+			return
 		}
+		p.mu.lastQueued = e.m.Seq
 		return
 	}
 	if p.mu.queue.bytes+e.size > p.f.cfg.MaxQueueBytes {
@@ -239,9 +245,11 @@ func (p *peer) pushLocked(e entry) {
 		}
 		p.mu.diskMode = true
 		p.diskSwitches.Add(1)
+		p.mu.lastQueued = e.m.Seq
 		return
 	}
 	p.mu.queue.push(e)
+	p.mu.lastQueued = e.m.Seq
 }
 
 // wake notifies the sender without blocking.
