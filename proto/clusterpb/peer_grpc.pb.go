@@ -96,7 +96,7 @@ type PeerClient interface {
 	// tell which of its restored sessions another node owns now.
 	LookupHomeRecords(ctx context.Context, in *LookupHomeRecordsRequest, opts ...grpc.CallOption) (*LookupHomeRecordsResponse, error)
 	// ForwardBarrier returns the highest forward sequence number this node
-	// has assigned toward the receiver. A node that ends a session exported
+	// has queued, or staged, toward the receiver. A node that ends a session exported
 	// to another node first waits until it has received every message each
 	// peer staged for it up to then, so none arrives after the session is
 	// gone.
@@ -317,7 +317,7 @@ type PeerServer interface {
 	// tell which of its restored sessions another node owns now.
 	LookupHomeRecords(context.Context, *LookupHomeRecordsRequest) (*LookupHomeRecordsResponse, error)
 	// ForwardBarrier returns the highest forward sequence number this node
-	// has assigned toward the receiver. A node that ends a session exported
+	// has queued, or staged, toward the receiver. A node that ends a session exported
 	// to another node first waits until it has received every message each
 	// peer staged for it up to then, so none arrives after the session is
 	// gone.
