@@ -104,6 +104,11 @@ func (s *Server) takeRemoteSession(c *conn, cp *packet.Connect) (*session, error
 	s.waitRoutes(waits)
 	delta, err := finish(ctx)
 	if err != nil {
+		// NOTE: the messages the frozen copy collected since the export
+		// are lost when its node died in between: after its restart the
+		// node discards the copy as stale, and nothing hands them over.
+		// A hand-over needs each stored message's origin on disk, so that
+		// the messages this node already has are recognised.
 		s.log.Warn("fetching the messages of a moved session failed", keyClientID, c.clientID, keyErr, err)
 	}
 
