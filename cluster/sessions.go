@@ -288,6 +288,16 @@ func (c *Cluster) claim(ctx context.Context, req *clusterpb.ClaimRequest) (*clus
 	switch {
 	case known && rec.owner != "" && rec.owner != req.ClaimantSiteId:
 		if dead, since := c.siteDead(rec.owner); dead {
+			if holders := c.lookupHolders(ctx, req.ClientId, req.ClaimantSiteId); len(holders) > 0 {
+				// The dead owner was still taking the session over when
+				// it died: the node it came from keeps the session
+				// (frozen, then unfrozen), so the claim takes it there.
+				previous = holders
+				break
+			}
+			if c.siteHasSession(ctx, req.ClaimantSiteId, req.ClientId) {
+				break // the claimant is that node: it serves its own copy
+			}
 			// The session is on a node that is down. A client that wants
 			// it back waits for the node a while; after the wait it starts
 			// afresh, and the stale copy is dropped when its node returns.
@@ -396,4 +406,24 @@ func (s *service) FinishExport(ctx context.Context, req *clusterpb.FinishExportR
 	}
 	s.c.awaitInbound(ctx)
 	return &clusterpb.FinishExportResponse{Messages: s.c.holder.FinishExport(req.ClientId)}, nil
+}
+
+// siteHasSession asks the node with site id site whether it holds the
+// session of clientID; a failed call counts as no.
+func (c *Cluster) siteHasSession(ctx context.Context, site, clientID string) bool {
+	if site == c.siteID {
+		if c.holder == nil {
+			return false
+		}
+		has, _ := c.holder.HasSession(clientID)
+		return has
+	}
+	client, err := c.clientForSite(site)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, claimAttemptTimeout)
+	defer cancel()
+	resp, err := client.HasSession(ctx, &clusterpb.HasSessionRequest{ClientId: clientID})
+	return err == nil && resp.Has
 }

@@ -49,6 +49,16 @@ func (s *Server) attach(c *conn, cp *packet.Connect, assigned string) (bool, err
 		s.waitForOldConnection(old)
 		old = s.reg.get(c.clientID)
 	}
+	if old != nil {
+		// A session frozen by a move that never finished comes back to
+		// life for its client here.
+		old.mu.Lock()
+		if old.mu.frozen {
+			stopTimer(&old.mu.leaseTimer)
+			old.unfreezeLocked()
+		}
+		old.mu.Unlock()
+	}
 	discard := cp.CleanStart
 	if old != nil && !cp.CleanStart && !old.ownedBy(c.username()) {
 		// A client id is not an identity: a session belongs to the user

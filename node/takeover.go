@@ -357,6 +357,12 @@ func (s *Server) ExportSession(clientID string, discard bool) *clusterpb.Session
 		ss.mu.Unlock()
 		return nil
 	}
+	if ss.mu.frozen {
+		// An earlier move of this session never finished (its target
+		// failed); this export takes everything the session holds.
+		stopTimer(&ss.mu.leaseTimer)
+		ss.unfreezeLocked()
+	}
 	if discard {
 		will, orphans := ss.endSessionLocked(true)
 		ss.mu.Unlock()
@@ -440,8 +446,20 @@ func (s *Server) expireExport(ss *session) {
 	if !ss.mu.frozen || ss.mu.ended || s.reg.get(ss.id) != ss {
 		return
 	}
-	ss.mu.frozen = false
 	ss.mu.leaseTimer = nil
+	n := ss.unfreezeLocked()
+	if ss.mu.conn == nil {
+		ss.scheduleExpiryLocked()
+	}
+	s.log.Warn("session move not finished in time; the session is unfrozen here", keyClientID, ss.id,
+		"messages", n, "lease", s.exportLease())
+}
+
+// unfreezeLocked undoes an export: what was in flight goes back in flight,
+// what was queued goes back to the queue ahead of what arrived since. It
+// returns how many messages the session holds again.
+func (ss *session) unfreezeLocked() int {
+	ss.mu.frozen = false
 	back := ss.mu.exported
 	ss.mu.exported = nil
 	for q := &ss.mu.queue; q.len() > 0; {
@@ -450,16 +468,12 @@ func (s *Server) expireExport(ss *session) {
 	for _, d := range back {
 		if d.pid != 0 {
 			ss.mu.inflight[d.pid] = d
-			s.stats.inflight.Add(1)
+			ss.srv.stats.inflight.Add(1)
 			continue
 		}
 		ss.mu.queue.push(d)
 	}
-	if ss.mu.conn == nil {
-		ss.scheduleExpiryLocked()
-	}
-	s.log.Warn("session move not finished in time; the session is unfrozen here", keyClientID, ss.id,
-		"messages", len(back), "lease", s.exportLease())
+	return len(back)
 }
 
 // FinishExport ends a session that ExportSession froze and returns the

@@ -13,14 +13,10 @@ import (
 // nodes") states that the client then finds the session there when it
 // reconnects.
 //
-// Found by hand at commit 86a4ced with four nodes on 127.77.0.1-4 (README
-// three-node section plus n4): the client's CONNECT to n2 was followed 5 ms
-// later by `kill -9` of n2. n1 logged "session move not finished in time;
-// the session is unfrozen here" 30 s later, but every CONNECT to n1 got
-// 0x88 ("connection refused: its session is on a node that is down") from
-// the kill until n2 returned 45 s later. The home still names n2 as the
-// owner, so the client waits for session_wait (60 s) or for n2, although
-// its session is ready on n1.
+// This was broken at commit 86a4ced: the home still named the dead n2 as
+// the owner, so every CONNECT to n1 got 0x88 until session_wait ran out or
+// n2 returned, although the session was ready on n1. A claim whose owner is
+// dead now takes the session from a live node that still holds it.
 func TestClusterMoveKillNewNode_SessionBackOnOldNode(t *testing.T) {
 	nodes := startTestCluster(t, 3)
 	n1, n2 := nodes[0], nodes[1]
@@ -56,6 +52,6 @@ func TestClusterMoveKillNewNode_SessionBackOnOldNode(t *testing.T) {
 		t.Fatalf("the unfrozen session on n1 was lost: Session Present 0")
 	}
 	if code != 0 {
-		knownBug(t, "CONNECT to n1 got reason %#x after n1 unfroze the session, because the home still names the dead n2", code)
+		t.Errorf("CONNECT to n1 got reason %#x after n1 unfroze the session, because the home still names the dead n2", code)
 	}
 }
