@@ -24,11 +24,11 @@ const inboundWait = 2 * time.Second
 // inboundPoll is how often awaitInbound reads the high-water marks.
 const inboundPoll = 5 * time.Millisecond
 
-// awaitInbound waits, at most inboundWait, until this node's high-water mark
+// awaitInbound waits, at most wait, until this node's high-water mark
 // of every live peer has reached the last sequence number the peer queued
 // toward it.
-func (c *Cluster) awaitInbound(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, inboundWait)
+func (c *Cluster) awaitInbound(ctx context.Context, wait time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, n := range c.livePeers() {

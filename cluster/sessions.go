@@ -404,7 +404,7 @@ func (s *service) FinishExport(ctx context.Context, req *clusterpb.FinishExportR
 	if s.c.holder == nil {
 		return &clusterpb.FinishExportResponse{}, nil
 	}
-	s.c.awaitInbound(ctx)
+	s.c.awaitInbound(ctx, inboundWait)
 	return &clusterpb.FinishExportResponse{Messages: s.c.holder.FinishExport(req.ClientId)}, nil
 }
 

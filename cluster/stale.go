@@ -26,10 +26,19 @@ type StaleSessionDiscarder interface {
 	// its will, unless a client has used it since the restart. It reports
 	// whether it did.
 	DiscardStaleSession(clientID string) bool
+	// StaleLeftovers returns the messages of such a restored session, for
+	// its owner; AcceptLeftovers, on the owner, takes them if it waits for
+	// them (the move's FinishExport failed).
+	StaleLeftovers(clientID string) []*clusterpb.SessionMessage
+	AcceptLeftovers(clientID string, msgs []*clusterpb.SessionMessage) bool
 }
 
 // staleLookupBatch bounds the client ids of one LookupHomeRecords call.
 const staleLookupBatch = 1000
+
+// staleInboundWait bounds the wait for what peers queued for this node
+// while it was down, before its restored sessions are checked.
+const staleInboundWait = 10 * time.Second
 
 // staleLookupTimeout bounds one LookupHomeRecords call.
 const staleLookupTimeout = 5 * time.Second
@@ -55,6 +64,9 @@ func (c *Cluster) staleLoop() {
 	if len(ids) == 0 {
 		return
 	}
+	// Messages that peers queued for this node while it was down reach
+	// the restored sessions first, so a hand-over below includes them.
+	c.awaitInbound(context.Background(), staleInboundWait)
 	records := c.lookupRecords(ids)
 	owners := make(map[string]string, len(records))
 	gens := make(map[string]uint64, len(records))
@@ -63,6 +75,9 @@ func (c *Cluster) staleLoop() {
 		owners[id], gens[id] = r.Owner, r.Generation
 		if r.Owner == "" || r.Owner == c.siteID {
 			continue
+		}
+		if !c.handOverLeftovers(discarder, id, r.Owner) {
+			continue // keep the copy: its messages could not be handed over
 		}
 		if discarder.DiscardStaleSession(id) {
 			discarded++
@@ -147,4 +162,41 @@ func (c *Cluster) homeRecords(ids []string) []*clusterpb.HomeRecord {
 // LookupHomeRecords is the receiving end of lookupHomeRecords.
 func (s *service) LookupHomeRecords(_ context.Context, req *clusterpb.LookupHomeRecordsRequest) (*clusterpb.LookupHomeRecordsResponse, error) {
 	return &clusterpb.LookupHomeRecordsResponse{Records: s.c.homeRecords(req.ClientIds)}, nil
+}
+
+// handOverLeftovers sends the messages of a stale restored session to its
+// owner, which takes them if this node died while the session was moving
+// to it. It reports whether the copy may be discarded: nothing to send, or
+// the owner answered.
+func (c *Cluster) handOverLeftovers(d StaleSessionDiscarder, clientID, owner string) bool {
+	msgs := d.StaleLeftovers(clientID)
+	if len(msgs) == 0 {
+		return true
+	}
+	client, err := c.clientForSite(owner)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), staleLookupTimeout)
+		var resp *clusterpb.DeliverLeftoversResponse
+		resp, err = client.DeliverLeftovers(ctx, &clusterpb.DeliverLeftoversRequest{ClientId: clientID, Messages: msgs})
+		cancel()
+		if err == nil && resp.Accepted {
+			c.log.Info("stale session's messages handed over to its owner", "client_id", clientID,
+				"peer_site", owner, "messages", len(msgs))
+		}
+	}
+	if err != nil {
+		c.log.Warn("handing a stale session's messages to its owner failed; the copy is kept", "client_id", clientID,
+			"peer_site", owner, "err", err)
+		return false
+	}
+	return true
+}
+
+// DeliverLeftovers is the receiving end of handOverLeftovers.
+func (s *service) DeliverLeftovers(_ context.Context, req *clusterpb.DeliverLeftoversRequest) (*clusterpb.DeliverLeftoversResponse, error) {
+	d, ok := s.c.node.(StaleSessionDiscarder)
+	if !ok {
+		return &clusterpb.DeliverLeftoversResponse{}, nil
+	}
+	return &clusterpb.DeliverLeftoversResponse{Accepted: d.AcceptLeftovers(req.ClientId, req.Messages)}, nil
 }

@@ -108,6 +108,9 @@ func (m *message) record() *storage.Message {
 	if !m.expiresAt.IsZero() {
 		rec.ExpiresAt = m.expiresAt.UnixNano()
 	}
+	if m.fromPeer {
+		rec.OriginSite, rec.OriginID = m.originSite, m.originID
+	}
 	return rec
 }
 
@@ -126,6 +129,11 @@ func messageFromRecord(rec *storage.Message) (*message, error) {
 		retain:    rec.Retain,
 		publisher: rec.PublisherID,
 		stored:    true,
+	}
+	if rec.OriginSite != "" {
+		// Forwarded by another node: its origin survives the restart, so
+		// a session that moves recognises the message.
+		m.fromPeer, m.originSite, m.originID = true, rec.OriginSite, rec.OriginID
 	}
 	if len(rec.Properties) > 0 {
 		props, err := packet.DecodePublishProperties(rec.Properties)

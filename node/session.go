@@ -90,7 +90,10 @@ type session struct {
 		importing  bool
 		importBuf  []*delivery
 		importKeys map[originKey]struct{}
-		frozen     bool
+		// awaitingLeftovers is set when the old node died during the move:
+		// importKeys stays until it hands its copy's messages over.
+		awaitingLeftovers bool
+		frozen            bool
 		// exported holds what ExportSession handed out, in order, and
 		// leaseTimer unfreezes the session with it if FinishExport does not
 		// come in time.

@@ -104,17 +104,17 @@ func (s *Server) takeRemoteSession(c *conn, cp *packet.Connect) (*session, error
 	s.waitRoutes(waits)
 	delta, err := finish(ctx)
 	if err != nil {
-		// NOTE: the messages the frozen copy collected since the export
-		// are lost when its node died in between: after its restart the
-		// node discards the copy as stale, and nothing hands them over.
-		// A hand-over needs each stored message's origin on disk, so that
-		// the messages this node already has are recognised.
-		s.log.Warn("fetching the messages of a moved session failed", keyClientID, c.clientID, keyErr, err)
+		// The old node died between the export and now. The messages its
+		// frozen copy collected meanwhile are on its disk: when it
+		// returns it hands them over (AcceptLeftovers), and importKeys,
+		// kept until then, drops those this node already has.
+		s.log.Warn("fetching the messages of a moved session failed; waiting for the old node to hand them over",
+			keyClientID, c.clientID, keyErr, err)
 	}
 
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	ss.finishImportLocked(delta)
+	ss.finishImportLocked(delta, err != nil)
 	s.stats.sessionsMovedIn.Add(1)
 	s.log.Info("session moved here from another node", keyClientID, c.clientID,
 		"subscriptions", len(state.Subscriptions), "inflight", len(state.Inflight),
@@ -241,7 +241,7 @@ func (ss *session) noteImportedLocked(d *delivery) {
 // finishImportLocked appends the messages the old node got while the session
 // was frozen there, then those this node got meanwhile, each once, and ends
 // the import: deliveries go straight to the queue again.
-func (ss *session) finishImportLocked(delta []*clusterpb.SessionMessage) {
+func (ss *session) finishImportLocked(delta []*clusterpb.SessionMessage, awaitLeftovers bool) {
 	srv := ss.srv
 	var b *storage.Batch
 	if ss.persistent.Load() {
@@ -273,8 +273,94 @@ func (ss *session) finishImportLocked(delta []*clusterpb.SessionMessage) {
 		ss.mu.queue.push(d)
 	}
 	ss.mu.importBuf = nil
-	ss.mu.importKeys = nil
 	ss.mu.importing = false
+	ss.mu.awaitingLeftovers = awaitLeftovers
+	if !awaitLeftovers {
+		ss.mu.importKeys = nil
+	}
+}
+
+// AcceptLeftovers takes the messages that the frozen copy of a moved
+// session collected on a node that died before it could hand them over, and
+// that the node sends after its restart. It queues those this node does not
+// have yet, by origin, and reports whether it was waiting for them: a node
+// that was not (the client got a fresh session meanwhile) gets false and
+// discards them.
+func (s *Server) AcceptLeftovers(clientID string, msgs []*clusterpb.SessionMessage) bool {
+	stripe := s.reg.lock(clientID)
+	stripe.Lock()
+	defer stripe.Unlock()
+	ss := s.reg.get(clientID)
+	if ss == nil {
+		return false
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if !ss.mu.awaitingLeftovers || ss.mu.ended {
+		return false
+	}
+	var b *storage.Batch
+	if ss.persistent.Load() {
+		b = s.store.NewBatch()
+		defer b.Close()
+	}
+	added := 0
+	for _, sm := range msgs {
+		d, err := s.importedDelivery(sm)
+		if err != nil {
+			s.log.Warn("handed-over message dropped: unreadable", keyClientID, clientID, keyErr, err)
+			continue
+		}
+		if ss.seenImportedLocked(d) {
+			continue
+		}
+		ss.mu.queue.push(d)
+		s.persistImported(ss, b, d, false)
+		added++
+	}
+	if b != nil && !b.Empty() {
+		if err := b.Commit(); err != nil {
+			s.log.Error("storing handed-over messages failed", keyClientID, clientID, keyErr, err)
+		}
+	}
+	ss.mu.awaitingLeftovers = false
+	ss.mu.importKeys = nil
+	if ss.mu.conn != nil {
+		ss.pumpLocked()
+	}
+	s.log.Info("messages of a moved session handed over by its old node", keyClientID, clientID,
+		"received", len(msgs), "new", added)
+	return true
+}
+
+// StaleLeftovers returns the messages of a session restored from disk that
+// no client has used since the restart, inflight first, for the node that
+// owns the session now; nil for any other session.
+func (s *Server) StaleLeftovers(clientID string) []*clusterpb.SessionMessage {
+	ss := s.reg.get(clientID)
+	if ss == nil {
+		return nil
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if !ss.mu.restored || ss.mu.gen != 0 || ss.mu.conn != nil || ss.mu.ended {
+		return nil
+	}
+	now := time.Now()
+	site := ""
+	if s.cluster != nil {
+		site = s.cluster.SiteID()
+	}
+	var out []*clusterpb.SessionMessage
+	for _, d := range ss.inflightInOrderLocked() {
+		out = append(out, exportDelivery(d, now, site))
+	}
+	for _, q := range []*deliveryQueue{&ss.mu.retainedQ, &ss.mu.queue} {
+		for _, d := range q.items[q.head:] {
+			out = append(out, exportDelivery(d, now, site))
+		}
+	}
+	return out
 }
 
 // seenImportedLocked reports whether d's message is already in the session,

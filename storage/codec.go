@@ -16,6 +16,7 @@ const (
 	flagQoSMask  byte = 0x03
 	flagRetain   byte = 0x04
 	flagReleased byte = 0x08 // inflight entries only
+	flagOrigin   byte = 0x10 // messages only: the origin follows the payload
 )
 
 // Flag bits of a session's and of a subscription's flags byte.
@@ -179,25 +180,43 @@ func (d *decoder) finish() error {
 // Layout: version, flags, uvarint ID, varint ExpiresAt, then the
 // length-prefixed Topic, PublisherID, Properties and Payload.
 func appendMessage(dst []byte, m *Message) []byte {
-	dst = append(dst, recordVersion, qosFlags(m.QoS, m.Retain))
+	flags := qosFlags(m.QoS, m.Retain)
+	if m.OriginSite != "" {
+		flags |= flagOrigin
+	}
+	dst = append(dst, recordVersion, flags)
 	dst = binary.AppendUvarint(dst, m.ID)
 	dst = binary.AppendVarint(dst, m.ExpiresAt)
 	dst = appendString(dst, m.Topic)
 	dst = appendString(dst, m.PublisherID)
 	dst = appendBytes(dst, m.Properties)
-	return appendBytes(dst, m.Payload)
+	dst = appendBytes(dst, m.Payload)
+	if m.OriginSite != "" {
+		dst = appendString(dst, m.OriginSite)
+		dst = binary.AppendUvarint(dst, m.OriginID)
+	}
+	return dst
 }
 
 // decodeMessage decodes b into m. m shares no memory with b.
 func decodeMessage(b []byte, m *Message) error {
 	d := newDecoder(b, "message")
-	m.QoS, m.Retain = d.qos(d.byte(), flagQoSMask|flagRetain)
+	flags := d.byte()
+	m.QoS, m.Retain = d.qos(flags&^flagOrigin, flagQoSMask|flagRetain)
 	m.ID = d.uvarint(math.MaxUint64)
 	m.ExpiresAt = d.varint()
 	m.Topic = string(d.bytes())
 	m.PublisherID = string(d.bytes())
 	m.Properties = d.clonedBytes()
 	m.Payload = d.clonedBytes()
+	m.OriginSite, m.OriginID = "", 0
+	if flags&flagOrigin != 0 {
+		m.OriginSite = string(d.bytes())
+		m.OriginID = d.uvarint(math.MaxUint64)
+		if m.OriginSite == "" {
+			d.fail("empty origin site")
+		}
+	}
 	return d.finish()
 }
 

@@ -23,6 +23,7 @@ func TestCodec_MessageRoundTrip(t *testing.T) {
 		}},
 		{"negative-expiry", Message{ID: 3, ExpiresAt: -5}},
 		{"large-payload", Message{ID: 9, Topic: "big", Payload: make([]byte, 1<<20)}},
+		{"forwarded-origin", Message{ID: 11, Topic: "t", QoS: 1, OriginSite: "site-b", OriginID: 1 << 40}},
 		{"unicode-topic", Message{ID: 4, Topic: "häuser/ç/日本"}},
 	}
 	for _, tt := range tests {

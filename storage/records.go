@@ -11,6 +11,12 @@ type Message struct {
 	Properties  []byte // encoded MQTT 5.0 publish properties, opaque here; loads as nil when empty
 	ExpiresAt   int64  // unix nanoseconds; 0 = never
 	PublisherID string // client id of the publisher, for no-local after a restart; may be ""
+	// OriginSite and OriginID name a message that another node forwarded:
+	// the site id of the node it was published on and its id there. A
+	// session that moves between nodes recognises its messages by them.
+	// OriginSite is "" for a message published on this node.
+	OriginSite string
+	OriginID   uint64
 }
 
 // Session is the persistent part of an MQTT session.

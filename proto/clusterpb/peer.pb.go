@@ -28,6 +28,102 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type DeliverLeftoversRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Messages      []*SessionMessage      `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverLeftoversRequest) Reset() {
+	*x = DeliverLeftoversRequest{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverLeftoversRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverLeftoversRequest) ProtoMessage() {}
+
+func (x *DeliverLeftoversRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverLeftoversRequest.ProtoReflect.Descriptor instead.
+func (*DeliverLeftoversRequest) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DeliverLeftoversRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *DeliverLeftoversRequest) GetMessages() []*SessionMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+type DeliverLeftoversResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Accepted      bool                   `protobuf:"varint,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverLeftoversResponse) Reset() {
+	*x = DeliverLeftoversResponse{}
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverLeftoversResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverLeftoversResponse) ProtoMessage() {}
+
+func (x *DeliverLeftoversResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverLeftoversResponse.ProtoReflect.Descriptor instead.
+func (*DeliverLeftoversResponse) Descriptor() ([]byte, []int) {
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DeliverLeftoversResponse) GetAccepted() bool {
+	if x != nil {
+		return x.Accepted
+	}
+	return false
+}
+
 type ForwardBarrierRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	ReceiverSiteId string                 `protobuf:"bytes,1,opt,name=receiver_site_id,json=receiverSiteId,proto3" json:"receiver_site_id,omitempty"`
@@ -37,7 +133,7 @@ type ForwardBarrierRequest struct {
 
 func (x *ForwardBarrierRequest) Reset() {
 	*x = ForwardBarrierRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -49,7 +145,7 @@ func (x *ForwardBarrierRequest) String() string {
 func (*ForwardBarrierRequest) ProtoMessage() {}
 
 func (x *ForwardBarrierRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[0]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -62,7 +158,7 @@ func (x *ForwardBarrierRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardBarrierRequest.ProtoReflect.Descriptor instead.
 func (*ForwardBarrierRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{0}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ForwardBarrierRequest) GetReceiverSiteId() string {
@@ -81,7 +177,7 @@ type ForwardBarrierResponse struct {
 
 func (x *ForwardBarrierResponse) Reset() {
 	*x = ForwardBarrierResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -93,7 +189,7 @@ func (x *ForwardBarrierResponse) String() string {
 func (*ForwardBarrierResponse) ProtoMessage() {}
 
 func (x *ForwardBarrierResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[1]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -106,7 +202,7 @@ func (x *ForwardBarrierResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardBarrierResponse.ProtoReflect.Descriptor instead.
 func (*ForwardBarrierResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{1}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ForwardBarrierResponse) GetAssignedSeq() uint64 {
@@ -125,7 +221,7 @@ type LookupHomeRecordsRequest struct {
 
 func (x *LookupHomeRecordsRequest) Reset() {
 	*x = LookupHomeRecordsRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -137,7 +233,7 @@ func (x *LookupHomeRecordsRequest) String() string {
 func (*LookupHomeRecordsRequest) ProtoMessage() {}
 
 func (x *LookupHomeRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[2]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -150,7 +246,7 @@ func (x *LookupHomeRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupHomeRecordsRequest.ProtoReflect.Descriptor instead.
 func (*LookupHomeRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{2}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LookupHomeRecordsRequest) GetClientIds() []string {
@@ -171,7 +267,7 @@ type LookupHomeRecordsResponse struct {
 
 func (x *LookupHomeRecordsResponse) Reset() {
 	*x = LookupHomeRecordsResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -183,7 +279,7 @@ func (x *LookupHomeRecordsResponse) String() string {
 func (*LookupHomeRecordsResponse) ProtoMessage() {}
 
 func (x *LookupHomeRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[3]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -196,7 +292,7 @@ func (x *LookupHomeRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupHomeRecordsResponse.ProtoReflect.Descriptor instead.
 func (*LookupHomeRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{3}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LookupHomeRecordsResponse) GetRecords() []*HomeRecord {
@@ -217,7 +313,7 @@ type SettleSharedRequest struct {
 
 func (x *SettleSharedRequest) Reset() {
 	*x = SettleSharedRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -229,7 +325,7 @@ func (x *SettleSharedRequest) String() string {
 func (*SettleSharedRequest) ProtoMessage() {}
 
 func (x *SettleSharedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[4]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -242,7 +338,7 @@ func (x *SettleSharedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleSharedRequest.ProtoReflect.Descriptor instead.
 func (*SettleSharedRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SettleSharedRequest) GetOriginIds() []uint64 {
@@ -260,7 +356,7 @@ type SettleSharedResponse struct {
 
 func (x *SettleSharedResponse) Reset() {
 	*x = SettleSharedResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +368,7 @@ func (x *SettleSharedResponse) String() string {
 func (*SettleSharedResponse) ProtoMessage() {}
 
 func (x *SettleSharedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[5]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +381,7 @@ func (x *SettleSharedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleSharedResponse.ProtoReflect.Descriptor instead.
 func (*SettleSharedResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 // HomeRecord is what the home of a client id knows of its session.
@@ -307,7 +403,7 @@ type HomeRecord struct {
 
 func (x *HomeRecord) Reset() {
 	*x = HomeRecord{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -319,7 +415,7 @@ func (x *HomeRecord) String() string {
 func (*HomeRecord) ProtoMessage() {}
 
 func (x *HomeRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[6]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -332,7 +428,7 @@ func (x *HomeRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HomeRecord.ProtoReflect.Descriptor instead.
 func (*HomeRecord) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{6}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HomeRecord) GetClientId() string {
@@ -399,7 +495,7 @@ type PutHomeRecordsRequest struct {
 
 func (x *PutHomeRecordsRequest) Reset() {
 	*x = PutHomeRecordsRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -411,7 +507,7 @@ func (x *PutHomeRecordsRequest) String() string {
 func (*PutHomeRecordsRequest) ProtoMessage() {}
 
 func (x *PutHomeRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[7]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -424,7 +520,7 @@ func (x *PutHomeRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutHomeRecordsRequest.ProtoReflect.Descriptor instead.
 func (*PutHomeRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{7}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PutHomeRecordsRequest) GetRecords() []*HomeRecord {
@@ -456,7 +552,7 @@ type PutHomeRecordsResponse struct {
 
 func (x *PutHomeRecordsResponse) Reset() {
 	*x = PutHomeRecordsResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -468,7 +564,7 @@ func (x *PutHomeRecordsResponse) String() string {
 func (*PutHomeRecordsResponse) ProtoMessage() {}
 
 func (x *PutHomeRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[8]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -481,7 +577,7 @@ func (x *PutHomeRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutHomeRecordsResponse.ProtoReflect.Descriptor instead.
 func (*PutHomeRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{8}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
 }
 
 type ClaimRequest struct {
@@ -506,7 +602,7 @@ type ClaimRequest struct {
 
 func (x *ClaimRequest) Reset() {
 	*x = ClaimRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -518,7 +614,7 @@ func (x *ClaimRequest) String() string {
 func (*ClaimRequest) ProtoMessage() {}
 
 func (x *ClaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[9]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -531,7 +627,7 @@ func (x *ClaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimRequest.ProtoReflect.Descriptor instead.
 func (*ClaimRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{9}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ClaimRequest) GetClientId() string {
@@ -601,7 +697,7 @@ type ClaimResponse struct {
 
 func (x *ClaimResponse) Reset() {
 	*x = ClaimResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +709,7 @@ func (x *ClaimResponse) String() string {
 func (*ClaimResponse) ProtoMessage() {}
 
 func (x *ClaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[10]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +722,7 @@ func (x *ClaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimResponse.ProtoReflect.Descriptor instead.
 func (*ClaimResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{10}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ClaimResponse) GetGeneration() uint64 {
@@ -673,7 +769,7 @@ type HasSessionRequest struct {
 
 func (x *HasSessionRequest) Reset() {
 	*x = HasSessionRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +781,7 @@ func (x *HasSessionRequest) String() string {
 func (*HasSessionRequest) ProtoMessage() {}
 
 func (x *HasSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[11]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +794,7 @@ func (x *HasSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasSessionRequest.ProtoReflect.Descriptor instead.
 func (*HasSessionRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{11}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HasSessionRequest) GetClientId() string {
@@ -718,7 +814,7 @@ type HasSessionResponse struct {
 
 func (x *HasSessionResponse) Reset() {
 	*x = HasSessionResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +826,7 @@ func (x *HasSessionResponse) String() string {
 func (*HasSessionResponse) ProtoMessage() {}
 
 func (x *HasSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[12]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +839,7 @@ func (x *HasSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasSessionResponse.ProtoReflect.Descriptor instead.
 func (*HasSessionResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{12}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HasSessionResponse) GetHas() bool {
@@ -771,7 +867,7 @@ type ExportSessionRequest struct {
 
 func (x *ExportSessionRequest) Reset() {
 	*x = ExportSessionRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +879,7 @@ func (x *ExportSessionRequest) String() string {
 func (*ExportSessionRequest) ProtoMessage() {}
 
 func (x *ExportSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[13]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +892,7 @@ func (x *ExportSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSessionRequest.ProtoReflect.Descriptor instead.
 func (*ExportSessionRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{13}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExportSessionRequest) GetClientId() string {
@@ -830,7 +926,7 @@ type ExportSessionResponse struct {
 
 func (x *ExportSessionResponse) Reset() {
 	*x = ExportSessionResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +938,7 @@ func (x *ExportSessionResponse) String() string {
 func (*ExportSessionResponse) ProtoMessage() {}
 
 func (x *ExportSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[14]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +951,7 @@ func (x *ExportSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSessionResponse.ProtoReflect.Descriptor instead.
 func (*ExportSessionResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{14}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExportSessionResponse) GetSession() *SessionState {
@@ -875,7 +971,7 @@ type FinishExportRequest struct {
 
 func (x *FinishExportRequest) Reset() {
 	*x = FinishExportRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +983,7 @@ func (x *FinishExportRequest) String() string {
 func (*FinishExportRequest) ProtoMessage() {}
 
 func (x *FinishExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[15]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +996,7 @@ func (x *FinishExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishExportRequest.ProtoReflect.Descriptor instead.
 func (*FinishExportRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{15}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FinishExportRequest) GetClientId() string {
@@ -926,7 +1022,7 @@ type FinishExportResponse struct {
 
 func (x *FinishExportResponse) Reset() {
 	*x = FinishExportResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1034,7 @@ func (x *FinishExportResponse) String() string {
 func (*FinishExportResponse) ProtoMessage() {}
 
 func (x *FinishExportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[16]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1047,7 @@ func (x *FinishExportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishExportResponse.ProtoReflect.Descriptor instead.
 func (*FinishExportResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{16}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FinishExportResponse) GetMessages() []*SessionMessage {
@@ -986,7 +1082,7 @@ type SessionState struct {
 
 func (x *SessionState) Reset() {
 	*x = SessionState{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1094,7 @@ func (x *SessionState) String() string {
 func (*SessionState) ProtoMessage() {}
 
 func (x *SessionState) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[17]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1107,7 @@ func (x *SessionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionState.ProtoReflect.Descriptor instead.
 func (*SessionState) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{17}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SessionState) GetClientId() string {
@@ -1105,7 +1201,7 @@ type SessionSubscription struct {
 
 func (x *SessionSubscription) Reset() {
 	*x = SessionSubscription{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1213,7 @@ func (x *SessionSubscription) String() string {
 func (*SessionSubscription) ProtoMessage() {}
 
 func (x *SessionSubscription) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[18]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1226,7 @@ func (x *SessionSubscription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionSubscription.ProtoReflect.Descriptor instead.
 func (*SessionSubscription) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{18}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SessionSubscription) GetFilter() string {
@@ -1192,7 +1288,7 @@ type SessionMessage struct {
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[19]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1300,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[19]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1313,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{19}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SessionMessage) GetMessage() *ForwardMessage {
@@ -1283,7 +1379,7 @@ type ForwardRequest struct {
 
 func (x *ForwardRequest) Reset() {
 	*x = ForwardRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[20]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1391,7 @@ func (x *ForwardRequest) String() string {
 func (*ForwardRequest) ProtoMessage() {}
 
 func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[20]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1404,7 @@ func (x *ForwardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardRequest.ProtoReflect.Descriptor instead.
 func (*ForwardRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{20}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ForwardRequest) GetHello() *ForwardHello {
@@ -1340,7 +1436,7 @@ type ForwardHello struct {
 
 func (x *ForwardHello) Reset() {
 	*x = ForwardHello{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[21]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1448,7 @@ func (x *ForwardHello) String() string {
 func (*ForwardHello) ProtoMessage() {}
 
 func (x *ForwardHello) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[21]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1461,7 @@ func (x *ForwardHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardHello.ProtoReflect.Descriptor instead.
 func (*ForwardHello) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{21}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ForwardHello) GetSenderName() string {
@@ -1405,7 +1501,7 @@ type ForwardResponse struct {
 
 func (x *ForwardResponse) Reset() {
 	*x = ForwardResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[22]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1417,7 +1513,7 @@ func (x *ForwardResponse) String() string {
 func (*ForwardResponse) ProtoMessage() {}
 
 func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[22]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1430,7 +1526,7 @@ func (x *ForwardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardResponse.ProtoReflect.Descriptor instead.
 func (*ForwardResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{22}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ForwardResponse) GetAckedSeq() uint64 {
@@ -1459,7 +1555,7 @@ type Declined struct {
 
 func (x *Declined) Reset() {
 	*x = Declined{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[23]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1567,7 @@ func (x *Declined) String() string {
 func (*Declined) ProtoMessage() {}
 
 func (x *Declined) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[23]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1580,7 @@ func (x *Declined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Declined.ProtoReflect.Descriptor instead.
 func (*Declined) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{23}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Declined) GetSeq() uint64 {
@@ -1545,7 +1641,7 @@ type ForwardMessage struct {
 
 func (x *ForwardMessage) Reset() {
 	*x = ForwardMessage{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[24]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1653,7 @@ func (x *ForwardMessage) String() string {
 func (*ForwardMessage) ProtoMessage() {}
 
 func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[24]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1666,7 @@ func (x *ForwardMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardMessage.ProtoReflect.Descriptor instead.
 func (*ForwardMessage) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{24}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ForwardMessage) GetSeq() uint64 {
@@ -1685,7 +1781,7 @@ type HLC struct {
 
 func (x *HLC) Reset() {
 	*x = HLC{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[25]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1793,7 @@ func (x *HLC) String() string {
 func (*HLC) ProtoMessage() {}
 
 func (x *HLC) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[25]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1806,7 @@ func (x *HLC) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HLC.ProtoReflect.Descriptor instead.
 func (*HLC) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{25}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HLC) GetWallMs() int64 {
@@ -1744,7 +1840,7 @@ type RetainedEntry struct {
 
 func (x *RetainedEntry) Reset() {
 	*x = RetainedEntry{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[26]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1852,7 @@ func (x *RetainedEntry) String() string {
 func (*RetainedEntry) ProtoMessage() {}
 
 func (x *RetainedEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[26]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1865,7 @@ func (x *RetainedEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedEntry.ProtoReflect.Descriptor instead.
 func (*RetainedEntry) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{26}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RetainedEntry) GetMessage() *ForwardMessage {
@@ -1789,7 +1885,7 @@ type RetainedDigestRequest struct {
 
 func (x *RetainedDigestRequest) Reset() {
 	*x = RetainedDigestRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[27]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1801,7 +1897,7 @@ func (x *RetainedDigestRequest) String() string {
 func (*RetainedDigestRequest) ProtoMessage() {}
 
 func (x *RetainedDigestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[27]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1814,7 +1910,7 @@ func (x *RetainedDigestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedDigestRequest.ProtoReflect.Descriptor instead.
 func (*RetainedDigestRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{27}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RetainedDigestRequest) GetBuckets() uint32 {
@@ -1834,7 +1930,7 @@ type RetainedDigestResponse struct {
 
 func (x *RetainedDigestResponse) Reset() {
 	*x = RetainedDigestResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[28]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +1942,7 @@ func (x *RetainedDigestResponse) String() string {
 func (*RetainedDigestResponse) ProtoMessage() {}
 
 func (x *RetainedDigestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[28]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +1955,7 @@ func (x *RetainedDigestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedDigestResponse.ProtoReflect.Descriptor instead.
 func (*RetainedDigestResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{28}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RetainedDigestResponse) GetHashes() []uint64 {
@@ -1880,7 +1976,7 @@ type RetainedFetchRequest struct {
 
 func (x *RetainedFetchRequest) Reset() {
 	*x = RetainedFetchRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[29]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1892,7 +1988,7 @@ func (x *RetainedFetchRequest) String() string {
 func (*RetainedFetchRequest) ProtoMessage() {}
 
 func (x *RetainedFetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[29]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1905,7 +2001,7 @@ func (x *RetainedFetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetainedFetchRequest.ProtoReflect.Descriptor instead.
 func (*RetainedFetchRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{29}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RetainedFetchRequest) GetBuckets() uint32 {
@@ -1937,7 +2033,7 @@ type MessageProperties struct {
 
 func (x *MessageProperties) Reset() {
 	*x = MessageProperties{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[30]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1949,7 +2045,7 @@ func (x *MessageProperties) String() string {
 func (*MessageProperties) ProtoMessage() {}
 
 func (x *MessageProperties) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[30]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1962,7 +2058,7 @@ func (x *MessageProperties) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageProperties.ProtoReflect.Descriptor instead.
 func (*MessageProperties) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{30}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MessageProperties) GetPayloadFormat() uint32 {
@@ -2010,7 +2106,7 @@ type UserProperty struct {
 
 func (x *UserProperty) Reset() {
 	*x = UserProperty{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[31]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2118,7 @@ func (x *UserProperty) String() string {
 func (*UserProperty) ProtoMessage() {}
 
 func (x *UserProperty) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[31]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2131,7 @@ func (x *UserProperty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserProperty.ProtoReflect.Descriptor instead.
 func (*UserProperty) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{31}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UserProperty) GetKey() string {
@@ -2062,7 +2158,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[32]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2074,7 +2170,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[32]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2087,7 +2183,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{32}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -2109,7 +2205,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[33]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2121,7 +2217,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[33]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2134,7 +2230,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{33}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -2160,7 +2256,7 @@ type WaitAppliedRequest struct {
 
 func (x *WaitAppliedRequest) Reset() {
 	*x = WaitAppliedRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[34]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2172,7 +2268,7 @@ func (x *WaitAppliedRequest) String() string {
 func (*WaitAppliedRequest) ProtoMessage() {}
 
 func (x *WaitAppliedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[34]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2185,7 +2281,7 @@ func (x *WaitAppliedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitAppliedRequest.ProtoReflect.Descriptor instead.
 func (*WaitAppliedRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{34}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WaitAppliedRequest) GetIndex() uint64 {
@@ -2204,7 +2300,7 @@ type WaitAppliedResponse struct {
 
 func (x *WaitAppliedResponse) Reset() {
 	*x = WaitAppliedResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[35]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2312,7 @@ func (x *WaitAppliedResponse) String() string {
 func (*WaitAppliedResponse) ProtoMessage() {}
 
 func (x *WaitAppliedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[35]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2325,7 @@ func (x *WaitAppliedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitAppliedResponse.ProtoReflect.Descriptor instead.
 func (*WaitAppliedResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{35}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WaitAppliedResponse) GetAppliedIndex() uint64 {
@@ -2247,7 +2343,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[36]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2355,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[36]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2368,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{36}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{38}
 }
 
 type StatusResponse struct {
@@ -2291,7 +2387,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[37]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2303,7 +2399,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[37]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2316,7 +2412,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{37}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StatusResponse) GetName() string {
@@ -2391,7 +2487,7 @@ type PeerStream struct {
 
 func (x *PeerStream) Reset() {
 	*x = PeerStream{}
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[38]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2403,7 +2499,7 @@ func (x *PeerStream) String() string {
 func (*PeerStream) ProtoMessage() {}
 
 func (x *PeerStream) ProtoReflect() protoreflect.Message {
-	mi := &file_starling_cluster_v1_peer_proto_msgTypes[38]
+	mi := &file_starling_cluster_v1_peer_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2416,7 +2512,7 @@ func (x *PeerStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStream.ProtoReflect.Descriptor instead.
 func (*PeerStream) Descriptor() ([]byte, []int) {
-	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{38}
+	return file_starling_cluster_v1_peer_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PeerStream) GetPeer() string {
@@ -2458,7 +2554,12 @@ var File_starling_cluster_v1_peer_proto protoreflect.FileDescriptor
 
 const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x1estarling/cluster/v1/peer.proto\x12\x13starling.cluster.v1\"A\n" +
+	"\x1estarling/cluster/v1/peer.proto\x12\x13starling.cluster.v1\"w\n" +
+	"\x17DeliverLeftoversRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12?\n" +
+	"\bmessages\x18\x02 \x03(\v2#.starling.cluster.v1.SessionMessageR\bmessages\"6\n" +
+	"\x18DeliverLeftoversResponse\x12\x1a\n" +
+	"\baccepted\x18\x01 \x01(\bR\baccepted\"A\n" +
 	"\x15ForwardBarrierRequest\x12(\n" +
 	"\x10receiver_site_id\x18\x01 \x01(\tR\x0ereceiverSiteId\";\n" +
 	"\x16ForwardBarrierResponse\x12!\n" +
@@ -2646,8 +2747,7 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\tconnected\x18\x02 \x01(\bR\tconnected\x12\x10\n" +
 	"\x03lag\x18\x03 \x01(\x04R\x03lag\x12!\n" +
 	"\foutbox_depth\x18\x04 \x01(\x04R\voutboxDepth\x12!\n" +
-	"\foutbox_bytes\x18\x05 \x01(\x04R\voutboxBytes2\xe3\n" +
-	"\n" +
+	"\foutbox_bytes\x18\x05 \x01(\x04R\voutboxBytes2\xd4\v\n" +
 	"\x04Peer\x12X\n" +
 	"\aForward\x12#.starling.cluster.v1.ForwardRequest\x1a$.starling.cluster.v1.ForwardResponse(\x010\x01\x12T\n" +
 	"\aPropose\x12#.starling.cluster.v1.ProposeRequest\x1a$.starling.cluster.v1.ProposeResponse\x12`\n" +
@@ -2663,7 +2763,8 @@ const file_starling_cluster_v1_peer_proto_rawDesc = "" +
 	"\x0ePutHomeRecords\x12*.starling.cluster.v1.PutHomeRecordsRequest\x1a+.starling.cluster.v1.PutHomeRecordsResponse\x12c\n" +
 	"\fSettleShared\x12(.starling.cluster.v1.SettleSharedRequest\x1a).starling.cluster.v1.SettleSharedResponse\x12r\n" +
 	"\x11LookupHomeRecords\x12-.starling.cluster.v1.LookupHomeRecordsRequest\x1a..starling.cluster.v1.LookupHomeRecordsResponse\x12i\n" +
-	"\x0eForwardBarrier\x12*.starling.cluster.v1.ForwardBarrierRequest\x1a+.starling.cluster.v1.ForwardBarrierResponseB=Z;github.com/starling-mqtt/starling/proto/clusterpb;clusterpbb\x06proto3"
+	"\x0eForwardBarrier\x12*.starling.cluster.v1.ForwardBarrierRequest\x1a+.starling.cluster.v1.ForwardBarrierResponse\x12o\n" +
+	"\x10DeliverLeftovers\x12,.starling.cluster.v1.DeliverLeftoversRequest\x1a-.starling.cluster.v1.DeliverLeftoversResponseB=Z;github.com/starling-mqtt/starling/proto/clusterpb;clusterpbb\x06proto3"
 
 var (
 	file_starling_cluster_v1_peer_proto_rawDescOnce sync.Once
@@ -2677,99 +2778,104 @@ func file_starling_cluster_v1_peer_proto_rawDescGZIP() []byte {
 	return file_starling_cluster_v1_peer_proto_rawDescData
 }
 
-var file_starling_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_starling_cluster_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_starling_cluster_v1_peer_proto_goTypes = []any{
-	(*ForwardBarrierRequest)(nil),     // 0: starling.cluster.v1.ForwardBarrierRequest
-	(*ForwardBarrierResponse)(nil),    // 1: starling.cluster.v1.ForwardBarrierResponse
-	(*LookupHomeRecordsRequest)(nil),  // 2: starling.cluster.v1.LookupHomeRecordsRequest
-	(*LookupHomeRecordsResponse)(nil), // 3: starling.cluster.v1.LookupHomeRecordsResponse
-	(*SettleSharedRequest)(nil),       // 4: starling.cluster.v1.SettleSharedRequest
-	(*SettleSharedResponse)(nil),      // 5: starling.cluster.v1.SettleSharedResponse
-	(*HomeRecord)(nil),                // 6: starling.cluster.v1.HomeRecord
-	(*PutHomeRecordsRequest)(nil),     // 7: starling.cluster.v1.PutHomeRecordsRequest
-	(*PutHomeRecordsResponse)(nil),    // 8: starling.cluster.v1.PutHomeRecordsResponse
-	(*ClaimRequest)(nil),              // 9: starling.cluster.v1.ClaimRequest
-	(*ClaimResponse)(nil),             // 10: starling.cluster.v1.ClaimResponse
-	(*HasSessionRequest)(nil),         // 11: starling.cluster.v1.HasSessionRequest
-	(*HasSessionResponse)(nil),        // 12: starling.cluster.v1.HasSessionResponse
-	(*ExportSessionRequest)(nil),      // 13: starling.cluster.v1.ExportSessionRequest
-	(*ExportSessionResponse)(nil),     // 14: starling.cluster.v1.ExportSessionResponse
-	(*FinishExportRequest)(nil),       // 15: starling.cluster.v1.FinishExportRequest
-	(*FinishExportResponse)(nil),      // 16: starling.cluster.v1.FinishExportResponse
-	(*SessionState)(nil),              // 17: starling.cluster.v1.SessionState
-	(*SessionSubscription)(nil),       // 18: starling.cluster.v1.SessionSubscription
-	(*SessionMessage)(nil),            // 19: starling.cluster.v1.SessionMessage
-	(*ForwardRequest)(nil),            // 20: starling.cluster.v1.ForwardRequest
-	(*ForwardHello)(nil),              // 21: starling.cluster.v1.ForwardHello
-	(*ForwardResponse)(nil),           // 22: starling.cluster.v1.ForwardResponse
-	(*Declined)(nil),                  // 23: starling.cluster.v1.Declined
-	(*ForwardMessage)(nil),            // 24: starling.cluster.v1.ForwardMessage
-	(*HLC)(nil),                       // 25: starling.cluster.v1.HLC
-	(*RetainedEntry)(nil),             // 26: starling.cluster.v1.RetainedEntry
-	(*RetainedDigestRequest)(nil),     // 27: starling.cluster.v1.RetainedDigestRequest
-	(*RetainedDigestResponse)(nil),    // 28: starling.cluster.v1.RetainedDigestResponse
-	(*RetainedFetchRequest)(nil),      // 29: starling.cluster.v1.RetainedFetchRequest
-	(*MessageProperties)(nil),         // 30: starling.cluster.v1.MessageProperties
-	(*UserProperty)(nil),              // 31: starling.cluster.v1.UserProperty
-	(*ProposeRequest)(nil),            // 32: starling.cluster.v1.ProposeRequest
-	(*ProposeResponse)(nil),           // 33: starling.cluster.v1.ProposeResponse
-	(*WaitAppliedRequest)(nil),        // 34: starling.cluster.v1.WaitAppliedRequest
-	(*WaitAppliedResponse)(nil),       // 35: starling.cluster.v1.WaitAppliedResponse
-	(*StatusRequest)(nil),             // 36: starling.cluster.v1.StatusRequest
-	(*StatusResponse)(nil),            // 37: starling.cluster.v1.StatusResponse
-	(*PeerStream)(nil),                // 38: starling.cluster.v1.PeerStream
+	(*DeliverLeftoversRequest)(nil),   // 0: starling.cluster.v1.DeliverLeftoversRequest
+	(*DeliverLeftoversResponse)(nil),  // 1: starling.cluster.v1.DeliverLeftoversResponse
+	(*ForwardBarrierRequest)(nil),     // 2: starling.cluster.v1.ForwardBarrierRequest
+	(*ForwardBarrierResponse)(nil),    // 3: starling.cluster.v1.ForwardBarrierResponse
+	(*LookupHomeRecordsRequest)(nil),  // 4: starling.cluster.v1.LookupHomeRecordsRequest
+	(*LookupHomeRecordsResponse)(nil), // 5: starling.cluster.v1.LookupHomeRecordsResponse
+	(*SettleSharedRequest)(nil),       // 6: starling.cluster.v1.SettleSharedRequest
+	(*SettleSharedResponse)(nil),      // 7: starling.cluster.v1.SettleSharedResponse
+	(*HomeRecord)(nil),                // 8: starling.cluster.v1.HomeRecord
+	(*PutHomeRecordsRequest)(nil),     // 9: starling.cluster.v1.PutHomeRecordsRequest
+	(*PutHomeRecordsResponse)(nil),    // 10: starling.cluster.v1.PutHomeRecordsResponse
+	(*ClaimRequest)(nil),              // 11: starling.cluster.v1.ClaimRequest
+	(*ClaimResponse)(nil),             // 12: starling.cluster.v1.ClaimResponse
+	(*HasSessionRequest)(nil),         // 13: starling.cluster.v1.HasSessionRequest
+	(*HasSessionResponse)(nil),        // 14: starling.cluster.v1.HasSessionResponse
+	(*ExportSessionRequest)(nil),      // 15: starling.cluster.v1.ExportSessionRequest
+	(*ExportSessionResponse)(nil),     // 16: starling.cluster.v1.ExportSessionResponse
+	(*FinishExportRequest)(nil),       // 17: starling.cluster.v1.FinishExportRequest
+	(*FinishExportResponse)(nil),      // 18: starling.cluster.v1.FinishExportResponse
+	(*SessionState)(nil),              // 19: starling.cluster.v1.SessionState
+	(*SessionSubscription)(nil),       // 20: starling.cluster.v1.SessionSubscription
+	(*SessionMessage)(nil),            // 21: starling.cluster.v1.SessionMessage
+	(*ForwardRequest)(nil),            // 22: starling.cluster.v1.ForwardRequest
+	(*ForwardHello)(nil),              // 23: starling.cluster.v1.ForwardHello
+	(*ForwardResponse)(nil),           // 24: starling.cluster.v1.ForwardResponse
+	(*Declined)(nil),                  // 25: starling.cluster.v1.Declined
+	(*ForwardMessage)(nil),            // 26: starling.cluster.v1.ForwardMessage
+	(*HLC)(nil),                       // 27: starling.cluster.v1.HLC
+	(*RetainedEntry)(nil),             // 28: starling.cluster.v1.RetainedEntry
+	(*RetainedDigestRequest)(nil),     // 29: starling.cluster.v1.RetainedDigestRequest
+	(*RetainedDigestResponse)(nil),    // 30: starling.cluster.v1.RetainedDigestResponse
+	(*RetainedFetchRequest)(nil),      // 31: starling.cluster.v1.RetainedFetchRequest
+	(*MessageProperties)(nil),         // 32: starling.cluster.v1.MessageProperties
+	(*UserProperty)(nil),              // 33: starling.cluster.v1.UserProperty
+	(*ProposeRequest)(nil),            // 34: starling.cluster.v1.ProposeRequest
+	(*ProposeResponse)(nil),           // 35: starling.cluster.v1.ProposeResponse
+	(*WaitAppliedRequest)(nil),        // 36: starling.cluster.v1.WaitAppliedRequest
+	(*WaitAppliedResponse)(nil),       // 37: starling.cluster.v1.WaitAppliedResponse
+	(*StatusRequest)(nil),             // 38: starling.cluster.v1.StatusRequest
+	(*StatusResponse)(nil),            // 39: starling.cluster.v1.StatusResponse
+	(*PeerStream)(nil),                // 40: starling.cluster.v1.PeerStream
 }
 var file_starling_cluster_v1_peer_proto_depIdxs = []int32{
-	6,  // 0: starling.cluster.v1.LookupHomeRecordsResponse.records:type_name -> starling.cluster.v1.HomeRecord
-	6,  // 1: starling.cluster.v1.PutHomeRecordsRequest.records:type_name -> starling.cluster.v1.HomeRecord
-	6,  // 2: starling.cluster.v1.ClaimRequest.record:type_name -> starling.cluster.v1.HomeRecord
-	17, // 3: starling.cluster.v1.ExportSessionResponse.session:type_name -> starling.cluster.v1.SessionState
-	19, // 4: starling.cluster.v1.FinishExportResponse.messages:type_name -> starling.cluster.v1.SessionMessage
-	18, // 5: starling.cluster.v1.SessionState.subscriptions:type_name -> starling.cluster.v1.SessionSubscription
-	19, // 6: starling.cluster.v1.SessionState.inflight:type_name -> starling.cluster.v1.SessionMessage
-	19, // 7: starling.cluster.v1.SessionState.queued:type_name -> starling.cluster.v1.SessionMessage
-	24, // 8: starling.cluster.v1.SessionMessage.message:type_name -> starling.cluster.v1.ForwardMessage
-	21, // 9: starling.cluster.v1.ForwardRequest.hello:type_name -> starling.cluster.v1.ForwardHello
-	24, // 10: starling.cluster.v1.ForwardRequest.messages:type_name -> starling.cluster.v1.ForwardMessage
-	23, // 11: starling.cluster.v1.ForwardResponse.declined:type_name -> starling.cluster.v1.Declined
-	30, // 12: starling.cluster.v1.ForwardMessage.properties:type_name -> starling.cluster.v1.MessageProperties
-	25, // 13: starling.cluster.v1.ForwardMessage.retained_clock:type_name -> starling.cluster.v1.HLC
-	24, // 14: starling.cluster.v1.RetainedEntry.message:type_name -> starling.cluster.v1.ForwardMessage
-	31, // 15: starling.cluster.v1.MessageProperties.user_properties:type_name -> starling.cluster.v1.UserProperty
-	38, // 16: starling.cluster.v1.StatusResponse.streams:type_name -> starling.cluster.v1.PeerStream
-	20, // 17: starling.cluster.v1.Peer.Forward:input_type -> starling.cluster.v1.ForwardRequest
-	32, // 18: starling.cluster.v1.Peer.Propose:input_type -> starling.cluster.v1.ProposeRequest
-	34, // 19: starling.cluster.v1.Peer.WaitApplied:input_type -> starling.cluster.v1.WaitAppliedRequest
-	36, // 20: starling.cluster.v1.Peer.Status:input_type -> starling.cluster.v1.StatusRequest
-	27, // 21: starling.cluster.v1.Peer.RetainedDigest:input_type -> starling.cluster.v1.RetainedDigestRequest
-	29, // 22: starling.cluster.v1.Peer.RetainedFetch:input_type -> starling.cluster.v1.RetainedFetchRequest
-	9,  // 23: starling.cluster.v1.Peer.Claim:input_type -> starling.cluster.v1.ClaimRequest
-	11, // 24: starling.cluster.v1.Peer.HasSession:input_type -> starling.cluster.v1.HasSessionRequest
-	13, // 25: starling.cluster.v1.Peer.ExportSession:input_type -> starling.cluster.v1.ExportSessionRequest
-	15, // 26: starling.cluster.v1.Peer.FinishExport:input_type -> starling.cluster.v1.FinishExportRequest
-	7,  // 27: starling.cluster.v1.Peer.PutHomeRecords:input_type -> starling.cluster.v1.PutHomeRecordsRequest
-	4,  // 28: starling.cluster.v1.Peer.SettleShared:input_type -> starling.cluster.v1.SettleSharedRequest
-	2,  // 29: starling.cluster.v1.Peer.LookupHomeRecords:input_type -> starling.cluster.v1.LookupHomeRecordsRequest
-	0,  // 30: starling.cluster.v1.Peer.ForwardBarrier:input_type -> starling.cluster.v1.ForwardBarrierRequest
-	22, // 31: starling.cluster.v1.Peer.Forward:output_type -> starling.cluster.v1.ForwardResponse
-	33, // 32: starling.cluster.v1.Peer.Propose:output_type -> starling.cluster.v1.ProposeResponse
-	35, // 33: starling.cluster.v1.Peer.WaitApplied:output_type -> starling.cluster.v1.WaitAppliedResponse
-	37, // 34: starling.cluster.v1.Peer.Status:output_type -> starling.cluster.v1.StatusResponse
-	28, // 35: starling.cluster.v1.Peer.RetainedDigest:output_type -> starling.cluster.v1.RetainedDigestResponse
-	26, // 36: starling.cluster.v1.Peer.RetainedFetch:output_type -> starling.cluster.v1.RetainedEntry
-	10, // 37: starling.cluster.v1.Peer.Claim:output_type -> starling.cluster.v1.ClaimResponse
-	12, // 38: starling.cluster.v1.Peer.HasSession:output_type -> starling.cluster.v1.HasSessionResponse
-	14, // 39: starling.cluster.v1.Peer.ExportSession:output_type -> starling.cluster.v1.ExportSessionResponse
-	16, // 40: starling.cluster.v1.Peer.FinishExport:output_type -> starling.cluster.v1.FinishExportResponse
-	8,  // 41: starling.cluster.v1.Peer.PutHomeRecords:output_type -> starling.cluster.v1.PutHomeRecordsResponse
-	5,  // 42: starling.cluster.v1.Peer.SettleShared:output_type -> starling.cluster.v1.SettleSharedResponse
-	3,  // 43: starling.cluster.v1.Peer.LookupHomeRecords:output_type -> starling.cluster.v1.LookupHomeRecordsResponse
-	1,  // 44: starling.cluster.v1.Peer.ForwardBarrier:output_type -> starling.cluster.v1.ForwardBarrierResponse
-	31, // [31:45] is the sub-list for method output_type
-	17, // [17:31] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	21, // 0: starling.cluster.v1.DeliverLeftoversRequest.messages:type_name -> starling.cluster.v1.SessionMessage
+	8,  // 1: starling.cluster.v1.LookupHomeRecordsResponse.records:type_name -> starling.cluster.v1.HomeRecord
+	8,  // 2: starling.cluster.v1.PutHomeRecordsRequest.records:type_name -> starling.cluster.v1.HomeRecord
+	8,  // 3: starling.cluster.v1.ClaimRequest.record:type_name -> starling.cluster.v1.HomeRecord
+	19, // 4: starling.cluster.v1.ExportSessionResponse.session:type_name -> starling.cluster.v1.SessionState
+	21, // 5: starling.cluster.v1.FinishExportResponse.messages:type_name -> starling.cluster.v1.SessionMessage
+	20, // 6: starling.cluster.v1.SessionState.subscriptions:type_name -> starling.cluster.v1.SessionSubscription
+	21, // 7: starling.cluster.v1.SessionState.inflight:type_name -> starling.cluster.v1.SessionMessage
+	21, // 8: starling.cluster.v1.SessionState.queued:type_name -> starling.cluster.v1.SessionMessage
+	26, // 9: starling.cluster.v1.SessionMessage.message:type_name -> starling.cluster.v1.ForwardMessage
+	23, // 10: starling.cluster.v1.ForwardRequest.hello:type_name -> starling.cluster.v1.ForwardHello
+	26, // 11: starling.cluster.v1.ForwardRequest.messages:type_name -> starling.cluster.v1.ForwardMessage
+	25, // 12: starling.cluster.v1.ForwardResponse.declined:type_name -> starling.cluster.v1.Declined
+	32, // 13: starling.cluster.v1.ForwardMessage.properties:type_name -> starling.cluster.v1.MessageProperties
+	27, // 14: starling.cluster.v1.ForwardMessage.retained_clock:type_name -> starling.cluster.v1.HLC
+	26, // 15: starling.cluster.v1.RetainedEntry.message:type_name -> starling.cluster.v1.ForwardMessage
+	33, // 16: starling.cluster.v1.MessageProperties.user_properties:type_name -> starling.cluster.v1.UserProperty
+	40, // 17: starling.cluster.v1.StatusResponse.streams:type_name -> starling.cluster.v1.PeerStream
+	22, // 18: starling.cluster.v1.Peer.Forward:input_type -> starling.cluster.v1.ForwardRequest
+	34, // 19: starling.cluster.v1.Peer.Propose:input_type -> starling.cluster.v1.ProposeRequest
+	36, // 20: starling.cluster.v1.Peer.WaitApplied:input_type -> starling.cluster.v1.WaitAppliedRequest
+	38, // 21: starling.cluster.v1.Peer.Status:input_type -> starling.cluster.v1.StatusRequest
+	29, // 22: starling.cluster.v1.Peer.RetainedDigest:input_type -> starling.cluster.v1.RetainedDigestRequest
+	31, // 23: starling.cluster.v1.Peer.RetainedFetch:input_type -> starling.cluster.v1.RetainedFetchRequest
+	11, // 24: starling.cluster.v1.Peer.Claim:input_type -> starling.cluster.v1.ClaimRequest
+	13, // 25: starling.cluster.v1.Peer.HasSession:input_type -> starling.cluster.v1.HasSessionRequest
+	15, // 26: starling.cluster.v1.Peer.ExportSession:input_type -> starling.cluster.v1.ExportSessionRequest
+	17, // 27: starling.cluster.v1.Peer.FinishExport:input_type -> starling.cluster.v1.FinishExportRequest
+	9,  // 28: starling.cluster.v1.Peer.PutHomeRecords:input_type -> starling.cluster.v1.PutHomeRecordsRequest
+	6,  // 29: starling.cluster.v1.Peer.SettleShared:input_type -> starling.cluster.v1.SettleSharedRequest
+	4,  // 30: starling.cluster.v1.Peer.LookupHomeRecords:input_type -> starling.cluster.v1.LookupHomeRecordsRequest
+	2,  // 31: starling.cluster.v1.Peer.ForwardBarrier:input_type -> starling.cluster.v1.ForwardBarrierRequest
+	0,  // 32: starling.cluster.v1.Peer.DeliverLeftovers:input_type -> starling.cluster.v1.DeliverLeftoversRequest
+	24, // 33: starling.cluster.v1.Peer.Forward:output_type -> starling.cluster.v1.ForwardResponse
+	35, // 34: starling.cluster.v1.Peer.Propose:output_type -> starling.cluster.v1.ProposeResponse
+	37, // 35: starling.cluster.v1.Peer.WaitApplied:output_type -> starling.cluster.v1.WaitAppliedResponse
+	39, // 36: starling.cluster.v1.Peer.Status:output_type -> starling.cluster.v1.StatusResponse
+	30, // 37: starling.cluster.v1.Peer.RetainedDigest:output_type -> starling.cluster.v1.RetainedDigestResponse
+	28, // 38: starling.cluster.v1.Peer.RetainedFetch:output_type -> starling.cluster.v1.RetainedEntry
+	12, // 39: starling.cluster.v1.Peer.Claim:output_type -> starling.cluster.v1.ClaimResponse
+	14, // 40: starling.cluster.v1.Peer.HasSession:output_type -> starling.cluster.v1.HasSessionResponse
+	16, // 41: starling.cluster.v1.Peer.ExportSession:output_type -> starling.cluster.v1.ExportSessionResponse
+	18, // 42: starling.cluster.v1.Peer.FinishExport:output_type -> starling.cluster.v1.FinishExportResponse
+	10, // 43: starling.cluster.v1.Peer.PutHomeRecords:output_type -> starling.cluster.v1.PutHomeRecordsResponse
+	7,  // 44: starling.cluster.v1.Peer.SettleShared:output_type -> starling.cluster.v1.SettleSharedResponse
+	5,  // 45: starling.cluster.v1.Peer.LookupHomeRecords:output_type -> starling.cluster.v1.LookupHomeRecordsResponse
+	3,  // 46: starling.cluster.v1.Peer.ForwardBarrier:output_type -> starling.cluster.v1.ForwardBarrierResponse
+	1,  // 47: starling.cluster.v1.Peer.DeliverLeftovers:output_type -> starling.cluster.v1.DeliverLeftoversResponse
+	33, // [33:48] is the sub-list for method output_type
+	18, // [18:33] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_starling_cluster_v1_peer_proto_init() }
@@ -2783,7 +2889,7 @@ func file_starling_cluster_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_starling_cluster_v1_peer_proto_rawDesc), len(file_starling_cluster_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,7 @@ const (
 	Peer_SettleShared_FullMethodName      = "/starling.cluster.v1.Peer/SettleShared"
 	Peer_LookupHomeRecords_FullMethodName = "/starling.cluster.v1.Peer/LookupHomeRecords"
 	Peer_ForwardBarrier_FullMethodName    = "/starling.cluster.v1.Peer/ForwardBarrier"
+	Peer_DeliverLeftovers_FullMethodName  = "/starling.cluster.v1.Peer/DeliverLeftovers"
 )
 
 // PeerClient is the client API for Peer service.
@@ -101,6 +102,10 @@ type PeerClient interface {
 	// peer staged for it up to then, so none arrives after the session is
 	// gone.
 	ForwardBarrier(ctx context.Context, in *ForwardBarrierRequest, opts ...grpc.CallOption) (*ForwardBarrierResponse, error)
+	// DeliverLeftovers hands the owner of a session the messages of the copy
+	// that this node restored after it died in the middle of moving the
+	// session away. accepted is false when the owner was not waiting for them.
+	DeliverLeftovers(ctx context.Context, in *DeliverLeftoversRequest, opts ...grpc.CallOption) (*DeliverLeftoversResponse, error)
 }
 
 type peerClient struct {
@@ -263,6 +268,16 @@ func (c *peerClient) ForwardBarrier(ctx context.Context, in *ForwardBarrierReque
 	return out, nil
 }
 
+func (c *peerClient) DeliverLeftovers(ctx context.Context, in *DeliverLeftoversRequest, opts ...grpc.CallOption) (*DeliverLeftoversResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeliverLeftoversResponse)
+	err := c.cc.Invoke(ctx, Peer_DeliverLeftovers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -322,6 +337,10 @@ type PeerServer interface {
 	// peer staged for it up to then, so none arrives after the session is
 	// gone.
 	ForwardBarrier(context.Context, *ForwardBarrierRequest) (*ForwardBarrierResponse, error)
+	// DeliverLeftovers hands the owner of a session the messages of the copy
+	// that this node restored after it died in the middle of moving the
+	// session away. accepted is false when the owner was not waiting for them.
+	DeliverLeftovers(context.Context, *DeliverLeftoversRequest) (*DeliverLeftoversResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -373,6 +392,9 @@ func (UnimplementedPeerServer) LookupHomeRecords(context.Context, *LookupHomeRec
 }
 func (UnimplementedPeerServer) ForwardBarrier(context.Context, *ForwardBarrierRequest) (*ForwardBarrierResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ForwardBarrier not implemented")
+}
+func (UnimplementedPeerServer) DeliverLeftovers(context.Context, *DeliverLeftoversRequest) (*DeliverLeftoversResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeliverLeftovers not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -629,6 +651,24 @@ func _Peer_ForwardBarrier_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_DeliverLeftovers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeliverLeftoversRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).DeliverLeftovers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_DeliverLeftovers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).DeliverLeftovers(ctx, req.(*DeliverLeftoversRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -683,6 +723,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ForwardBarrier",
 			Handler:    _Peer_ForwardBarrier_Handler,
+		},
+		{
+			MethodName: "DeliverLeftovers",
+			Handler:    _Peer_DeliverLeftovers_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
