@@ -81,14 +81,13 @@ type Config struct {
 	// elsewhere. Default 60 s.
 	SessionWait time.Duration
 
-	// SharedCustody is how long a QoS 1 message forwarded to another node
-	// for a shared-subscription group is kept on the publishing node,
-	// waiting for that node to report it settled, so that it can be
-	// offered to another node should that one die (custody.go). Default
-	// 10 min.
+	// SharedCustody is how long the publishing node keeps a QoS 1 message
+	// that it forwarded to another node for a shared-subscription group.
+	// Until that node reports the message settled, it can be offered to a
+	// third node should that one die (custody.go). Default 10 min.
 	SharedCustody time.Duration
 
-	// Strict refuses, while this node knows no Raft leader, what cannot be
+	// Strict rejects, while this node has no Raft leader, what cannot be
 	// confirmed: new subscriptions (SUBACK 0x83, 3.1.1 0x80), session
 	// claims (CONNACK 0x88, 3.1.1 0x03), and readiness. Off by default:
 	// a node on the minority side of a partition then keeps serving with

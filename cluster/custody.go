@@ -19,7 +19,7 @@ import (
 // such message until the receiving node settles it. This file carries the
 // settle notices between nodes, tells the custodian when a node's death is
 // committed so it offers that node's messages elsewhere, and expires
-// custody that nobody settled within Config.SharedCustody.
+// custody that is not settled within Config.SharedCustody.
 
 // SharedCustodian is the node's side of shared custody. The cluster finds
 // it by a type assertion on the Node passed to Start.
@@ -65,8 +65,9 @@ type settler struct {
 }
 
 // SettleShared reports that a shared-subscription message published on the
-// node with site id originSite reached its end here. It never blocks: the
-// notice is sent with others within settleFlushInterval.
+// node with site id originSite reached its end here. It does not wait for
+// the network: custodyLoop sends the notice with others within
+// settleFlushInterval.
 func (c *Cluster) SettleShared(originSite string, originID uint64) {
 	if originSite == "" {
 		return

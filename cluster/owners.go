@@ -15,7 +15,7 @@ import (
 // no record of them. The owner of each session therefore keeps the record it
 // sent to the home (ownedSessions) and registers it with the new home and the node
 // after it, at a bounded rate, whenever the membership changes. A home that
-// still finds no record asks every live node (lookupHolders), which is
+// still finds no record queries every live node (lookupHolders), which is
 // slower but equally correct.
 //
 // A home also prunes its records: a session that ended (not persistent, not

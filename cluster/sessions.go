@@ -408,8 +408,8 @@ func (s *service) FinishExport(ctx context.Context, req *clusterpb.FinishExportR
 	return &clusterpb.FinishExportResponse{Messages: s.c.holder.FinishExport(req.ClientId)}, nil
 }
 
-// siteHasSession asks the node with site id site whether it holds the
-// session of clientID; a failed call counts as no.
+// siteHasSession reports whether the node with site id site holds the
+// session of clientID. A failed call counts as no.
 func (c *Cluster) siteHasSession(ctx context.Context, site, clientID string) bool {
 	if site == c.siteID {
 		if c.holder == nil {

@@ -9,11 +9,12 @@ import (
 
 // A node that was down while one of its clients got a fresh session on
 // another node (after Config.SessionWait) comes back with a stale copy of
-// that session on disk. Once the node is ready, staleLoop asks the home of
-// each restored session and its copy who owns the client id now, and
-// discards the restored sessions that another node owns and that no client
-// has used since the restart. Without this the stale copy kept its durable
-// routes, so it went on collecting messages until it expired.
+// that session on disk. Once the node is ready, staleLoop reads the record
+// of each restored session from its home and the home's copy. It hands the
+// restored sessions that another node owns to that owner (see
+// handOverLeftovers) and discards them, unless a client has used them since
+// the restart. Without this the stale copy kept its durable routes, so it
+// went on collecting messages until it expired.
 
 // StaleSessionDiscarder is the node's side: it lists the sessions restored
 // from disk at start-up and discards one if it is still untouched. The
@@ -95,8 +96,8 @@ func (c *Cluster) staleLoop() {
 	}
 }
 
-// lookupRecords asks the home of each client id and the home's copy for its
-// record, and returns the record with the highest generation. Ids that no
+// lookupRecords requests the record of each client id from its home and the
+// home's copy, and returns the record with the highest generation. Ids that no
 // node has a record of are left out.
 func (c *Cluster) lookupRecords(ids []string) map[string]*clusterpb.HomeRecord {
 	byNode := make(map[string][]string)
@@ -167,7 +168,7 @@ func (s *service) LookupHomeRecords(_ context.Context, req *clusterpb.LookupHome
 // handOverLeftovers sends the messages of a stale restored session to its
 // owner, which takes them if this node died while the session was moving
 // to it. It reports whether the copy may be discarded: nothing to send, or
-// the owner answered.
+// the owner replied.
 func (c *Cluster) handOverLeftovers(d StaleSessionDiscarder, clientID, owner string) bool {
 	msgs := d.StaleLeftovers(clientID)
 	if len(msgs) == 0 {

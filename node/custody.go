@@ -20,8 +20,8 @@ import (
 // results when the dead node returns with the message still in a member's
 // session, which the design accepts for shared groups.
 //
-// NOTE: QoS 2 messages are not kept in custody: the spec keeps a QoS 2
-// message with the member it was sent to, so one that reached a node that
+// NOTE: QoS 2 messages are not kept in custody, because the spec keeps a
+// QoS 2 message with the member it was sent to. One that reached a node that
 // died waits there (or in this node's outbox) for that node to return. A
 // message that the receiving node handed on to a third node stays in custody
 // for the second one; if the third dies, it is lost once its custody expires.
@@ -38,8 +38,8 @@ func (s *Server) putCustody(b *storage.Batch, id uint64, site string, m *cluster
 	b.PutCustody(id, site, now, raw)
 }
 
-// settleShared tells the node a shared-subscription message came from that
-// it reached its end here. Messages of this node have no custody to settle.
+// settleShared reports to the node a shared-subscription message came from
+// that the message reached its end here. Messages of this node have no custody to settle.
 func (s *Server) settleShared(msg *message) {
 	if s.cluster == nil || !msg.fromPeer || msg.qos != 1 || msg.originSite == "" {
 		return

@@ -187,8 +187,8 @@ func (s *Server) redeliverShared(from string, ds []*delivery) {
 // handOffShared stages msg, which no member of the share group key on this
 // node can take any more, for another node with members, and reports
 // whether there was one. A QoS 1 message published here goes into custody
-// for that node (custody.go); one that came from another node stays in the
-// custody of its origin, which the next node settles with.
+// for that node (custody.go). One that came from another node stays in the
+// custody of its origin, so the next node settles it with the origin.
 func (s *Server) handOffShared(msg *message, key string, b *storage.Batch, fw *forwards) bool {
 	if s.cluster == nil {
 		return false

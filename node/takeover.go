@@ -242,29 +242,7 @@ func (ss *session) noteImportedLocked(d *delivery) {
 // was frozen there, then those this node got meanwhile, each once, and ends
 // the import: deliveries go straight to the queue again.
 func (ss *session) finishImportLocked(delta []*clusterpb.SessionMessage, awaitLeftovers bool) {
-	srv := ss.srv
-	var b *storage.Batch
-	if ss.persistent.Load() {
-		b = srv.store.NewBatch()
-		defer b.Close()
-	}
-	for _, sm := range delta {
-		d, err := srv.importedDelivery(sm)
-		if err != nil {
-			srv.log.Warn("moved message dropped: unreadable", keyClientID, ss.id, keyErr, err)
-			continue
-		}
-		if ss.seenImportedLocked(d) {
-			continue
-		}
-		ss.mu.queue.push(d)
-		srv.persistImported(ss, b, d, false)
-	}
-	if b != nil && !b.Empty() {
-		if err := b.Commit(); err != nil {
-			srv.log.Error("storing the messages of a moved session failed", keyClientID, ss.id, keyErr, err)
-		}
-	}
+	ss.queueImportedLocked(delta)
 	for _, d := range ss.mu.importBuf {
 		if ss.seenImportedLocked(d) {
 			ss.releaseLocked(d)
@@ -278,6 +256,38 @@ func (ss *session) finishImportLocked(delta []*clusterpb.SessionMessage, awaitLe
 	if !awaitLeftovers {
 		ss.mu.importKeys = nil
 	}
+}
+
+// queueImportedLocked queues, and stores for a persistent session, the moved
+// messages that the session does not have yet by origin, and returns how
+// many it queued.
+func (ss *session) queueImportedLocked(msgs []*clusterpb.SessionMessage) int {
+	srv := ss.srv
+	var b *storage.Batch
+	if ss.persistent.Load() {
+		b = srv.store.NewBatch()
+		defer b.Close()
+	}
+	added := 0
+	for _, sm := range msgs {
+		d, err := srv.importedDelivery(sm)
+		if err != nil {
+			srv.log.Warn("moved message dropped: unreadable", keyClientID, ss.id, keyErr, err)
+			continue
+		}
+		if ss.seenImportedLocked(d) {
+			continue
+		}
+		ss.mu.queue.push(d)
+		srv.persistImported(ss, b, d, false)
+		added++
+	}
+	if b != nil && !b.Empty() {
+		if err := b.Commit(); err != nil {
+			srv.log.Error("storing the messages of a moved session failed", keyClientID, ss.id, keyErr, err)
+		}
+	}
+	return added
 }
 
 // AcceptLeftovers takes the messages that the frozen copy of a moved
@@ -299,30 +309,8 @@ func (s *Server) AcceptLeftovers(clientID string, msgs []*clusterpb.SessionMessa
 	if !ss.mu.awaitingLeftovers || ss.mu.ended {
 		return false
 	}
-	var b *storage.Batch
-	if ss.persistent.Load() {
-		b = s.store.NewBatch()
-		defer b.Close()
-	}
-	added := 0
-	for _, sm := range msgs {
-		d, err := s.importedDelivery(sm)
-		if err != nil {
-			s.log.Warn("handed-over message dropped: unreadable", keyClientID, clientID, keyErr, err)
-			continue
-		}
-		if ss.seenImportedLocked(d) {
-			continue
-		}
-		ss.mu.queue.push(d)
-		s.persistImported(ss, b, d, false)
-		added++
-	}
-	if b != nil && !b.Empty() {
-		if err := b.Commit(); err != nil {
-			s.log.Error("storing handed-over messages failed", keyClientID, clientID, keyErr, err)
-		}
-	}
+
+	added := ss.queueImportedLocked(msgs)
 	ss.mu.awaitingLeftovers = false
 	ss.mu.importKeys = nil
 	if ss.mu.conn != nil {
@@ -335,7 +323,7 @@ func (s *Server) AcceptLeftovers(clientID string, msgs []*clusterpb.SessionMessa
 
 // StaleLeftovers returns the messages of a session restored from disk that
 // no client has used since the restart, inflight first, for the node that
-// owns the session now; nil for any other session.
+// owns the session now. It returns nil for any other session.
 func (s *Server) StaleLeftovers(clientID string) []*clusterpb.SessionMessage {
 	ss := s.reg.get(clientID)
 	if ss == nil {
@@ -343,7 +331,7 @@ func (s *Server) StaleLeftovers(clientID string) []*clusterpb.SessionMessage {
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if !ss.mu.restored || ss.mu.gen != 0 || ss.mu.conn != nil || ss.mu.ended {
+	if !ss.untouchedRestoredLocked() {
 		return nil
 	}
 	now := time.Now()
@@ -518,10 +506,8 @@ func (s *Server) exportLease() time.Duration {
 }
 
 // expireExport unfreezes ss when the node it was exported to never finished
-// the move: what was in flight goes back in flight (resent with DUP, or as
-// PUBREL, on the next connection), what was queued goes back to the queue
-// ahead of what arrived while it was frozen, and the session waits for its
-// client as any offline session does. The records on disk were never deleted, so a
+// the move (unfreezeLocked). The session then waits for its client as any
+// offline session does. The records on disk were never deleted, so a
 // restart finds the same. Its owner is the lease timer set by ExportSession.
 func (s *Server) expireExport(ss *session) {
 	stripe := s.reg.lock(ss.id)
@@ -541,9 +527,10 @@ func (s *Server) expireExport(ss *session) {
 		"messages", n, "lease", s.exportLease())
 }
 
-// unfreezeLocked undoes an export: what was in flight goes back in flight,
-// what was queued goes back to the queue ahead of what arrived since. It
-// returns how many messages the session holds again.
+// unfreezeLocked undoes an export. What was in flight goes back in flight,
+// to be resent with DUP (or as PUBREL) on the next connection, and what was
+// queued goes back to the queue ahead of what arrived since. It returns how
+// many messages the session has again.
 func (ss *session) unfreezeLocked() int {
 	ss.mu.frozen = false
 	back := ss.mu.exported
@@ -629,7 +616,7 @@ func (s *Server) RestoredSessions() []string {
 	var ids []string
 	for _, ss := range s.reg.all() {
 		ss.mu.Lock()
-		if ss.mu.restored && ss.mu.gen == 0 && !ss.mu.ended {
+		if ss.untouchedRestoredLocked() {
 			ids = append(ids, ss.id)
 		}
 		ss.mu.Unlock()
@@ -651,7 +638,7 @@ func (s *Server) DiscardStaleSession(clientID string) bool {
 		return false
 	}
 	ss.mu.Lock()
-	if !ss.mu.restored || ss.mu.gen != 0 || ss.mu.conn != nil || ss.mu.ended {
+	if !ss.untouchedRestoredLocked() {
 		ss.mu.Unlock()
 		return false
 	}
@@ -663,4 +650,10 @@ func (s *Server) DiscardStaleSession(clientID string) bool {
 	s.redeliverShared(ss.id, orphans)
 	s.log.Info("stale session discarded: the client has a newer session on another node", keyClientID, clientID)
 	return true
+}
+
+// untouchedRestoredLocked reports whether the session was restored from disk
+// at start-up and no client has connected to it since.
+func (ss *session) untouchedRestoredLocked() bool {
+	return ss.mu.restored && ss.mu.gen == 0 && ss.mu.conn == nil && !ss.mu.ended
 }

@@ -52,7 +52,7 @@ func (b *Batch) DeleteCustody(messageID uint64) {
 }
 
 // DeleteCustody ends the custody of the messages with the given ids, in one
-// write that does not wait for an fsync: a delete lost in a crash only lets
+// write that does not wait for an fsync. A delete lost in a crash only lets
 // a message be offered to a second node if its first one dies, which QoS 1
 // allows.
 func (s *Store) DeleteCustody(ids []uint64) error {
