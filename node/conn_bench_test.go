@@ -71,12 +71,18 @@ func goroutinesCreated() uint64 {
 // measures the broker's own work rather than fsync.
 func benchServer(b *testing.B) *Server {
 	b.Helper()
-	srv, err := New(Config{
+	return startBenchServer(b, Config{
 		Listeners:  []ListenerConfig{{URL: "tcp://127.0.0.1:0"}},
 		DataDir:    b.TempDir(),
 		Logger:     testLogger(),
 		Durability: storage.DurabilityRelaxed,
 	})
+}
+
+// startBenchServer starts a node with cfg and shuts it down when b ends.
+func startBenchServer(b *testing.B, cfg Config) *Server {
+	b.Helper()
+	srv, err := New(cfg)
 	if err != nil {
 		b.Fatalf("New: %v", err)
 	}

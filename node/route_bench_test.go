@@ -15,11 +15,7 @@ import (
 func BenchmarkRoute(b *testing.B) {
 	for _, matching := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("subscribers-%d", matching), func(b *testing.B) {
-			srv, err := New(Config{DataDir: b.TempDir(), Logger: testLogger()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer srv.store.Close()
+			srv := benchServer(b)
 			for i := 0; i < 10000; i++ {
 				id := fmt.Sprintf("c%d", i)
 				srv.reg.put(newSession(srv, id))
