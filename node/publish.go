@@ -120,7 +120,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	case 2:
 		c.pending.needSync = true
 		sess.mu.Lock()
-		sess.mu.inboundQoS2[p.PacketID] = struct{}{}
+		sess.addInboundQoS2Locked(p.PacketID)
 		if sess.persistent.Load() {
 			c.pending.batch.PutInboundQoS2(sess.id, p.PacketID)
 		}

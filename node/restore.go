@@ -124,7 +124,7 @@ func (s *Server) restoreSubscriptions() error {
 			},
 			subID: rec.SubID,
 		}
-		ss.mu.subs[rec.Filter] = sub
+		ss.putSubscriptionLocked(sub)
 		ss.addSubscriptionLocked(sub) // no cluster yet: SetCluster re-asserts the routes
 		s.stats.subscriptions.Add(1)
 		return nil
@@ -194,7 +194,7 @@ func (s *Server) restoreSessionQueues(ss *session, bodies map[uint64]*message) e
 		return err
 	}
 	return s.store.InboundQoS2(ss.id, func(pid uint16) error {
-		ss.mu.inboundQoS2[pid] = struct{}{}
+		ss.addInboundQoS2Locked(pid)
 		return nil
 	})
 }

@@ -64,6 +64,9 @@ type session struct {
 		version        byte
 		expiry         uint32 // seconds
 		disconnectedAt time.Time
+		// subs, inflight and inboundQoS2 stay nil until their first entry
+		// (putSubscriptionLocked, setInflightLocked, addInboundQoS2Locked),
+		// so that an idle session without subscriptions pays for no map.
 		subs           map[string]*subscription
 		inflight       map[uint16]*delivery
 		queue          deliveryQueue
@@ -104,9 +107,6 @@ type session struct {
 
 func newSession(srv *Server, id string) *session {
 	s := &session{id: id, srv: srv}
-	s.mu.subs = make(map[string]*subscription)
-	s.mu.inflight = make(map[uint16]*delivery)
-	s.mu.inboundQoS2 = make(map[uint16]struct{})
 	s.mu.queue.gauge = &srv.stats.queued
 	s.mu.retainedQ.gauge = &srv.stats.queued
 	return s
@@ -333,7 +333,28 @@ func (s *session) setInflightLocked(d *delivery) {
 	if _, ok := s.mu.inflight[d.pid]; !ok {
 		s.srv.stats.inflight.Add(1)
 	}
+	if s.mu.inflight == nil {
+		s.mu.inflight = make(map[uint16]*delivery)
+	}
 	s.mu.inflight[d.pid] = d
+}
+
+// putSubscriptionLocked stores sub under its filter, replacing an earlier
+// subscription to the same filter.
+func (s *session) putSubscriptionLocked(sub *subscription) {
+	if s.mu.subs == nil {
+		s.mu.subs = make(map[string]*subscription)
+	}
+	s.mu.subs[sub.filter] = sub
+}
+
+// addInboundQoS2Locked records an inbound QoS 2 packet id that waits for its
+// PUBREL.
+func (s *session) addInboundQoS2Locked(pid uint16) {
+	if s.mu.inboundQoS2 == nil {
+		s.mu.inboundQoS2 = make(map[uint16]struct{})
+	}
+	s.mu.inboundQoS2[pid] = struct{}{}
 }
 
 func (s *session) deleteInflightLocked(pid uint16) {

@@ -132,7 +132,7 @@ func (ss *session) subscribeLocked(c *conn, req packet.Subscription, subID uint3
 	} else if ch := ss.addSubscriptionLocked(sub); ch != nil {
 		*waits = append(*waits, ch)
 	}
-	ss.mu.subs[req.Filter] = sub
+	ss.putSubscriptionLocked(sub)
 	if !exists {
 		srv.stats.subscriptions.Add(1)
 	}

@@ -184,7 +184,7 @@ func (ss *session) importLocked(state *clusterpb.SessionState) ([]<-chan struct{
 		sub := &subscription{filter: sp.Filter, group: group, topic: topic, subID: sp.SubscriptionId,
 			opts: packet.Subscription{Filter: sp.Filter, QoS: byte(sp.Qos), NoLocal: sp.NoLocal,
 				RetainAsPublished: sp.RetainAsPublished, RetainHandling: byte(sp.RetainHandling)}}
-		ss.mu.subs[sp.Filter] = sub
+		ss.putSubscriptionLocked(sub)
 		if ch := ss.addSubscriptionLocked(sub); ch != nil {
 			waits = append(waits, ch)
 		}
@@ -218,7 +218,7 @@ func (ss *session) importLocked(state *clusterpb.SessionState) ([]<-chan struct{
 		srv.persistImported(ss, b, d, false)
 	}
 	for _, pid := range state.InboundQos2 {
-		ss.mu.inboundQoS2[uint16(pid)] = struct{}{}
+		ss.addInboundQoS2Locked(uint16(pid))
 		if b != nil {
 			b.PutInboundQoS2(ss.id, uint16(pid))
 		}
@@ -540,8 +540,7 @@ func (ss *session) unfreezeLocked() int {
 	}
 	for _, d := range back {
 		if d.pid != 0 {
-			ss.mu.inflight[d.pid] = d
-			ss.srv.stats.inflight.Add(1)
+			ss.setInflightLocked(d)
 			continue
 		}
 		ss.mu.queue.push(d)
