@@ -117,5 +117,5 @@ func (c *conn) enhancedAuth(ctx context.Context, cp *packet.Connect) (*access, [
 	settled = true
 	srv.sec.throttle.succeed(host, "")
 	id := auth.IdentityOfUser(user, auth.Method(strings.ToLower(method)))
-	return &access{sec: srv.sec, identity: id, policy: srv.sec.authorizer.Policy(id, cp.ClientID), loopback: c.ls.loopback}, reply, nil
+	return srv.newAccess(id, cp.ClientID, c.ls.loopback), reply, nil
 }

@@ -59,8 +59,8 @@ func (c *conn) handleAuth(p *packet.Auth) error {
 		// A connection keeps its user: a session cannot change hands this way.
 		return packet.Errorf(packet.ReasonNotAuthorized, "re-authentication as %q on a connection of %q", user.Name, c.username())
 	}
-	id := auth.IdentityOfUser(user, c.access.Load().identity.Method)
-	c.access.Store(&access{sec: c.srv.sec, identity: id, policy: c.srv.sec.authorizer.Policy(id, c.clientID), loopback: c.ls.loopback})
+	id := auth.IdentityOfUser(user, c.access.Load().policy.Method())
+	c.access.Store(c.srv.newAccess(id, c.clientID, c.ls.loopback))
 	c.nc.SetReadDeadline(time.Time{})
 	c.send(&packet.Auth{ReasonCode: packet.ReasonSuccess, Properties: packet.Properties{AuthMethod: c.authMethod, AuthData: reply}})
 	c.srv.log.Debug("client re-authenticated", keyClientID, c.clientID, "username", user.Name)

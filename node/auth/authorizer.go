@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"weak"
 )
 
 // AuthorizerConfig configures an Authorizer.
@@ -29,6 +33,22 @@ type Authorizer struct {
 
 	snap     atomic.Pointer[aclSnapshot]
 	reloadMu sync.Mutex // serializes Reload, so snapshots are installed in order
+
+	// subjects interns the policy subjects of identities without rules of
+	// their own, so that the many connections of one user, or every
+	// anonymous client, share one. An entry goes when the last Policy
+	// that uses its subject has been collected.
+	subjectsMu sync.Mutex
+	subjects   map[subjectKey]weak.Pointer[policySubject]
+}
+
+// subjectKey identifies an interned policySubject. Roles and groups are
+// joined with NUL bytes. subjectFor compares the lists themselves as well,
+// so names that contain NUL cannot make two identities share a subject.
+type subjectKey struct {
+	username      string
+	method        Method
+	roles, groups string
 }
 
 // aclSnapshot is an immutable view of groups, compiled roles and compiled
@@ -147,17 +167,62 @@ func compileRules(rules []Rule) ([]*compiledRule, error) {
 // snapshot, not per check.
 //
 // The node builds one Policy per connection after authentication and keeps
-// it. Checks through a Policy do not allocate unless a Reload happened since
-// the last check. An invalid rule in the identity denies everything.
+// it. Policies of identities with no rules of their own share the bound
+// rules unless some rule depends on the client id, so a connection costs
+// the Policy itself, 32 bytes. Checks through a Policy do not allocate
+// unless a Reload happened since the last check. An invalid rule in the
+// identity denies everything.
 func (a *Authorizer) Policy(id Identity, clientID string) *Policy {
-	p := &Policy{a: a, clientID: clientID, username: id.Username, method: id.Method, roles: id.Roles, groups: id.Groups}
+	p := &Policy{s: a.subjectFor(id), clientID: clientID}
+	p.rules()
+	return p
+}
+
+// subjectFor returns the policy subject of id: a shared one when id has no
+// rules of its own, else a new one.
+func (a *Authorizer) subjectFor(id Identity) *policySubject {
+	if len(id.Rules) > 0 {
+		return a.newSubject(id)
+	}
+	key := subjectKey{username: id.Username, method: id.Method,
+		roles: strings.Join(id.Roles, "\x00"), groups: strings.Join(id.Groups, "\x00")}
+
+	a.subjectsMu.Lock()
+	defer a.subjectsMu.Unlock()
+	if s := a.subjects[key].Value(); s != nil {
+		if slices.Equal(s.roles, id.Roles) && slices.Equal(s.groups, id.Groups) {
+			return s
+		}
+		return a.newSubject(id)
+	}
+	s := a.newSubject(id)
+	if a.subjects == nil {
+		a.subjects = make(map[subjectKey]weak.Pointer[policySubject])
+	}
+	a.subjects[key] = weak.Make(s)
+	runtime.AddCleanup(s, a.forgetSubject, key)
+	return s
+}
+
+// forgetSubject removes the entry of a collected subject, unless a new
+// subject has taken its key since.
+func (a *Authorizer) forgetSubject(key subjectKey) {
+	a.subjectsMu.Lock()
+	defer a.subjectsMu.Unlock()
+	if wp, ok := a.subjects[key]; ok && wp.Value() == nil {
+		delete(a.subjects, key)
+	}
+}
+
+func (a *Authorizer) newSubject(id Identity) *policySubject {
+	s := &policySubject{a: a, username: id.Username, method: id.Method,
+		roles: slices.Clone(id.Roles), groups: slices.Clone(id.Groups)}
 	rules, err := compileRules(id.Rules)
 	if err != nil {
 		rules = []*compiledRule{denyEverythingFirst}
 	}
-	p.userRules = rules
-	p.rebind(a.snap.Load())
-	return p
+	s.userRules = rules
+	return s
 }
 
 // CanPublish reports whether the identity, connected as clientID, may

@@ -406,3 +406,74 @@ func BenchmarkPolicy_CanPublish100Rules(b *testing.B) {
 		}
 	})
 }
+
+func TestAuthorizer_EqualIdentitiesShareRules(t *testing.T) {
+	a, _ := newTestAuthorizer(t, AuthorizerConfig{}, []Role{{Name: "r", Rules: []Rule{allow(ActionAll, "x/#")}}}, nil)
+	p1 := a.Policy(Identity{Username: "u", Roles: []string{"r"}, Method: MethodPassword}, "c1")
+	p2 := a.Policy(Identity{Username: "u", Roles: []string{"r"}, Method: MethodPassword}, "c2")
+	other := a.Policy(Identity{Username: "v", Roles: []string{"r"}, Method: MethodPassword}, "c3")
+	own := a.Policy(Identity{Username: "u", Roles: []string{"r"}, Method: MethodPassword, Rules: []Rule{allow(ActionAll, "y")}}, "c4")
+
+	if p1.s != p2.s {
+		t.Error("two policies of one identity have separate subjects")
+	}
+	if p1.s == other.s {
+		t.Error("policies of two users share a subject")
+	}
+	if own.s == p1.s {
+		t.Error("an identity with rules of its own shares a subject")
+	}
+	if !p1.CanPublish("x/1") || !p2.CanPublish("x/1") {
+		t.Error("a shared subject lost the role's grant")
+	}
+	if p1.CanPublish("y") || !own.CanPublish("y") {
+		t.Error("an identity's own rule applies to another policy, or not to its own")
+	}
+}
+
+func TestAuthorizer_SharedRulesBindClientAfterReload(t *testing.T) {
+	ctx := context.Background()
+	a, store := newTestAuthorizer(t, AuthorizerConfig{}, []Role{{Name: "r", Rules: []Rule{allow(ActionAll, "x/#")}}}, nil)
+	p1 := a.Policy(Identity{Method: MethodAnonymous, Roles: []string{"r"}}, "dev-1")
+	p2 := a.Policy(Identity{Method: MethodAnonymous, Roles: []string{"r"}}, "dev-2")
+	if p1.s != p2.s {
+		t.Fatal("two anonymous policies have separate subjects")
+	}
+
+	// A %c rule in the role, and a global rule for client ids "dev-2*",
+	// make the shared rules differ per client.
+	if err := store.PutRole(ctx, Role{Name: "r", Rules: []Rule{allow(ActionAll, "devices/%c/#")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.PutRules(ctx, []GlobalRule{{Subject: Subject{Kind: SubjectClient, Name: "dev-2*"}, Rule: allow(ActionPublish, "extra")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		p     *Policy
+		topic string
+		want  bool
+	}{
+		{p1, "devices/dev-1/a", true},
+		{p1, "devices/dev-2/a", false},
+		{p1, "extra", false},
+		{p1, "x/1", false},
+		{p2, "devices/dev-2/a", true},
+		{p2, "devices/dev-1/a", false},
+		{p2, "extra", true},
+	}
+	for _, c := range cases {
+		if got := c.p.CanPublish(c.topic); got != c.want {
+			t.Errorf("client %s: CanPublish(%q) = %v, want %v", c.p.clientID, c.topic, got, c.want)
+		}
+	}
+
+	// A policy made after the reload binds its client id too.
+	p3 := a.Policy(Identity{Method: MethodAnonymous, Roles: []string{"r"}}, "dev-3")
+	if !p3.CanPublish("devices/dev-3/a") || p3.CanPublish("devices/dev-1/a") {
+		t.Error("a policy made after the reload does not bind its client id")
+	}
+}

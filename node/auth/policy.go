@@ -11,13 +11,33 @@ import (
 // Policy is the bound rule list of one connection. It is safe for
 // concurrent use, so the connection's reader and the will publisher may
 // share it.
+//
+// The rules it binds come from its subject, which connections with an
+// equal identity share (Authorizer.subjectFor). A Policy binds rules of its
+// own only while some rule of the subject depends on the client id: a %c
+// in a pattern, or a global rule whose Subject is a client id pattern.
 type Policy struct {
-	a                  *Authorizer
-	clientID, username string
-	method             Method
-	roles, groups      []string
-	userRules          []*compiledRule
+	s        *policySubject
+	clientID string
 
+	// own is this client's rule list for a snapshot in which the
+	// subject's rules depend on the client id; nil until one needs it.
+	own atomic.Pointer[boundPolicy]
+}
+
+// policySubject is the part of an identity that a Policy's rules depend
+// on, all but the client id: the user name, method, roles, groups and own
+// rules. Only bound changes after creation, so Policies of equal identities
+// share one.
+type policySubject struct {
+	a             *Authorizer
+	username      string
+	method        Method
+	roles, groups []string
+	userRules     []*compiledRule
+
+	// bound is the rule list for the latest snapshot a check used, shared
+	// by every client of the subject unless its perClient is set.
 	bound atomic.Pointer[boundPolicy]
 }
 
@@ -25,26 +45,88 @@ type Policy struct {
 type boundPolicy struct {
 	generation uint64
 	rules      []*boundRule // sorted by priority, highest first
+
+	// perClient marks a subject binding whose rules differ from client to
+	// client, so that rules is nil and each Policy binds its own.
+	perClient bool
 }
+
+// Username returns the user name of the identity p was made for, "" for an
+// anonymous client.
+func (p *Policy) Username() string { return p.s.username }
+
+// Method returns how the identity p was made for authenticated.
+func (p *Policy) Method() Method { return p.s.method }
 
 // rules returns the bound rules for the current snapshot, rebinding after a
 // Reload. Two goroutines may rebind at once; both results are equal.
 func (p *Policy) rules() []*boundRule {
-	snap := p.a.snap.Load()
-	b := p.bound.Load()
-	if b.generation != snap.generation {
-		b = p.rebind(snap)
+	snap := p.s.a.snap.Load()
+	b := p.s.bound.Load()
+	if b == nil || b.generation != snap.generation {
+		b = p.s.rebind(snap)
 	}
-	return b.rules
+	if !b.perClient {
+		return b.rules
+	}
+	own := p.own.Load()
+	if own == nil || own.generation != snap.generation {
+		own = p.s.bind(snap, p.clientID)
+		p.own.Store(own)
+	}
+	return own.rules
 }
 
-// rebind binds the user's rules, the snapshot's role rules and the global
-// rules whose subject names this connection, in the order Authorizer.Policy
+// rebind binds the subject's rules for snap, or marks the result perClient
+// when they depend on the client id.
+func (s *policySubject) rebind(snap *aclSnapshot) *boundPolicy {
+	var b *boundPolicy
+	if s.dependsOnClient(snap) {
+		b = &boundPolicy{generation: snap.generation, perClient: true}
+	} else {
+		b = s.bind(snap, "")
+	}
+	s.bound.Store(b)
+	return b
+}
+
+// dependsOnClient reports whether the rules bound for s in snap depend on
+// the client id. It may report true for rules that would bind the same for
+// every client, which costs only memory.
+func (s *policySubject) dependsOnClient(snap *aclSnapshot) bool {
+	uses := func(rules []*compiledRule) bool {
+		return slices.ContainsFunc(rules, func(c *compiledRule) bool { return c.usesClientID })
+	}
+	if uses(s.userRules) {
+		return true
+	}
+	for _, role := range s.roles {
+		if uses(snap.roles[role]) {
+			return true
+		}
+	}
+	for _, group := range s.groups {
+		for _, role := range snap.groups[group] {
+			if uses(snap.roles[role]) {
+				return true
+			}
+		}
+	}
+	for _, g := range snap.global {
+		if g.subject.Kind == SubjectClient || g.rule.usesClientID {
+			return true
+		}
+	}
+	return false
+}
+
+// bind binds the user's rules, the snapshot's role rules and the global
+// rules whose subject names the client, in the order Authorizer.Policy
 // documents.
-func (p *Policy) rebind(snap *aclSnapshot) *boundPolicy {
+func (s *policySubject) bind(snap *aclSnapshot, clientID string) *boundPolicy {
 	b := &boundPolicy{generation: snap.generation}
 	addRule := func(c *compiledRule) {
-		if r := c.bind(p.clientID, p.username); r != nil {
+		if r := c.bind(clientID, s.username); r != nil {
 			b.rules = append(b.rules, r)
 		}
 	}
@@ -53,7 +135,7 @@ func (p *Policy) rebind(snap *aclSnapshot) *boundPolicy {
 			addRule(c)
 		}
 	}
-	reached := make(map[string]bool, len(p.roles))
+	reached := make(map[string]bool, len(s.roles))
 	addRole := func(name string) {
 		if !reached[name] {
 			reached[name] = true
@@ -61,17 +143,17 @@ func (p *Policy) rebind(snap *aclSnapshot) *boundPolicy {
 		}
 	}
 
-	add(p.userRules)
-	for _, role := range p.roles {
+	add(s.userRules)
+	for _, role := range s.roles {
 		addRole(role)
 	}
-	for _, group := range p.groups {
+	for _, group := range s.groups {
 		for _, role := range snap.groups[group] {
 			addRole(role)
 		}
 	}
 
-	scope := subjectScope{clientID: p.clientID, username: p.username, method: p.method, groups: p.groups, roles: reached}
+	scope := subjectScope{clientID: clientID, username: s.username, method: s.method, groups: s.groups, roles: reached}
 	for _, g := range snap.global {
 		if g.appliesTo(&scope) {
 			addRule(g.rule)
@@ -79,7 +161,6 @@ func (p *Policy) rebind(snap *aclSnapshot) *boundPolicy {
 	}
 
 	sortByPriority(b.rules)
-	p.bound.Store(b)
 	return b
 }
 
@@ -149,7 +230,7 @@ func (p *Policy) publishAllowed(topic string, want uint8) bool {
 			return true
 		}
 	}
-	return p.a.cfg.DefaultAllow
+	return p.s.a.cfg.DefaultAllow
 }
 
 // CanSubscribeQoS reports whether the connection may subscribe to filter
@@ -215,5 +296,5 @@ func (p *Policy) subscribeAllowed(filter string, want uint8) bool {
 			return false
 		}
 	}
-	return p.a.cfg.DefaultAllow
+	return p.s.a.cfg.DefaultAllow
 }

@@ -155,6 +155,7 @@ type compiledRule struct {
 	allow              bool
 	levels             []patternLevel
 	hasVariables       bool
+	usesClientID       bool // the pattern contains %c
 	matchAll           bool // matches every topic and filter, "$" ones included; only for denyEverything
 	maxQoS             byte // highestQoS when the rule sets no MaxQoS
 	retain             retainFilter
@@ -220,6 +221,7 @@ func compileRule(r Rule) (*compiledRule, error) {
 	for _, l := range levels {
 		for _, s := range l.segments {
 			c.hasVariables = c.hasVariables || s.variable != varNone
+			c.usesClientID = c.usesClientID || s.variable == varClientID
 		}
 	}
 	if !c.hasVariables {
