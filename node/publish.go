@@ -381,11 +381,13 @@ func (s *Server) addTarget(out []target, msg *message, e *router.Entry, key stri
 	if sess == nil || (msg.durableOnly && !sess.persistent.Load()) {
 		return out
 	}
-	d := &delivery{
+	d := deliveryPool.Get().(*delivery)
+	*d = delivery{
 		msg:      msg,
 		qos:      min(msg.qos, e.QoS),
 		retain:   msg.retain && e.RetainAsPublished, // [MQTT-3.3.1-12] [MQTT-3.3.1-13]
 		shareKey: key,
+		pooled:   true,
 	}
 	if e.SubID != 0 {
 		d.subIDs = []uint32{e.SubID}

@@ -28,6 +28,23 @@ type delivery struct {
 	persisting  bool   // waiting for the persister to write its inflight entry
 	shareKey    string // shared subscription group (shareKey) the delivery was chosen for; "" if none
 	redelivered bool   // a shared QoS 1 copy was already offered to another member
+	pooled      bool   // from deliveryPool (route): recycled once sent at QoS 0
+}
+
+// deliveryPool recycles the deliveries that route makes. A QoS 0 delivery
+// that is neither stored nor shared has no owner once its PUBLISH is queued
+// on the connection (pumpLocked), so the fan-out of a QoS 0 message costs no
+// allocation per subscriber.
+var deliveryPool = sync.Pool{New: func() any { return new(delivery) }}
+
+// recycleSent returns d to deliveryPool if nothing can refer to it after its
+// send: the caller has just sent it at QoS 0.
+func recycleSent(d *delivery) {
+	if !d.pooled || d.qos != 0 || d.stored || d.shareKey != "" {
+		return
+	}
+	*d = delivery{}
+	deliveryPool.Put(d)
 }
 
 // subscription is one topic filter of a session, as subscribed.
@@ -309,6 +326,7 @@ func (s *session) pumpLocked() {
 			}
 			q.pop()
 			s.sendLocked(c, d, now)
+			recycleSent(d)
 			continue
 		}
 		if len(s.mu.inflight) >= s.mu.sendQuota {
@@ -378,7 +396,9 @@ func (s *session) allocPacketIDLocked() uint16 {
 
 // sendLocked writes one PUBLISH for d to the connection.
 func (s *session) sendLocked(c *conn, d *delivery, now time.Time) {
-	pub := &packet.Publish{
+	op := publishPool.Get().(*outPublish)
+	pub := &op.Publish
+	*pub = packet.Publish{
 		Dup:      d.dup,
 		QoS:      d.qos,
 		Retain:   d.retain,
@@ -394,7 +414,10 @@ func (s *session) sendLocked(c *conn, d *delivery, now time.Time) {
 			pub.Properties.MessageExpiry = d.msg.remainingExpiry(now)
 		}
 	}
-	c.sendVia(pub, s.mu.flushes)
+	if !c.sendVia(op, s.mu.flushes) {
+		*op = outPublish{}
+		publishPool.Put(op)
+	}
 	s.srv.stats.messagesOut[d.qos].Add(1)
 }
 

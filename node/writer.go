@@ -13,6 +13,36 @@ import (
 // a writer runs, so an idle connection holds none.
 var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
+// batchPool holds the packet batches that writers take from a queue.
+var batchPool = sync.Pool{New: func() any { b := make([]packet.Packet, 0, 16); return &b }}
+
+// keptQueueCap is the largest outbound queue array a connection keeps between
+// batches: enough for the replies and deliveries of a busy client without an
+// allocation per batch, small enough not to weigh on idle connections.
+const keptQueueCap = 8
+
+// maxPooledBatch keeps the batch of one huge burst from staying in the pool.
+const maxPooledBatch = 1024
+
+// outPublish is a PUBLISH that a session sends (sendLocked). The writer
+// returns it to publishPool once encoded, because nothing else refers to it.
+// Other PUBLISH packets stay *packet.Publish and are never recycled.
+type outPublish struct {
+	packet.Publish
+}
+
+var publishPool = sync.Pool{New: func() any { return new(outPublish) }}
+
+func getBatch() *[]packet.Packet { return batchPool.Get().(*[]packet.Packet) }
+
+func putBatch(bp *[]packet.Packet) {
+	if cap(*bp) > maxPooledBatch {
+		return
+	}
+	*bp = (*bp)[:0]
+	batchPool.Put(bp)
+}
+
 // maxQueuedPackets bounds the packets waiting for one client's socket. PUBLISH
 // packets are already bounded by the inflight window and MaxOutboundBytes, so
 // only a client that floods requests without reading replies reaches it.
@@ -68,7 +98,10 @@ func (c *conn) enqueueLocked(p packet.Packet, fs *flushSet) bool {
 		return false
 	}
 	c.out.queue = append(c.out.queue, p)
-	if pub, ok := p.(*packet.Publish); ok {
+	switch pub := p.(type) {
+	case *outPublish:
+		c.out.bytes += len(pub.Payload) + len(pub.Topic)
+	case *packet.Publish:
 		c.out.bytes += len(pub.Payload) + len(pub.Topic)
 	}
 	if c.out.writing {
@@ -159,8 +192,11 @@ func (c *conn) writeInline() {
 		return
 	}
 	bufp := writeBufPool.Get().(*[]byte)
+	bp := getBatch()
+	defer putBatch(bp)
 	for {
-		batch, ok := c.takeBatch(nil)
+		batch, ok := c.takeBatch(*bp)
+		*bp = batch
 		if !ok {
 			putWriteBuf(bufp)
 			c.wg.Done()
@@ -204,10 +240,12 @@ func (c *conn) writeLoop(bufp *[]byte, rest []byte) {
 	if len(rest) > 0 && !c.writeBlocking(rest) {
 		return
 	}
-	var batch []packet.Packet
+	bp := getBatch()
+	defer putBatch(bp)
 	for {
-		var ok bool
-		if batch, ok = c.takeBatch(batch); !ok {
+		batch, ok := c.takeBatch(*bp)
+		*bp = batch
+		if !ok {
 			return
 		}
 		buf := c.encodeBatch((*bufp)[:0], batch)
@@ -230,10 +268,11 @@ func (c *conn) writeBlocking(buf []byte) bool {
 	return true
 }
 
-// takeBatch moves the queued packets into batch (reusing its array). When
-// nothing is queued it gives the write token back, then closes the socket
-// after a final packet or calls the session's writerDrained, and returns
-// false.
+// takeBatch moves the queued packets into batch (reusing its array). The
+// connection keeps a small queue array for its next packets and drops a
+// large one. When nothing is queued it gives the write token back, then
+// closes the socket after a final packet or calls the session's
+// writerDrained, and returns false.
 func (c *conn) takeBatch(batch []packet.Packet) ([]packet.Packet, bool) {
 	c.outMu.Lock()
 	if len(c.out.queue) == 0 || c.out.closed {
@@ -247,15 +286,21 @@ func (c *conn) takeBatch(batch []packet.Packet) ([]packet.Packet, bool) {
 		}
 		return batch, false
 	}
-	batch, c.out.queue = c.out.queue, batch[:0]
+	batch = append(batch[:0], c.out.queue...)
+	if cap(c.out.queue) <= keptQueueCap {
+		clear(c.out.queue)
+		c.out.queue = c.out.queue[:0]
+	} else {
+		c.out.queue = nil
+	}
 	c.out.bytes = 0
 	c.outMu.Unlock()
 	return batch, true
 }
 
-// encodeBatch appends the packets of batch to buf and clears batch. A packet
-// that fails to encode is logged, and it and the rest of the batch are
-// dropped.
+// encodeBatch appends the packets of batch to buf and clears batch, returning
+// each outPublish to its pool. A packet that fails to encode is logged, and
+// it and the rest of the batch are dropped.
 func (c *conn) encodeBatch(buf []byte, batch []packet.Packet) []byte {
 	var err error
 	for i, p := range batch {
@@ -265,6 +310,10 @@ func (c *conn) encodeBatch(buf []byte, batch []packet.Packet) []byte {
 				c.srv.log.Error("encode outbound packet failed", keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
 				buf = buf[:0]
 			}
+		}
+		if op, ok := p.(*outPublish); ok {
+			*op = outPublish{}
+			publishPool.Put(op)
 		}
 		batch[i] = nil
 	}
