@@ -59,6 +59,7 @@ type conn struct {
 	readDeadline     time.Time         // the read deadline the reader set last
 	deadlineKnown    bool              // readDeadline is the socket's; false after others set it
 	linger           bool              // the transport survives a read timeout (tcp, tls)
+	tls              bool              // the transport is tls: parkIdle checks crypto/tls's buffers (probeTLS)
 	busy             bool              // the last idle wait was shorter than busyGap
 	deferring        bool              // out.readerFlushes is set (deferOwnWrites)
 	flushes          *flushSet         // other connections whose writes this reader took over; nil until it publishes
@@ -100,7 +101,14 @@ func newConn(srv *Server, nc net.Conn, ls *listenerState) *conn {
 		ls:     ls,
 		done:   make(chan struct{}),
 		linger: survivesReadTimeout(nc),
+		tls:    isTLS(nc),
 	}
+}
+
+// isTLS reports whether nc is a connection of a tls listener.
+func isTLS(nc net.Conn) bool {
+	tc, ok := nc.(*transport.Conn)
+	return ok && tc.Transport() == transport.TransportTLS
 }
 
 // survivesReadTimeout reports whether a read that times out leaves nc
@@ -156,19 +164,20 @@ func (c *conn) readSocket(p []byte) (int, error) {
 }
 
 // waitForData returns the read buffer to the pool, blocks until the client
-// sends a byte (or the read deadline passes), then takes a buffer again.
+// sends a byte (or the read deadline passes), then takes a buffer again. A
+// byte that probeTLS read already counts as sent.
 func (c *conn) waitForData() error {
 	c.releaseReader()
-	for {
+	for !c.firstPending {
 		n, err := c.readSocket(c.firstByte[:])
 		if n == 1 {
+			c.firstPending = true
 			break
 		}
 		if err != nil {
 			return err
 		}
 	}
-	c.firstPending = true
 	c.rd = getRawReader(c.nc)
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset((*connSource)(c))
@@ -245,9 +254,9 @@ const busyGap = time.Second
 // serve is the first owner. While data flows, the owner reads and handles
 // packets (active), and on a busy connection waits up to activeLinger for
 // more. When the socket stays quiet, the owner parks the connection
-// (parkIdle) and returns. A plain TCP connection goes into the server's
-// idlePoller and then has no goroutine at all until the poller starts
-// idleWait for it. Other connections (TLS, WebSocket, PROXY protocol) get
+// (parkIdle) and returns. A plain TCP or TLS connection goes into the
+// server's idlePoller and then has no goroutine at all until the poller
+// starts idleWait for it. Other connections (WebSocket, PROXY protocol) get
 // a fresh goroutine that only waits for the next byte (idleWait), which
 // keeps only a small stack, not the stack the active phase grew. This
 // matters for fleets of mostly idle devices. Every hand-over is a go
@@ -291,7 +300,7 @@ func (c *conn) active() {
 func (c *conn) parkIdle() {
 	c.releaseReader()
 	c.pending = nil // readPhase flushed it before going idle
-	if p := c.srv.idle; p != nil && p.park(c, c.keepAliveDeadline()) {
+	if p := c.srv.idle; p != nil && c.probeTLS() && p.park(c, c.keepAliveDeadline()) {
 		// A goroutine that closed or kicked the connection before it was
 		// parked found nothing to wake: wake it here. If the poller
 		// already took it out again, wakeParked does nothing.
@@ -301,6 +310,34 @@ func (c *conn) parkIdle() {
 		return
 	}
 	go c.idleWait()
+}
+
+// pastDeadline is a read deadline that has passed: a read with it returns
+// what its stream has buffered, and a timeout without a system call.
+var pastDeadline = time.Unix(1, 0)
+
+// probeTLS reports whether a connection may wait in the idle poller. For a
+// TLS connection it first reads with pastDeadline, because crypto/tls may
+// hold plaintext, or whole records, that it read from the socket but has
+// not returned yet, and epoll sees only the socket. It returns false when
+// that read returned a byte (then firstPending) or failed other than by
+// timing out: the next idleWait then handles the byte or the error.
+func (c *conn) probeTLS() bool {
+	if !c.tls {
+		return true
+	}
+	c.nc.SetReadDeadline(pastDeadline)
+	c.deadlineKnown = false
+	n, err := c.readSocket(c.firstByte[:])
+	if c.kickReason.Load() != 0 {
+		// kick's deadline for the final DISCONNECT may have been replaced.
+		c.nc.SetReadDeadline(time.Now().Add(kickGrace))
+	}
+	if n == 1 {
+		c.firstPending = true
+		return false
+	}
+	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // socketClosed reports whether closeSocket or a failed write closed the

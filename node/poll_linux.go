@@ -4,17 +4,21 @@ package node
 
 import (
 	"container/heap"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/starling-mqtt/starling/node/transport"
 )
 
-// idlePoller parks idle plain TCP connections in one epoll set, so that an
-// idle connection costs no goroutine, no stack and no read buffer. One
+// idlePoller parks idle plain TCP and TLS connections in one epoll set, so
+// that an idle connection costs no goroutine, no stack and no read buffer. One
 // goroutine (run) waits on the set. When a parked socket becomes readable,
 // reports a hang-up or error, or reaches its keep alive deadline, run takes
 // the connection out and starts its idleWait goroutine, which reads and
@@ -23,7 +27,9 @@ import (
 // The poller only decides when a connection looks at its socket: the
 // connection's reader still reads through Go's net package with its own
 // deadline, so a wake-up that comes early or without data costs one
-// goroutine waiting as before, never a wrong answer.
+// goroutine waiting as before, never a wrong answer. A TLS connection
+// parks only when crypto/tls holds no bytes that it has read from the
+// socket but not returned (conn.probeTLS), because epoll cannot see those.
 //
 // The sockets stay registered with Go's own netpoller as well. A socket may
 // belong to several epoll sets, and this one is separate from the runtime's.
@@ -110,11 +116,12 @@ func newIdlePoller(log *slog.Logger) (*idlePoller, error) {
 
 // park puts c into the epoll set until its socket has something to read or
 // its keep alive deadline passes, and reports whether it did. It returns
-// false when the socket is closed or not a plain TCP socket, and after
-// close: the caller then keeps waiting in a goroutine. After a true return
-// another goroutine may own c at any moment, so the caller must not touch c.
+// false when the socket is closed or is neither plain TCP nor TLS over TCP
+// (parkSocket), and after close: the caller then keeps waiting in a
+// goroutine. After a true return another goroutine may own c at any
+// moment, so the caller must not touch c.
 func (p *idlePoller) park(c *conn, deadline time.Time) bool {
-	tcp := plainTCP(c.nc)
+	tcp := parkSocket(c.nc)
 	if tcp == nil {
 		return false
 	}
@@ -153,6 +160,24 @@ func (p *idlePoller) park(c *conn, deadline time.Time) bool {
 		}
 	}
 	return true
+}
+
+// parkSocket returns the TCP socket beneath a plain TCP connection
+// (plainTCP) or beneath a TLS connection without a PROXY header, or nil.
+func parkSocket(nc net.Conn) *net.TCPConn {
+	if tcp := plainTCP(nc); tcp != nil {
+		return tcp
+	}
+	tc, ok := nc.(*transport.Conn)
+	if !ok || tc.Transport() != transport.TransportTLS {
+		return nil
+	}
+	tlsConn, ok := tc.NetConn().(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	tcp, _ := tlsConn.NetConn().(*net.TCPConn)
+	return tcp
 }
 
 // armLocked registers fd for c, or re-arms it after an earlier park.

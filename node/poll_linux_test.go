@@ -3,7 +3,10 @@
 package node
 
 import (
+	"bufio"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -150,5 +153,76 @@ func TestIdlePoller_ExpiryLeavesOtherConnectionsOpen(t *testing.T) {
 		} else if _, ok := p.(*packet.Pingresp); !ok {
 			t.Fatalf("keep-%d: got %T, want PINGRESP", i, p)
 		}
+	}
+}
+
+// heldWrites is a client socket that can hold its writes and send them in
+// one write system call, so that several TLS records reach the server in
+// one TCP segment.
+type heldWrites struct {
+	net.Conn
+	hold bool
+	buf  []byte
+}
+
+func (h *heldWrites) Write(p []byte) (int, error) {
+	if h.hold {
+		h.buf = append(h.buf, p...)
+		return len(p), nil
+	}
+	return h.Conn.Write(p)
+}
+
+// release sends the held bytes in one write and stops holding.
+func (h *heldWrites) release() error {
+	h.hold = false
+	_, err := h.Conn.Write(h.buf)
+	h.buf = nil
+	return err
+}
+
+func TestIdlePoller_TLSRecordsReadAheadBeforePark(t *testing.T) {
+	pki := newTestPKI(t)
+	cert, key, _ := pki.issue(t, "server", true)
+	srv := testServer(t, "", func(c *Config) {
+		c.Listeners = []ListenerConfig{{URL: "tls://127.0.0.1:0", TLS: &TLSConfig{CertFile: cert, KeyFile: key}}}
+	})
+	nc, err := net.DialTimeout("tcp", srv.addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	held := &heldWrites{Conn: nc}
+	tc := tls.Client(held, &tls.Config{RootCAs: pki.caPool, ServerName: "127.0.0.1"})
+	c := &rawClient{t: t, nc: tc, br: bufio.NewReader(tc), version: packet.Version311}
+	c.connect(&packet.Connect{ClientID: "tls-parked", CleanStart: true, KeepAlive: 60})
+	waitParked(t, srv, 1)
+
+	// Two PINGREQs in two TLS records and one TCP segment: crypto/tls on
+	// the server reads both records from the socket while it returns the
+	// first, so the second must be found before the connection parks.
+	// After an idle wait longer than busyGap the reader parks at once,
+	// without lingering for more data.
+	time.Sleep(busyGap + 200*time.Millisecond)
+	held.hold = true
+	c.send(&packet.Pingreq{})
+	c.send(&packet.Pingreq{})
+	if err := held.release(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		p, err := c.readTimeout(3 * time.Second)
+		if err != nil {
+			t.Fatalf("ping %d: no PINGRESP: %v", i, err)
+		}
+		if _, ok := p.(*packet.Pingresp); !ok {
+			t.Fatalf("ping %d: got %T, want PINGRESP", i, p)
+		}
+	}
+	waitParked(t, srv, 1)
+
+	c.send(&packet.Pingreq{})
+	if _, ok := c.read().(*packet.Pingresp); !ok {
+		t.Fatal("parked TLS connection: expected PINGRESP")
 	}
 }

@@ -30,7 +30,7 @@ type testPKI struct {
 	caPool *x509.CertPool
 }
 
-func newTestPKI(t *testing.T) *testPKI {
+func newTestPKI(t testing.TB) *testPKI {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
@@ -49,7 +49,7 @@ func newTestPKI(t *testing.T) *testPKI {
 	return p
 }
 
-func (p *testPKI) write(t *testing.T, name, kind string, der []byte) string {
+func (p *testPKI) write(t testing.TB, name, kind string, der []byte) string {
 	t.Helper()
 	path := filepath.Join(p.dir, name)
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
@@ -59,7 +59,7 @@ func (p *testPKI) write(t *testing.T, name, kind string, der []byte) string {
 }
 
 // issue returns the certificate and key files of a new leaf certificate.
-func (p *testPKI) issue(t *testing.T, cn string, server bool) (certFile, keyFile string, pair tls.Certificate) {
+func (p *testPKI) issue(t testing.TB, cn string, server bool) (certFile, keyFile string, pair tls.Certificate) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
