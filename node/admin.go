@@ -152,7 +152,7 @@ func (s *Server) Kick(clientID string) bool {
 	}
 	s.log.Info("client disconnected by an administrator", keyClientID, clientID, keyRemote, c.remote)
 	c.kick(packet.ReasonAdministrativeAction)
-	<-c.done
+	<-c.doneChan()
 	return true
 }
 

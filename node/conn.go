@@ -42,18 +42,15 @@ type conn struct {
 	clientID          string
 	keepAlive         uint16 // seconds, after the Server Keep Alive cap
 	announceKeepAlive bool
-	maxOutPacket      uint32 // the client's Maximum Packet Size; 0: no limit
 	problemInfo       bool   // the client's Request Problem Information
+	maxOutPacket      uint32 // the client's Maximum Packet Size; 0: no limit
 	sess              atomic.Pointer[session]
 	access            atomic.Pointer[access] // identity and rules; replaced by re-authentication and reloads
-	authFinal         []byte                 // SCRAM server-final-message for the CONNACK
-	authMethod        string                 // enhanced authentication method of CONNECT; "" for none
-	reauth            authExchange           // a re-authentication in progress; owned by the reader
+	enhanced          *enhancedAuth          // nil unless CONNECT named an Authentication Method
 
 	// Owned by the reader goroutine.
 	will             *packet.Will
 	aliases          map[uint16]string
-	normalDisconnect bool
 	pending          *pendingPublishes // from the first PUBLISH of an active phase until the connection parks
 	lastData         time.Time         // when the reader last found bytes on the socket
 	readDeadline     time.Time         // the read deadline the reader set last
@@ -62,7 +59,8 @@ type conn struct {
 	tls              bool              // the transport is tls: parkIdle checks crypto/tls's buffers (probeTLS)
 	busy             bool              // the last idle wait was shorter than busyGap
 	deferring        bool              // out.readerFlushes is set (deferOwnWrites)
-	flushes          *flushSet         // other connections whose writes this reader took over; nil until it publishes
+	normalDisconnect bool
+	flushes          *flushSet // other connections whose writes this reader took over; nil until it publishes
 
 	// park is the connection's place in the server's idlePoller, guarded
 	// by the poller's mutex.
@@ -75,7 +73,6 @@ type conn struct {
 
 	kickReason atomic.Uint32 // reason code + 1 when the server closed the connection
 	boundVer   atomic.Uint32 // the protocol version once the session is bound; 0 before
-	done       chan struct{} // closed after the reader has detached the session
 	wg         sync.WaitGroup
 
 	outMu sync.Mutex
@@ -90,7 +87,20 @@ type conn struct {
 		// the reader (readerOwes) instead of starting a writer goroutine.
 		readerFlushes bool
 		readerOwes    bool
+
+		// finished is set after the reader has detached the session, and
+		// done, made by the first doneChan, is closed then.
+		finished bool
+		done     chan struct{}
 	}
+}
+
+// enhancedAuth is the state of a connection that used MQTT 5.0 enhanced
+// authentication. It is apart from conn because few connections use it.
+type enhancedAuth struct {
+	method string       // the Authentication Method of CONNECT
+	final  []byte       // SCRAM server-final-message for the CONNACK
+	reauth authExchange // a re-authentication in progress; owned by the reader
 }
 
 func newConn(srv *Server, nc net.Conn, ls *listenerState) *conn {
@@ -99,7 +109,6 @@ func newConn(srv *Server, nc net.Conn, ls *listenerState) *conn {
 		nc:     nc,
 		remote: nc.RemoteAddr().String(),
 		ls:     ls,
-		done:   make(chan struct{}),
 		linger: survivesReadTimeout(nc),
 		tls:    isTLS(nc),
 	}
@@ -222,7 +231,7 @@ func (c *conn) wakeParked() {
 
 // kick closes the connection on the server's initiative (takeover, shutdown),
 // sending an MQTT 5.0 DISCONNECT with the reason first. The reader notices the
-// closed socket and detaches the session; wait on c.done for that.
+// closed socket and detaches the session; wait on c.doneChan() for that.
 func (c *conn) kick(reason packet.ReasonCode) {
 	if !c.kickReason.CompareAndSwap(0, uint32(reason)+1) {
 		return
@@ -502,8 +511,28 @@ func (c *conn) finish() {
 	c.releaseReader()
 	c.closeSocket()
 	c.wg.Wait()
-	close(c.done)
+	c.outMu.Lock()
+	c.out.finished = true
+	if c.out.done != nil {
+		close(c.out.done)
+	}
+	c.outMu.Unlock()
 	c.srv.connFinished(c)
+}
+
+// doneChan returns a channel that is closed after the reader has detached
+// the session. The channel is made by the first call, so that connections
+// nobody waits for, nearly all of them, do not pay for one.
+func (c *conn) doneChan() <-chan struct{} {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if c.out.done == nil {
+		c.out.done = make(chan struct{})
+		if c.out.finished {
+			close(c.out.done)
+		}
+	}
+	return c.out.done
 }
 
 // recoverPanic ends the connection after a panic in its owner, so that one
@@ -671,7 +700,7 @@ func (c *conn) fitsPacketSize(d *delivery, now time.Time) bool {
 		remaining += 2
 	}
 	if c.version == packet.Version5 {
-		props := d.msg.props
+		props := d.msg.properties()
 		props.SubscriptionIDs = d.subIDs
 		if !d.msg.expiresAt.IsZero() {
 			props.HasMessageExpiry = true

@@ -86,8 +86,9 @@ func (c *conn) handshake() bool {
 		return false
 	}
 	c.access.Store(acc)
-	c.authFinal = authFinal
-	c.authMethod = cp.Properties.AuthMethod
+	if cp.Properties.AuthMethod != "" {
+		c.enhanced = &enhancedAuth{method: cp.Properties.AuthMethod, final: authFinal}
+	}
 	if cp.Will != nil && !acc.mayPublishWill(cp.Will) {
 		// A will is a publish on the client's behalf: refused at CONNECT when
 		// the rules forbid its topic.
@@ -215,7 +216,7 @@ func (c *conn) connackFor(cp *packet.Connect, present bool, assigned string) *pa
 	ack.Properties.AssignedClientID = assigned
 	if cp.Properties.AuthMethod != "" {
 		// [MQTT-4.12.0-5] The CONNACK carries the method and the final data.
-		ack.Properties.AuthMethod, ack.Properties.AuthData = cp.Properties.AuthMethod, c.authFinal
+		ack.Properties.AuthMethod, ack.Properties.AuthData = cp.Properties.AuthMethod, c.enhanced.final
 	}
 	ack.Properties.ReceiveMaximum = lim.ReceiveMaximum
 	ack.Properties.HasReceiveMaximum = true

@@ -111,7 +111,7 @@ func (s *Server) waitForOldConnection(old *session) {
 		oc.kick(packet.ReasonSessionTakenOver)
 	}
 	if last != nil {
-		<-last.done
+		<-last.doneChan()
 	}
 }
 

@@ -15,20 +15,21 @@ import (
 // successful exchange replaces the connection's identity and rules; a failed
 // one closes the connection [MQTT-4.12.1-2].
 func (c *conn) handleAuth(p *packet.Auth) error {
+	ea := c.enhanced
 	switch {
-	case c.authMethod == "":
+	case ea == nil:
 		// [MQTT-4.12.0-7] No method in CONNECT: AUTH is a protocol error.
 		return packet.Errorf(packet.ReasonProtocolError, "AUTH on a connection that did not use enhanced authentication")
-	case p.Properties.AuthMethod != c.authMethod:
+	case p.Properties.AuthMethod != ea.method:
 		// [MQTT-4.12.1-1] The method cannot change.
-		return packet.Errorf(packet.ReasonProtocolError, "AUTH with method %q on a connection authenticated with %q", p.Properties.AuthMethod, c.authMethod)
+		return packet.Errorf(packet.ReasonProtocolError, "AUTH with method %q on a connection authenticated with %q", p.Properties.AuthMethod, ea.method)
 	}
 
 	switch p.ReasonCode {
 	case packet.ReasonReAuthenticate:
-		c.reauth = authMethods[c.authMethod](c.srv.sec)
+		ea.reauth = authMethods[ea.method](c.srv.sec)
 	case packet.ReasonContinueAuthentication:
-		if c.reauth == nil {
+		if ea.reauth == nil {
 			return packet.Errorf(packet.ReasonProtocolError, "AUTH 0x18 without a re-authentication in progress")
 		}
 	default:
@@ -36,22 +37,22 @@ func (c *conn) handleAuth(p *packet.Auth) error {
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
-	reply, done, err := c.reauth.Step(ctx, p.Properties.AuthData)
+	reply, done, err := ea.reauth.Step(ctx, p.Properties.AuthData)
 	cancel()
 	if err != nil {
-		c.reauth = nil
+		ea.reauth = nil
 		c.srv.stats.authFailures[authFailureReason(err)].Add(1)
 		c.srv.sec.throttle.fail(hostOf(c.remote), c.username())
 		return packet.Errorf(packet.ReasonNotAuthorized, "re-authentication failed: %v", err)
 	}
 	if !done {
 		c.send(&packet.Auth{ReasonCode: packet.ReasonContinueAuthentication,
-			Properties: packet.Properties{AuthMethod: c.authMethod, AuthData: reply}})
+			Properties: packet.Properties{AuthMethod: ea.method, AuthData: reply}})
 		return nil
 	}
 
-	user, ok := c.reauth.User()
-	c.reauth = nil
+	user, ok := ea.reauth.User()
+	ea.reauth = nil
 	if !ok {
 		return packet.Errorf(packet.ReasonNotAuthorized, "re-authentication failed")
 	}
@@ -62,7 +63,7 @@ func (c *conn) handleAuth(p *packet.Auth) error {
 	id := auth.IdentityOfUser(user, c.access.Load().policy.Method())
 	c.access.Store(c.srv.newAccess(id, c.clientID, c.ls.loopback))
 	c.nc.SetReadDeadline(time.Time{})
-	c.send(&packet.Auth{ReasonCode: packet.ReasonSuccess, Properties: packet.Properties{AuthMethod: c.authMethod, AuthData: reply}})
+	c.send(&packet.Auth{ReasonCode: packet.ReasonSuccess, Properties: packet.Properties{AuthMethod: ea.method, AuthData: reply}})
 	c.srv.log.Debug("client re-authenticated", keyClientID, c.clientID, "username", user.Name)
 	return nil
 }
