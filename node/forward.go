@@ -183,8 +183,7 @@ func (m *message) forwardMessage(now time.Time) *clusterpb.ForwardMessage {
 	if !m.expiresAt.IsZero() {
 		fm.ExpiresAtUnixMs = m.expiresAt.UnixMilli()
 	}
-	p := &m.props
-	if p.PayloadFormat != 0 || p.ContentType != "" || p.ResponseTopic != "" || p.CorrelationData != nil || len(p.UserProperties) > 0 {
+	if p := m.props; p != nil {
 		mp := &clusterpb.MessageProperties{
 			PayloadFormat:   uint32(p.PayloadFormat),
 			ContentType:     p.ContentType,
@@ -229,15 +228,16 @@ func messageFromForward(fm *clusterpb.ForwardMessage) (*message, error) {
 		m.expiresAt = time.UnixMilli(fm.ExpiresAtUnixMs)
 	}
 	if mp := fm.Properties; mp != nil {
-		m.props = packet.Properties{
+		props := packet.Properties{
 			PayloadFormat:   byte(mp.PayloadFormat),
 			ContentType:     mp.ContentType,
 			ResponseTopic:   mp.ResponseTopic,
 			CorrelationData: mp.CorrelationData,
 		}
 		for _, kv := range mp.UserProperties {
-			m.props.UserProperties = append(m.props.UserProperties, packet.UserProperty{Key: kv.Key, Value: kv.Value})
+			props.UserProperties = append(props.UserProperties, packet.UserProperty{Key: kv.Key, Value: kv.Value})
 		}
+		m.props = forwardedProperties(&props)
 	}
 	return m, nil
 }

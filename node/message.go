@@ -20,7 +20,7 @@ type message struct {
 	payload   []byte
 	qos       byte
 	retain    bool
-	props     packet.Properties // forwarded publish properties, without topic alias and subscription ids
+	props     *packet.Properties // forwarded publish properties, without topic alias and subscription ids; nil if none
 	expiresAt time.Time         // zero: never
 	publisher string            // client id of the publisher, for No Local
 
@@ -57,6 +57,14 @@ func (m *message) remainingExpiry(now time.Time) uint32 {
 	return uint32((left + time.Second - 1) / time.Second)
 }
 
+// properties returns the properties the message carries to subscribers.
+func (m *message) properties() packet.Properties {
+	if m.props == nil {
+		return packet.Properties{}
+	}
+	return *m.props
+}
+
 // size is the memory a queued message is charged for.
 func (m *message) size() int64 {
 	return int64(len(m.topic) + len(m.payload) + 64)
@@ -80,10 +88,14 @@ func newMessageFromPublish(p *packet.Publish, publisher string, now time.Time) *
 }
 
 // forwardedProperties keeps the PUBLISH properties that travel with the message
-// to subscribers [MQTT-3.3.2-4] [MQTT-3.3.2-17] [MQTT-3.3.2-20]; the topic alias
-// and subscription identifiers belong to one connection and are dropped.
-func forwardedProperties(p *packet.Properties) packet.Properties {
-	return packet.Properties{
+// to subscribers [MQTT-3.3.2-4] [MQTT-3.3.2-17] [MQTT-3.3.2-20]. The topic alias
+// and subscription identifiers belong to one connection and are dropped. It
+// returns nil when no property travels, which keeps most messages small.
+func forwardedProperties(p *packet.Properties) *packet.Properties {
+	if !hasForwardedProperties(p) {
+		return nil
+	}
+	return &packet.Properties{
 		PayloadFormat:   p.PayloadFormat,
 		ContentType:     p.ContentType,
 		ResponseTopic:   p.ResponseTopic,
@@ -102,8 +114,8 @@ func (m *message) record() *storage.Message {
 		Retain:      m.retain,
 		PublisherID: m.publisher,
 	}
-	if hasForwardedProperties(&m.props) {
-		rec.Properties = packet.AppendPublishProperties(nil, &m.props)
+	if m.props != nil {
+		rec.Properties = packet.AppendPublishProperties(nil, m.props)
 	}
 	if !m.expiresAt.IsZero() {
 		rec.ExpiresAt = m.expiresAt.UnixNano()
@@ -140,7 +152,7 @@ func messageFromRecord(rec *storage.Message) (*message, error) {
 		if err != nil {
 			return nil, fmt.Errorf("decode properties of message %d: %w", rec.ID, err)
 		}
-		m.props = props
+		m.props = forwardedProperties(&props)
 	}
 	if rec.ExpiresAt != 0 {
 		m.expiresAt = time.Unix(0, rec.ExpiresAt)
@@ -167,11 +179,13 @@ func encodeWill(w *willMsg) ([]byte, error) {
 	buf = append(buf, w.username...)
 	buf = binary.BigEndian.AppendUint32(buf, w.Properties.WillDelay)
 	pub := &packet.Publish{
-		QoS:        w.QoS,
-		Retain:     w.Retain,
-		Topic:      w.Topic,
-		Payload:    w.Payload,
-		Properties: forwardedProperties(&w.Properties),
+		QoS:     w.QoS,
+		Retain:  w.Retain,
+		Topic:   w.Topic,
+		Payload: w.Payload,
+	}
+	if props := forwardedProperties(&w.Properties); props != nil {
+		pub.Properties = *props
 	}
 	if w.Properties.HasMessageExpiry {
 		pub.Properties.HasMessageExpiry = true

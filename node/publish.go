@@ -71,7 +71,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		sess.mu.Unlock()
 		if dup && p.QoS == 2 {
 			// [MQTT-4.3.3-10] Already received: acknowledge again, deliver nothing.
-			c.pending.acks = append(c.pending.acks, &packet.Pubrec{PacketID: p.PacketID})
+			c.pending.acks = append(c.pending.acks, packet.SuccessAck{Kind: packet.TypePubrec, PacketID: p.PacketID})
 			return nil
 		}
 		if c.version == packet.Version5 && inbound+len(c.pending.acks) >= int(lim.ReceiveMaximum) {
@@ -116,7 +116,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	switch p.QoS {
 	case 1:
 		c.pending.needSync = true
-		c.pending.acks = append(c.pending.acks, &packet.Puback{PacketID: p.PacketID})
+		c.pending.acks = append(c.pending.acks, packet.SuccessAck{Kind: packet.TypePuback, PacketID: p.PacketID})
 	case 2:
 		c.pending.needSync = true
 		sess.mu.Lock()
@@ -125,7 +125,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 			c.pending.batch.PutInboundQoS2(sess.id, p.PacketID)
 		}
 		sess.mu.Unlock()
-		c.pending.acks = append(c.pending.acks, &packet.Pubrec{PacketID: p.PacketID})
+		c.pending.acks = append(c.pending.acks, packet.SuccessAck{Kind: packet.TypePubrec, PacketID: p.PacketID})
 	}
 	if len(c.pending.acks) >= maxPendingPublishes || len(c.pending.targets) >= 4*maxPendingPublishes {
 		return c.flushPending()
@@ -449,7 +449,7 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 		if c.version == packet.Version5 {
 			c.send(&packet.Pubrel{PacketID: p.PacketID, ReasonCode: packet.ReasonPacketIDNotFound})
 		} else {
-			c.send(&packet.Pubrel{PacketID: p.PacketID})
+			c.send(packet.SuccessAck{Kind: packet.TypePubrel, PacketID: p.PacketID})
 		}
 		return nil
 	}
@@ -473,7 +473,7 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 			b.Close()
 		}
 	}
-	c.send(&packet.Pubrel{PacketID: p.PacketID})
+	c.send(packet.SuccessAck{Kind: packet.TypePubrel, PacketID: p.PacketID})
 	return nil
 }
 
@@ -505,11 +505,11 @@ func (c *conn) handlePubrel(p *packet.Pubrel) error {
 		b.Close()
 	}
 	sess.mu.Unlock()
-	comp := &packet.Pubcomp{PacketID: p.PacketID}
 	if !ok && c.version == packet.Version5 {
-		comp.ReasonCode = packet.ReasonPacketIDNotFound
+		c.send(&packet.Pubcomp{PacketID: p.PacketID, ReasonCode: packet.ReasonPacketIDNotFound})
+		return nil
 	}
-	c.send(comp)
+	c.send(packet.SuccessAck{Kind: packet.TypePubcomp, PacketID: p.PacketID})
 	return nil
 }
 

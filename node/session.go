@@ -407,7 +407,7 @@ func (s *session) sendLocked(c *conn, d *delivery, now time.Time) {
 		Payload:  d.msg.payload,
 	}
 	if c.version == packet.Version5 {
-		pub.Properties = d.msg.props
+		pub.Properties = d.msg.properties()
 		pub.Properties.SubscriptionIDs = d.subIDs
 		if !d.msg.expiresAt.IsZero() {
 			pub.Properties.HasMessageExpiry = true
@@ -439,7 +439,7 @@ func (s *session) resendInflightLocked(c *conn) {
 			continue // the persister sends it
 		}
 		if d.released {
-			c.send(&packet.Pubrel{PacketID: d.pid})
+			c.send(packet.SuccessAck{Kind: packet.TypePubrel, PacketID: d.pid})
 			continue
 		}
 		d.dup = true

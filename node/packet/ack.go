@@ -1,5 +1,7 @@
 package packet
 
+import "fmt"
+
 // decodeAck decodes the body of a PUBACK, PUBREC, PUBREL or PUBCOMP, which
 // share one layout: a packet identifier, and in 5.0 a reason code and
 // properties that may be left out. A remaining length of 2 means reason code
@@ -87,4 +89,31 @@ func (p *Pubrel) Encode(dst []byte, version byte) ([]byte, error) {
 // Encode appends the PUBCOMP for version to dst.
 func (p *Pubcomp) Encode(dst []byte, version byte) ([]byte, error) {
 	return appendAck(dst, TypePubcomp, 0, version, p.PacketID, p.ReasonCode, &p.Properties)
+}
+
+// SuccessAck is a PUBACK, PUBREC, PUBREL or PUBCOMP with reason code 0x00
+// and no properties, the acknowledgement of nearly every QoS 1 and 2
+// message. Its wire form is that of the full type. A queue of outbound
+// packets holds it in 4 bytes instead of the full type's struct with its
+// Properties, which is about 300 bytes.
+type SuccessAck struct {
+	Kind     Type
+	PacketID uint16
+}
+
+// Type returns the acknowledgement's packet type.
+func (a SuccessAck) Type() Type { return a.Kind }
+
+// Encode appends the acknowledgement for version to dst.
+func (a SuccessAck) Encode(dst []byte, version byte) ([]byte, error) {
+	var flags byte
+	switch a.Kind {
+	case TypePuback, TypePubrec, TypePubcomp:
+	case TypePubrel:
+		flags = 0x02
+	default:
+		return dst, fmt.Errorf("packet: SuccessAck of type %v is invalid: use PUBACK, PUBREC, PUBREL or PUBCOMP", a.Kind)
+	}
+	var none Properties
+	return appendAck(dst, a.Kind, flags, version, a.PacketID, ReasonSuccess, &none)
 }
