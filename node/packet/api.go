@@ -39,5 +39,14 @@ const DefaultMaxPacketSize = 268435455 + 5
 // to the router and are not checked here. Nor is the direction of a packet:
 // a server-to-client type such as CONNACK decodes like any other.
 func Read(r *bufio.Reader, version byte, maxSize uint32) (Packet, error) {
-	return read(r, version, maxSize)
+	return read(r, version, maxSize, nil)
+}
+
+// ReadInto reads like Read, except that it decodes a PUBLISH into *pub, which it
+// clears first, and returns pub. A reader that handles each packet
+// before it reads the next can so reuse one Publish for all of them. The
+// caller must not keep pub or let anything refer to it after handling the
+// packet; the strings and slices it contains stay valid.
+func ReadInto(r *bufio.Reader, version byte, maxSize uint32, pub *Publish) (Packet, error) {
+	return read(r, version, maxSize, pub)
 }

@@ -14,7 +14,7 @@ import (
 const bodyChunk = 64 << 10
 
 // read implements Read.
-func read(r *bufio.Reader, version byte, maxSize uint32) (Packet, error) {
+func read(r *bufio.Reader, version byte, maxSize uint32, pub *Publish) (Packet, error) {
 	switch version {
 	case 0, Version31, Version311, Version5:
 	default:
@@ -46,7 +46,7 @@ func read(r *bufio.Reader, version byte, maxSize uint32) (Packet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("packet: read %v body of %d bytes: %w", Type(b0>>4), remaining, err)
 	}
-	p, err := decode(b0, body, version)
+	p, err := decode(b0, body, version, pub)
 	if err != nil {
 		// Only a CONNECT comes back with its error, so that the node can
 		// reply in the client's protocol version.
@@ -141,7 +141,7 @@ func checkFixedHeader(b0, version byte) error {
 
 // decode decodes the body of a packet whose fixed header passed
 // checkFixedHeader.
-func decode(b0 byte, body []byte, version byte) (Packet, error) {
+func decode(b0 byte, body []byte, version byte, pub *Publish) (Packet, error) {
 	d := decoder{buf: body}
 	switch t := Type(b0 >> 4); t {
 	case TypeConnect:
@@ -149,7 +149,7 @@ func decode(b0 byte, body []byte, version byte) (Packet, error) {
 	case TypeConnack:
 		return decodeConnack(&d, version)
 	case TypePublish:
-		return decodePublish(&d, b0, version)
+		return decodePublish(&d, b0, version, pub)
 	case TypePuback:
 		p := &Puback{}
 		return p, decodeAck(&d, t, version, &p.PacketID, &p.ReasonCode, &p.Properties)

@@ -37,6 +37,7 @@ func fuzzRead(f *testing.F, version byte) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bufio.NewReader(bytes.NewReader(data))
 		p, err := Read(r, version, 1<<16)
+		checkReadInto(t, data, version, p, err)
 		if err != nil {
 			var e *Error
 			if !errors.As(err, &e) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -65,6 +66,30 @@ func fuzzRead(f *testing.F, version byte) {
 			t.Fatalf("second encoding differs: % x vs % x (%v)", enc, enc2, err)
 		}
 	})
+}
+
+// checkReadInto checks that ReadInto, given a Publish left over from another
+// packet, decodes data as Read did (p, err), and returns that Publish for a
+// PUBLISH.
+func checkReadInto(t *testing.T, data []byte, version byte, p Packet, err error) {
+	t.Helper()
+	reused := &Publish{
+		Topic: "left/over", Payload: []byte("old"), QoS: 2, PacketID: 9, Dup: true,
+		Properties: Properties{HasTopicAlias: true, TopicAlias: 3, UserProperties: []UserProperty{{Key: "k", Value: "v"}}},
+	}
+	got, gotErr := ReadInto(bufio.NewReader(bytes.NewReader(data)), version, 1<<16, reused)
+	if (err == nil) != (gotErr == nil) {
+		t.Fatalf("Read error %v, ReadInto error %v", err, gotErr)
+	}
+	if err != nil {
+		return
+	}
+	if !reflect.DeepEqual(p, got) {
+		t.Fatalf("ReadInto decoded another packet\nRead     %#v\nReadInto %#v", p, got)
+	}
+	if pub, ok := got.(*Publish); ok && pub != reused {
+		t.Fatal("ReadInto returned a new Publish instead of the one given")
+	}
 }
 
 // FuzzDecodePublishProperties checks the helper the node uses for stored

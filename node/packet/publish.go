@@ -16,8 +16,13 @@ const (
 // topic rules. The one topic rule checked here is that a 5.0 PUBLISH with an
 // empty topic name must carry a topic alias, because it depends on the
 // properties.
-func decodePublish(d *decoder, b0 byte, version byte) (*Publish, error) {
-	p := &Publish{
+//
+// It decodes into p, or into a new Publish when p is nil.
+func decodePublish(d *decoder, b0 byte, version byte, p *Publish) (*Publish, error) {
+	if p == nil {
+		p = new(Publish)
+	}
+	*p = Publish{
 		Dup:    b0&publishDup != 0,
 		QoS:    b0 >> publishQoSShift & 0x03,
 		Retain: b0&publishRetain != 0,
