@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -114,7 +115,8 @@ func Listen(cfg Config) (*Listener, error) {
 		l.tlsConfig, l.reloader = tc, r
 	}
 
-	ln, err := net.Listen("tcp", ep.address)
+	lc := listenConfig()
+	ln, err := lc.Listen(context.Background(), "tcp", ep.address)
 	if err != nil {
 		if l.reloader != nil {
 			l.reloader.Close()
