@@ -2,9 +2,11 @@ package node
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"runtime/debug"
@@ -193,6 +195,28 @@ func (c *conn) waitForData() error {
 	return nil
 }
 
+// readArrived takes a read buffer and fills it with what a plain TCP
+// socket has already received, without waiting. It reports whether that
+// was at least one byte. If not, the connection holds no buffer and reads
+// nothing more, so waitForData takes over. A client usually sends CONNECT
+// right after it connects, so this saves the one-byte read of waitForData.
+func (c *conn) readArrived() bool {
+	c.rd = getRawReader(c.nc)
+	if c.rd == nil {
+		return false
+	}
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset((*connSource)(c))
+	c.rd.setNoWait(true)
+	_, err := c.br.Peek(1)
+	c.rd.setNoWait(false)
+	if err != nil {
+		c.releaseReader()
+		return false
+	}
+	return true
+}
+
 // releaseReader returns the read buffer to the pool; it must hold no data.
 func (c *conn) releaseReader() {
 	if c.br == nil {
@@ -278,10 +302,12 @@ const busyGap = time.Second
 func (c *conn) serve() {
 	defer c.recoverPanic()
 	c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
-	if err := c.waitForData(); err != nil {
-		c.srv.log.Debug("connection closed before CONNECT", keyRemote, c.remote, keyErr, err)
-		c.finish()
-		return
+	if !c.readArrived() {
+		if err := c.waitForData(); err != nil {
+			c.srv.log.Debug("connection closed before CONNECT", keyRemote, c.remote, keyErr, err)
+			c.finish()
+			return
+		}
 	}
 	if !c.handshake() {
 		c.finish()
@@ -387,9 +413,6 @@ func (c *conn) idleWait() {
 // acknowledged, or the reason the connection ends: nil for a normal
 // DISCONNECT.
 func (c *conn) readPhase() (idle bool, err error) {
-	// Every PUBLISH of this phase is decoded into in: handlePublish copies
-	// what it keeps, so one Publish serves the whole burst.
-	var in packet.Publish
 	for {
 		if c.br == nil || c.br.Buffered() == 0 {
 			if err := c.flushPending(); err != nil {
@@ -407,7 +430,7 @@ func (c *conn) readPhase() (idle bool, err error) {
 			c.lastData = time.Now()
 			c.setReadDeadline(c.keepAliveDeadline())
 		}
-		p, err := packet.ReadInto(c.br, c.version, c.srv.cfg.Limits.MaxPacketSize, &in)
+		p, err := packet.Read(c.br, c.version, c.srv.cfg.Limits.MaxPacketSize)
 		if err != nil {
 			return false, c.readError(err)
 		}
@@ -583,7 +606,9 @@ func (c *conn) reportClose(err error) {
 	var perr *packet.Error
 	switch {
 	case err == nil:
-		c.srv.log.Debug("client disconnected", keyClientID, c.clientID, keyRemote, c.remote)
+		if c.debugLogged() {
+			c.srv.log.Debug("client disconnected", keyClientID, c.clientID, keyRemote, c.remote)
+		}
 	case errors.As(err, &perr):
 		c.srv.stats.protocolErrors.Add(1)
 		c.srv.clientWarn.log(c.srv.log, "closing connection after a protocol error",
@@ -603,8 +628,16 @@ func (c *conn) reportClose(err error) {
 			c.waitWriter()
 		}
 	default:
-		c.srv.log.Debug("connection ended", keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
+		if c.debugLogged() {
+			c.srv.log.Debug("connection ended", keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
+		}
 	}
+}
+
+// debugLogged reports whether the node logs at Debug. The lines logged once
+// per connection check it first, because their arguments alone allocate.
+func (c *conn) debugLogged() bool {
+	return c.srv.log.Enabled(context.Background(), slog.LevelDebug)
 }
 
 // waitWriter gives the writer a bounded time to flush a final packet.

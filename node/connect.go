@@ -50,15 +50,25 @@ func (c *conn) handshake() bool {
 		c.refuse(packet.ReasonBanned, "banned")
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
+	// Only a CONNECT with credentials can wait in authentication (password
+	// hashing, the login throttle, a store lookup), so only it gets a
+	// deadline: the timer is a cost that a storm of anonymous clients
+	// does not need to pay.
+	certs := peerCertificates(c.nc)
+	ctx, cancel := context.Background(), context.CancelFunc(nil)
+	if cp.Properties.AuthMethod != "" || cp.Username != "" || len(cp.Password) > 0 || len(certs) > 0 {
+		ctx, cancel = context.WithTimeout(ctx, c.srv.cfg.ConnectTimeout)
+	}
 	var acc *access
 	var authFinal []byte
 	if cp.Properties.AuthMethod != "" {
 		acc, authFinal, err = c.enhancedAuth(ctx, cp)
 	} else {
-		acc, err = c.authenticate(ctx, cp, peerCertificates(c.nc))
+		acc, err = c.authenticate(ctx, cp, certs)
 	}
-	cancel()
+	if cancel != nil {
+		cancel()
+	}
 	var perr *packet.Error
 	if errors.As(err, &perr) {
 		// Before CONNACK a protocol error gets a CONNACK with its code, never
@@ -119,8 +129,10 @@ func (c *conn) handshake() bool {
 		c.refuse(packet.ReasonUnspecifiedError, "session could not be restored")
 		return false
 	}
-	c.srv.log.Debug("client connected", keyClientID, c.clientID, keyRemote, c.remote,
-		"version", c.version, "clean_start", cp.CleanStart, "session_present", present)
+	if c.debugLogged() {
+		c.srv.log.Debug("client connected", keyClientID, c.clientID, keyRemote, c.remote,
+			"version", c.version, "clean_start", cp.CleanStart, "session_present", present)
+	}
 	return true
 }
 

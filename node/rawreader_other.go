@@ -13,6 +13,8 @@ func getRawReader(net.Conn) *rawReader { return nil }
 
 func (*rawReader) put() {}
 
+func (*rawReader) setNoWait(bool) {}
+
 func (*rawReader) read([]byte) (int, error) {
 	panic("node: rawReader.read outside Unix")
 }

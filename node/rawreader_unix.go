@@ -3,6 +3,7 @@
 package node
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -21,7 +22,14 @@ type rawReader struct {
 	buf  []byte                // the destination of the read in progress
 	n    int
 	err  error
+
+	// noWait makes a read on an empty socket return errWouldBlock instead
+	// of waiting for data.
+	noWait bool
 }
+
+// errWouldBlock is the error of a read with noWait on an empty socket.
+var errWouldBlock = errors.New("no data buffered on the socket")
 
 var rawReaderPool = sync.Pool{New: func() any {
 	r := new(rawReader)
@@ -46,9 +54,14 @@ func getRawReader(nc net.Conn) *rawReader {
 	return r
 }
 
+// setNoWait sets whether a read on an empty socket returns errWouldBlock
+// rather than waiting for data.
+func (r *rawReader) setNoWait(noWait bool) { r.noWait = noWait }
+
 // put returns r to the pool. r must not be used afterwards.
 func (r *rawReader) put() {
 	r.rc = nil
+	r.noWait = false
 	rawReaderPool.Put(r)
 }
 
@@ -86,6 +99,10 @@ func (r *rawReader) readFD(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if r.noWait {
+				r.err = errWouldBlock
+				return true
+			}
 			return false
 		default:
 			r.err = os.NewSyscallError("read", errno)
