@@ -89,7 +89,10 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		return c.refusePublish(p, packet.ReasonPayloadFormatInvalid, "payload is not valid UTF-8")
 	}
 
-	now := time.Now()
+	var now time.Time
+	if p.Properties.HasMessageExpiry {
+		now = time.Now() // only an expiring message needs the clock
+	}
 	msg := newMessageFromPublish(p, c.clientID, now)
 	if p.QoS > 0 && srv.store.OverLimit() {
 		return c.refusePublish(p, packet.ReasonQuotaExceeded, "disk limit reached")

@@ -288,7 +288,9 @@ func (s *session) pumpLocked() {
 	if c == nil {
 		return
 	}
-	now := time.Now()
+	// The clock is read once, and only for a message with an expiry: a
+	// message without one never uses now.
+	var now time.Time
 	for {
 		q := &s.mu.retainedQ
 		if q.len() == 0 {
@@ -298,6 +300,9 @@ func (s *session) pumpLocked() {
 			return
 		}
 		d := q.peek()
+		if now.IsZero() && !d.msg.expiresAt.IsZero() {
+			now = time.Now()
+		}
 		if d.msg.expired(now) {
 			q.pop()
 			s.srv.stats.expired.Add(1)
