@@ -53,7 +53,7 @@ type conn struct {
 	// Owned by the reader goroutine.
 	will             *packet.Will
 	aliases          map[uint16]string
-	pending          *pendingPublishes // from the first PUBLISH of an active phase until the connection parks
+	pending          *pendingPublishes // from the first PUBLISH, PUBACK or PUBCOMP of an active phase until the connection parks
 	lastData         time.Time         // when the reader last found bytes on the socket
 	readDeadline     time.Time         // the read deadline the reader set last
 	deadlineKnown    bool              // readDeadline is the socket's; false after others set it
@@ -771,7 +771,9 @@ type pendingPublishes struct {
 	targets  []target
 	acks     []packet.Packet
 	retained []retainedUpdate
-	forwards forwards // staged for other nodes; released after the batch commits
+	forwards forwards              // staged for other nodes; released after the batch commits
+	queuedTo map[*session]struct{} // see routeReserving
+	releases *storage.Batch        // releases after PUBACK and PUBCOMP; see commitReleases
 }
 
 type target struct {

@@ -96,11 +96,18 @@ func (p *persister) commit(items []persistItem) {
 func (ss *session) sendPersisted(d *delivery, now time.Time, fs *flushSet) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	ss.mu.flushes = fs
+	ss.sendPersistedLocked(d, now)
+	ss.mu.flushes = nil
+}
+
+// sendPersistedLocked sends d unless the session has ended, d has left the
+// inflight table (exported or acknowledged) or no client is connected; a
+// reconnecting client gets it from resendInflightLocked.
+func (ss *session) sendPersistedLocked(d *delivery, now time.Time) {
 	d.persisting = false
 	if ss.mu.ended || ss.mu.inflight[d.pid] != d || ss.mu.conn == nil {
 		return
 	}
-	ss.mu.flushes = fs
 	ss.sendLocked(ss.mu.conn, d, now)
-	ss.mu.flushes = nil
 }

@@ -114,7 +114,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 		srv.stats.forwardRefused.Add(1)
 		return c.refusePublish(p, packet.ReasonQuotaExceeded, "a peer's outbox is full")
 	}
-	c.pending.targets = srv.route(msg, c.pending.batch, c.pending.targets, &c.pending.forwards)
+	c.pending.targets = srv.routeReserving(msg, c.pending.batch, c.pending.targets, &c.pending.forwards, &c.pending.queuedTo)
 
 	switch p.QoS {
 	case 1:
@@ -198,9 +198,65 @@ func (c *conn) resolveTopicAlias(p *packet.Publish) error {
 	return nil
 }
 
+// Releases after PUBACK and PUBCOMP are collected per connection and
+// committed together, without a sync, when the reader's buffer empties
+// (flushPending), before the session is detached (end calls flushPending), or
+// once maxDeferredReleases wait. One commit then serves a whole read batch of
+// acknowledgements instead of one each.
+//
+// A waiting DeleteInflight must commit before its packet id can be reused, or
+// it would delete the newer entry. allocPacketIDLocked counts up through all
+// 65,535 ids before it returns to one. While a release waits, at most
+// maxDeferredReleases acknowledgements free window slots (a refused PUBREC
+// commits the releases first). So the counter moves on by at most two
+// windows plus maxDeferredReleases, which stays below 65,535 for a window of
+// at most maxReleaseWindow. Larger windows release at once.
+const (
+	maxDeferredReleases = 64
+	maxReleaseWindow    = 16384
+)
+
+// releaseBatchLocked returns the batch that collects this connection's
+// releases for sess, or nil when they must be committed at once. The caller
+// holds sess.mu.
+func (c *conn) releaseBatchLocked(sess *session) *storage.Batch {
+	if sess.mu.sendQuota > maxReleaseWindow {
+		return nil
+	}
+	if c.pending == nil {
+		c.pending = new(pendingPublishes) // dropped again when the connection parks
+	}
+	if c.pending.releases == nil {
+		c.pending.releases = c.srv.store.NewBatch()
+	}
+	return c.pending.releases
+}
+
+// commitReleasesIfFull commits the collected releases once
+// maxDeferredReleases wait.
+func (c *conn) commitReleasesIfFull() {
+	if c.pending != nil && c.pending.releases != nil && c.pending.releases.Len() >= maxDeferredReleases {
+		c.commitReleases()
+	}
+}
+
+// commitReleases commits the collected releases without a sync: a release
+// lost in a crash only makes the node send the message again.
+func (c *conn) commitReleases() {
+	pp := c.pending
+	if pp == nil || pp.releases == nil {
+		return
+	}
+	c.srv.commitNoSync(pp.releases, c.clientID)
+	pp.releases.Close()
+	pp.releases = nil
+}
+
 // flushPending commits the pending batch, then hands the messages to their
-// sessions and sends the acknowledgements, in the order received.
+// sessions and sends the acknowledgements, in the order received. It commits
+// the collected releases first.
 func (c *conn) flushPending() error {
+	c.commitReleases()
 	pp := c.pending
 	if pp == nil || pp.batch == nil && len(pp.acks) == 0 {
 		return nil
@@ -228,6 +284,11 @@ func (c *conn) flushPending() error {
 			srv.log.Error("storage commit failed; closing the publisher's connection without acknowledging",
 				keyClientID, c.clientID, keyRemote, c.remote, keyErr, err)
 			pp.forwards.release(srv.cluster, false)
+			for _, t := range pp.targets {
+				if t.d.persisting {
+					t.sess.unreserveInflight(t.d)
+				}
+			}
 			*pp = pendingPublishes{}
 			return packet.Errorf(packet.ReasonUnspecifiedError, "storage failure")
 		}
@@ -264,6 +325,7 @@ func (c *conn) flushPending() error {
 		pp.acks[i] = nil
 	}
 	clear(pp.retained)
+	clear(pp.queuedTo)
 	pp.targets, pp.acks, pp.retained, pp.needSync = pp.targets[:0], pp.acks[:0], pp.retained[:0], false
 	return nil
 }
@@ -275,6 +337,17 @@ func (c *conn) flushPending() error {
 // for the other nodes with matching routes, and their tickets appended to
 // fw; a nil fw keeps the message on this node.
 func (s *Server) route(msg *message, b *storage.Batch, out []target, fw *forwards) []target {
+	return s.routeReserving(msg, b, out, fw, nil)
+}
+
+// routeReserving is route that also reserves a packet id and a window slot
+// (reserveInflight) for each delivery to a persistent session that would be
+// sent at once, and stages its inflight entry instead of a queue entry. The
+// caller must hand every target to deliverVia after b commits, or to
+// unreserveInflight when the commit fails. queuedTo collects the sessions
+// given a queue entry, so that no later message of the same batch overtakes
+// one still on its way to the queue. A nil queuedTo reserves nothing.
+func (s *Server) routeReserving(msg *message, b *storage.Batch, out []target, fw *forwards, queuedTo *map[*session]struct{}) []target {
 	scratch := s.matchPool.Get().(*[]router.Entry)
 	defer func() {
 		clear(*scratch)
@@ -330,7 +403,7 @@ func (s *Server) route(msg *message, b *storage.Batch, out []target, fw *forward
 		}
 	}
 	for i := start; i < len(out); i++ {
-		s.stageDelivery(msg, b, out[i])
+		s.stageDeliveryReserving(msg, b, out[i], queuedTo)
 	}
 	if fw != nil {
 		s.routeRemote(msg, b, shared, fw)
@@ -401,6 +474,18 @@ func (s *Server) addTarget(out []target, msg *message, e *router.Entry, key stri
 // stageDelivery writes a QoS 1/2 delivery to a persistent session into b, with
 // the message body the first time.
 func (s *Server) stageDelivery(msg *message, b *storage.Batch, t target) {
+	s.stageDeliveryReserving(msg, b, t, nil)
+}
+
+// stageDeliveryReserving is stageDelivery that writes an inflight entry in
+// place of the queue entry when t.sess reserves a packet id for the delivery
+// (see routeReserving for queuedTo).
+//
+// The inflight entry is synced with the publisher's batch, before its PUBACK
+// and before the PUBLISH goes out. So after a crash the message is resent
+// with DUP and the same packet id [MQTT-4.4.0-1]. The persister's synced
+// batch gives the same guarantee to deliveries taken from the queue.
+func (s *Server) stageDeliveryReserving(msg *message, b *storage.Batch, t target, queuedTo *map[*session]struct{}) {
 	if t.d.qos == 0 || !t.sess.persistent.Load() {
 		return
 	}
@@ -413,6 +498,23 @@ func (s *Server) stageDelivery(msg *message, b *storage.Batch, t target) {
 	}
 	t.d.seq = s.store.NextID()
 	t.d.stored = true
+	if queuedTo != nil && t.d.shareKey == "" {
+		if _, queued := (*queuedTo)[t.sess]; !queued && t.sess.reserveInflight(t.d) {
+			b.PutInflight(t.sess.id, &storage.InflightEntry{
+				PacketID:  t.d.pid,
+				Seq:       t.d.seq,
+				MessageID: msg.id,
+				QoS:       t.d.qos,
+				Retain:    t.d.retain,
+				SubIDs:    t.d.subIDs,
+			})
+			return
+		}
+		if *queuedTo == nil {
+			*queuedTo = make(map[*session]struct{})
+		}
+		(*queuedTo)[t.sess] = struct{}{}
+	}
 	b.Enqueue(t.sess.id, &storage.QueueEntry{
 		Seq:       t.d.seq,
 		MessageID: msg.id,
@@ -427,8 +529,9 @@ func (c *conn) handlePuback(p *packet.Puback) error {
 	sess := c.session()
 	sess.mu.Lock()
 	d := sess.mu.inflight[p.PacketID]
-	ok := sess.ackLocked(p.PacketID, 1)
+	ok := sess.ackLocked(p.PacketID, 1, c.releaseBatchLocked(sess))
 	sess.mu.Unlock()
+	c.commitReleasesIfFull()
 	if !ok {
 		c.srv.log.Debug("PUBACK for an unknown packet id", keyClientID, c.clientID, "packet_id", p.PacketID)
 		return nil
@@ -444,6 +547,9 @@ func (c *conn) handlePuback(p *packet.Puback) error {
 // handlePubrec moves an outbound QoS 2 message to its second step. A reason code
 // of 0x80 or above ends the flow [MQTT-4.3.3-4].
 func (c *conn) handlePubrec(p *packet.Pubrec) error {
+	// A refused PUBREC frees a window slot outside the count that
+	// maxReleaseWindow relies on.
+	c.commitReleases()
 	sess := c.session()
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
@@ -484,8 +590,9 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 func (c *conn) handlePubcomp(p *packet.Pubcomp) error {
 	sess := c.session()
 	sess.mu.Lock()
-	ok := sess.ackLocked(p.PacketID, 2)
+	ok := sess.ackLocked(p.PacketID, 2, c.releaseBatchLocked(sess))
 	sess.mu.Unlock()
+	c.commitReleasesIfFull()
 	if !ok {
 		c.srv.log.Debug("PUBCOMP for an unknown packet id", keyClientID, c.clientID, "packet_id", p.PacketID)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/starling-mqtt/starling/node/packet"
 	"github.com/starling-mqtt/starling/router"
+	"github.com/starling-mqtt/starling/storage"
 )
 
 // neverExpires is the Session Expiry Interval that means the session never ends.
@@ -25,7 +26,7 @@ type delivery struct {
 	pid         uint16 // packet id once in flight
 	dup         bool   // resend: set DUP
 	released    bool   // QoS 2: PUBREC received, PUBREL sent
-	persisting  bool   // waiting for the persister to write its inflight entry
+	persisting  bool   // waiting for its inflight entry to be written, by the persister or the publisher's batch (reserveInflight)
 	shareKey    string // shared subscription group (shareKey) the delivery was chosen for; "" if none
 	redelivered bool   // a shared QoS 1 copy was already offered to another member
 	pooled      bool   // from deliveryPool (route): recycled once sent at QoS 0
@@ -206,6 +207,12 @@ func (s *session) deliverVia(d *delivery, fs *flushSet) bool {
 		s.releaseLocked(d)
 		return false
 	}
+	if d.persisting {
+		// Reserved in the window while staged: the publisher's batch that
+		// wrote its inflight entry has committed.
+		s.sendPersistedLocked(d, time.Now())
+		return s.congestedLocked()
+	}
 	if s.mu.importing {
 		s.mu.importBuf = append(s.mu.importBuf, d)
 		return false
@@ -266,18 +273,29 @@ func (s *session) dropLocked(d *delivery, why string) {
 
 // releaseLocked removes the storage entry that backs a delivery, if any.
 func (s *session) releaseLocked(d *delivery) {
+	s.releaseIntoLocked(d, nil)
+}
+
+// releaseIntoLocked is releaseLocked that adds the removal to b, for the
+// caller to commit, or commits it at once without a sync when b is nil.
+func (s *session) releaseIntoLocked(d *delivery, b *storage.Batch) {
 	if !d.stored {
 		return
 	}
-	b := s.srv.store.NewBatch()
-	defer b.Close()
+	own := b == nil
+	if own {
+		b = s.srv.store.NewBatch()
+		defer b.Close()
+	}
 	if d.pid != 0 {
 		b.DeleteInflight(s.id, d.pid, d.msg.id)
 	} else {
 		b.Dequeue(s.id, d.seq, d.msg.id)
 	}
 	d.stored = false
-	s.srv.commitNoSync(b, s.id)
+	if own {
+		s.srv.commitNoSync(b, s.id)
+	}
 }
 
 // pumpLocked sends what the outbound window allows: retained backlog first,
@@ -348,6 +366,46 @@ func (s *session) pumpLocked() {
 		}
 		s.sendLocked(c, d, now)
 	}
+}
+
+// reserveInflight gives d a packet id and a slot in the outbound window while
+// a publisher stages it, when the session would send it at once: its client
+// is connected, nothing is queued ahead of it and the window has room. The
+// publisher then writes the inflight entry in its own synced batch, in place
+// of a queue entry, and deliverVia sends d once that batch has committed.
+// This saves the persister's second synced batch per message. It returns
+// false, reserving nothing, when d must take the queue.
+func (s *session) reserveInflight(d *delivery) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.mu.conn
+	if c == nil || s.mu.ended || s.mu.importing || s.mu.frozen ||
+		s.mu.queue.len() > 0 || s.mu.retainedQ.len() > 0 || len(s.mu.inflight) >= s.mu.sendQuota {
+		return false
+	}
+	now := time.Now()
+	if d.msg.expired(now) || !c.access.Load().mayRead(d.msg.topic, d.qos) || !c.fitsPacketSize(d, now) {
+		return false // pumpLocked discards it and counts why
+	}
+	d.pid = s.allocPacketIDLocked()
+	d.persisting = true
+	s.setInflightLocked(d)
+	return true
+}
+
+// unreserveInflight undoes reserveInflight after the publisher's batch failed
+// to commit. Nothing was written, and the publisher, which gets no
+// acknowledgement, sends the message again.
+func (s *session) unreserveInflight(d *delivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d.persisting = false
+	d.stored = false
+	if s.mu.ended || s.mu.inflight[d.pid] != d {
+		return
+	}
+	s.deleteInflightLocked(d.pid)
+	s.pumpLocked()
 }
 
 // setInflightLocked and deleteInflightLocked keep the node's inflight gauge
@@ -441,7 +499,7 @@ func (s *session) resendInflightLocked(c *conn) {
 	now := time.Now()
 	for _, d := range ds {
 		if d.persisting {
-			continue // the persister sends it
+			continue // sent once its inflight entry is written
 		}
 		if d.released {
 			c.send(packet.SuccessAck{Kind: packet.TypePubrel, PacketID: d.pid})
@@ -453,13 +511,15 @@ func (s *session) resendInflightLocked(c *conn) {
 }
 
 // ackLocked completes an outbound QoS 1 (PUBACK) or QoS 2 (PUBCOMP) message.
-func (s *session) ackLocked(pid uint16, wantQoS byte) bool {
+// The removal of its storage entry goes into rb, which the caller commits, or
+// is committed at once when rb is nil.
+func (s *session) ackLocked(pid uint16, wantQoS byte, rb *storage.Batch) bool {
 	d, ok := s.mu.inflight[pid]
 	if !ok || d.qos != wantQoS {
 		return false
 	}
 	s.deleteInflightLocked(pid)
-	s.releaseLocked(d)
+	s.releaseIntoLocked(d, rb)
 	s.pumpLocked()
 	return true
 }

@@ -35,6 +35,14 @@ func (s *Store) NewBatch() *Batch {
 	return &Batch{s: s, pb: s.db.NewBatch()}
 }
 
+// Len returns the number of writes in the batch.
+func (b *Batch) Len() int {
+	if b.pb == nil {
+		return 0
+	}
+	return int(b.pb.Count())
+}
+
 // Empty reports whether the batch contains no write.
 func (b *Batch) Empty() bool {
 	return b.pb == nil || b.pb.Empty()
