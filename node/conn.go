@@ -69,8 +69,10 @@ type conn struct {
 	park parkState
 
 	// raw writes to the TCP socket without blocking. The first inline write
-	// creates it, so a connection that never writes inline does not pay for
-	// it. It stays nil for tls and ws. Owned by the write token holder.
+	// takes it from a pool and parkIdle puts it back (releaseRawWriter), so
+	// a parked connection does not pay for it. It stays nil for tls and ws.
+	// Owned by the write token holder; set to nil only under outMu while
+	// no goroutine holds the token.
 	raw *rawWriter
 
 	kickReason atomic.Uint32 // reason code + 1 when the server closed the connection
@@ -334,6 +336,7 @@ func (c *conn) active() {
 // owning the connection.
 func (c *conn) parkIdle() {
 	c.releaseReader()
+	c.releaseRawWriter()
 	c.pending = nil // readPhase flushed it before going idle
 	if p := c.srv.idle; p != nil && c.probeTLS() && p.park(c, c.keepAliveDeadline()) {
 		// A goroutine that closed or kicked the connection before it was
@@ -373,6 +376,24 @@ func (c *conn) probeTLS() bool {
 		return false
 	}
 	return errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// releaseRawWriter returns the raw writer to its pool and drops the empty
+// outbound queue array, unless a goroutine holds the write token and may
+// be using them.
+func (c *conn) releaseRawWriter() {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if c.out.writing {
+		return
+	}
+	if c.raw != nil {
+		c.raw.put()
+		c.raw = nil
+	}
+	if len(c.out.queue) == 0 {
+		c.out.queue = nil
+	}
 }
 
 // socketClosed reports whether closeSocket or a failed write closed the

@@ -11,6 +11,8 @@ type rawWriter struct{}
 // newRawWriter returns nil outside Unix.
 func newRawWriter(net.Conn) *rawWriter { return nil }
 
+func (*rawWriter) put() {}
+
 func (*rawWriter) write([]byte) (int, error) {
 	panic("node: rawWriter.write outside Unix")
 }

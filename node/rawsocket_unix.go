@@ -5,6 +5,7 @@ package node
 import (
 	"net"
 	"os"
+	"sync"
 	"syscall"
 
 	"github.com/starling-mqtt/starling/node/transport"
@@ -21,6 +22,12 @@ type rawWriter struct {
 	err  error
 }
 
+var rawWriterPool = sync.Pool{New: func() any {
+	w := new(rawWriter)
+	w.step = w.writeFD
+	return w
+}}
+
 // newRawWriter returns a writer for the socket beneath a plain TCP
 // connection, or nil for TLS, WebSocket and other connections, whose bytes
 // need framing by their own Write.
@@ -33,9 +40,15 @@ func newRawWriter(nc net.Conn) *rawWriter {
 	if err != nil {
 		return nil
 	}
-	w := &rawWriter{rc: rc}
-	w.step = w.writeFD
+	w := rawWriterPool.Get().(*rawWriter)
+	w.rc = rc
 	return w
+}
+
+// put returns w to the pool. w must not be used afterwards.
+func (w *rawWriter) put() {
+	w.rc, w.buf, w.n, w.err = nil, nil, 0, nil
+	rawWriterPool.Put(w)
 }
 
 // plainTCP returns the TCP socket beneath nc when the bytes on it are the
