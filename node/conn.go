@@ -434,6 +434,9 @@ func (c *conn) idleWait() {
 // acknowledged, or the reason the connection ends: nil for a normal
 // DISCONNECT.
 func (c *conn) readPhase() (idle bool, err error) {
+	// Every PUBLISH of this phase is decoded into in: handlePublish copies
+	// what it keeps, so one Publish serves the whole burst.
+	var in packet.Publish
 	for {
 		if c.br == nil || c.br.Buffered() == 0 {
 			if err := c.flushPending(); err != nil {
@@ -451,7 +454,7 @@ func (c *conn) readPhase() (idle bool, err error) {
 			c.lastData = time.Now()
 			c.setReadDeadline(c.keepAliveDeadline())
 		}
-		p, err := packet.Read(c.br, c.version, c.srv.cfg.Limits.MaxPacketSize)
+		p, err := packet.ReadInto(c.br, c.version, c.srv.cfg.Limits.MaxPacketSize, &in)
 		if err != nil {
 			return false, c.readError(err)
 		}
