@@ -117,6 +117,11 @@ func (c *conn) handshake() bool {
 			keyClientID, c.clientID, keyRemote, c.remote, "maximum_packet_size", c.maxOutPacket)
 		return false
 	}
+	// The reader writes the CONNACK itself when it next reads or fails
+	// (flushOwnWrites in readPhase, waitWriter), which saves a writer
+	// goroutine per connection. Nothing past this point waits for a reply
+	// from the client, as enhanced authentication does.
+	c.deferOwnWrites()
 	present, err := c.srv.attach(c, cp, assigned)
 	if errors.Is(err, errSessionUnavailable) {
 		c.srv.stats.connectRefused.Add(1)
