@@ -217,10 +217,10 @@ const (
 )
 
 // releaseBatchLocked returns the batch that collects this connection's
-// releases for sess, or nil when they must be committed at once. The caller
-// holds sess.mu.
-func (c *conn) releaseBatchLocked(sess *session) *storage.Batch {
-	if sess.mu.sendQuota > maxReleaseWindow {
+// releases for sess, or nil when they must be committed at once or d, the
+// delivery to acknowledge, has no storage entry. The caller holds sess.mu.
+func (c *conn) releaseBatchLocked(sess *session, d *delivery) *storage.Batch {
+	if d == nil || !d.stored || sess.mu.sendQuota > maxReleaseWindow {
 		return nil
 	}
 	if c.pending == nil {
@@ -529,7 +529,7 @@ func (c *conn) handlePuback(p *packet.Puback) error {
 	sess := c.session()
 	sess.mu.Lock()
 	d := sess.mu.inflight[p.PacketID]
-	ok := sess.ackLocked(p.PacketID, 1, c.releaseBatchLocked(sess))
+	ok := sess.ackLocked(p.PacketID, 1, c.releaseBatchLocked(sess, d))
 	sess.mu.Unlock()
 	c.commitReleasesIfFull()
 	if !ok {
@@ -590,7 +590,7 @@ func (c *conn) handlePubrec(p *packet.Pubrec) error {
 func (c *conn) handlePubcomp(p *packet.Pubcomp) error {
 	sess := c.session()
 	sess.mu.Lock()
-	ok := sess.ackLocked(p.PacketID, 2, c.releaseBatchLocked(sess))
+	ok := sess.ackLocked(p.PacketID, 2, c.releaseBatchLocked(sess, sess.mu.inflight[p.PacketID]))
 	sess.mu.Unlock()
 	c.commitReleasesIfFull()
 	if !ok {
