@@ -3,12 +3,26 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// maxScratch is the largest encoding buffer a Batch keeps between calls.
+// maxScratch is the largest encoding buffer a Batch keeps between calls,
+// and that Close returns to scratchPool.
 const maxScratch = 64 << 10
+
+// batchScratch is the reusable memory of a Batch. Close returns it to
+// scratchPool, so that the many small batches of a busy node (one per read
+// batch of publishes or acknowledgements) do not each grow new slices.
+type batchScratch struct {
+	ops     []refOp
+	touched []uint64
+	key     []byte
+	val     []byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(batchScratch) }}
 
 // Batch collects writes that Commit applies atomically, so after a crash
 // either all of them are on disk or none. A Batch is not safe for concurrent use.
@@ -21,18 +35,28 @@ const maxScratch = 64 << 10
 type Batch struct {
 	s          *Store
 	pb         *pebble.Batch
-	ops        []refOp     // reference-changing operations in call order
-	touched    []uint64    // scratch for refIndex.applyLocked
-	key        []byte      // scratch for keys
-	val        []byte      // scratch for values
-	err        error       // first invalid argument
-	outboxPuts []outboxPut // counted into Store.outbox after the commit
-	used       bool        // Commit or CommitNoSync was called
+	scratch    *batchScratch // source of ops, touched, key and val; nil after Close
+	ops        []refOp       // reference-changing operations in call order
+	touched    []uint64      // scratch for refIndex.applyLocked
+	key        []byte        // scratch for keys
+	val        []byte        // scratch for values
+	err        error         // first invalid argument
+	outboxPuts []outboxPut   // counted into Store.outbox after the commit
+	used       bool          // Commit or CommitNoSync was called
 }
 
 // NewBatch returns an empty batch.
 func (s *Store) NewBatch() *Batch {
-	return &Batch{s: s, pb: s.db.NewBatch()}
+	sc := scratchPool.Get().(*batchScratch)
+	return &Batch{
+		s:       s,
+		pb:      s.db.NewBatch(),
+		scratch: sc,
+		ops:     sc.ops[:0],
+		touched: sc.touched[:0],
+		key:     sc.key[:0],
+		val:     sc.val[:0],
+	}
 }
 
 // Len returns the number of writes in the batch.
@@ -363,10 +387,25 @@ func (b *Batch) Close() {
 		_ = b.pb.Close()
 		b.pb = nil
 	}
-	b.ops = nil
-	if cap(b.val) > maxScratch {
-		b.val = nil
+	if sc := b.scratch; sc != nil {
+		clear(b.ops) // drops the client id strings
+		sc.ops, sc.touched, sc.key, sc.val = b.ops[:0], b.touched[:0], b.key[:0], b.val[:0]
+		if cap(sc.ops) > maxScratch/16 {
+			sc.ops = nil
+		}
+		if cap(sc.touched) > maxScratch/8 {
+			sc.touched = nil
+		}
+		if cap(sc.key) > maxScratch {
+			sc.key = nil
+		}
+		if cap(sc.val) > maxScratch {
+			sc.val = nil
+		}
+		b.scratch = nil
+		scratchPool.Put(sc)
 	}
+	b.ops, b.touched, b.key, b.val = nil, nil, nil, nil
 }
 
 func writeOptions(sync bool) *pebble.WriteOptions {

@@ -192,3 +192,35 @@ func BenchmarkCodec_Session(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkDelivery_InflightThenRelease runs the storage side of one QoS 1
+// message to a connected persistent subscriber: the publisher's batch writes
+// the body and the inflight entry, and the PUBACK's batch deletes the entry,
+// which also deletes the body. Both commit without a sync, so that the
+// figures show the store's own work. One op is one message.
+func BenchmarkDelivery_InflightThenRelease(b *testing.B) {
+	cfg := testConfig(b.TempDir())
+	cfg.Durability = DurabilityRelaxed
+	s := openStore(b, cfg)
+	const clientID = "bench-subscriber"
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		id, seq := s.NextID(), s.NextID()
+		pid := uint16(i%65535) + 1
+		publish := s.NewBatch()
+		publish.PutMessage(&Message{ID: id, Topic: "bench/topic", Payload: benchPayload[:64], QoS: 1})
+		publish.PutInflight(clientID, &InflightEntry{PacketID: pid, Seq: seq, MessageID: id, QoS: 1})
+		if err := publish.CommitNoSync(); err != nil {
+			b.Fatalf("commit publish: %v", err)
+		}
+		publish.Close()
+
+		release := s.NewBatch()
+		release.DeleteInflight(clientID, pid, id)
+		if err := release.CommitNoSync(); err != nil {
+			b.Fatalf("commit release: %v", err)
+		}
+		release.Close()
+	}
+}

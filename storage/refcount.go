@@ -21,12 +21,40 @@ type refIndex struct {
 	mu      sync.Mutex
 	counts  map[uint64]int64       // message id to references; guarded by mu
 	clients map[string]*clientRefs // client id to its entries; guarded by mu
+
+	// spare holds emptied clientRefs for reuse, guarded by mu. A connected
+	// subscriber's entries often drop to zero and come back with the next
+	// message, and reuse saves a struct and two maps each time.
+	spare []*clientRefs
 }
 
 // clientRefs lists the message ids referenced by one client's entries.
 type clientRefs struct {
 	queue    map[uint64]uint64 // queue Seq to message id
 	inflight map[uint16]uint64 // packet id to message id
+	peak     int               // most entries held at once, which bounds the maps' memory
+}
+
+// Limits of refIndex.spare: how many emptied clientRefs it keeps, and the
+// peak above which one is dropped instead. A Go map keeps the memory of its
+// largest size after its entries are deleted.
+const (
+	maxSpareClients   = 256
+	maxSparePeakItems = 64
+)
+
+func (c *clientRefs) putQueue(seq, messageID uint64) {
+	c.queue[seq] = messageID
+	c.notePeak()
+}
+
+func (c *clientRefs) putInflight(packetID uint16, messageID uint64) {
+	c.inflight[packetID] = messageID
+	c.notePeak()
+}
+
+func (c *clientRefs) notePeak() {
+	c.peak = max(c.peak, len(c.queue)+len(c.inflight))
 }
 
 // refOpKind names a batch operation that changes references.
@@ -53,14 +81,22 @@ type refOp struct {
 func (r *refIndex) init() {
 	r.counts = make(map[uint64]int64)
 	r.clients = make(map[string]*clientRefs)
+	r.spare = nil
 }
 
 func (r *refIndex) clientLocked(clientID string) *clientRefs {
 	c := r.clients[clientID]
-	if c == nil {
-		c = &clientRefs{queue: make(map[uint64]uint64), inflight: make(map[uint16]uint64)}
-		r.clients[clientID] = c
+	if c != nil {
+		return c
 	}
+	if n := len(r.spare); n > 0 {
+		c = r.spare[n-1]
+		r.spare[n-1] = nil
+		r.spare = r.spare[:n-1]
+	} else {
+		c = &clientRefs{queue: make(map[uint64]uint64), inflight: make(map[uint16]uint64)}
+	}
+	r.clients[clientID] = c
 	return c
 }
 
@@ -69,6 +105,10 @@ func (r *refIndex) clientLocked(clientID string) *clientRefs {
 func (r *refIndex) dropIfEmptyLocked(clientID string, c *clientRefs) {
 	if len(c.queue) == 0 && len(c.inflight) == 0 {
 		delete(r.clients, clientID)
+		if c.peak <= maxSparePeakItems && len(r.spare) < maxSpareClients {
+			c.peak = 0
+			r.spare = append(r.spare, c)
+		}
 	}
 }
 
@@ -93,7 +133,7 @@ func (r *refIndex) applyLocked(ops []refOp, pb *pebble.Batch, touched []uint64, 
 				r.counts[old]--
 				touched = append(touched, old)
 			}
-			c.queue[op.key] = op.messageID
+			c.putQueue(op.key, op.messageID)
 			r.counts[op.messageID]++
 		case opDequeue:
 			c := r.clients[op.clientID]
@@ -117,7 +157,7 @@ func (r *refIndex) applyLocked(ops []refOp, pb *pebble.Batch, touched []uint64, 
 				r.counts[old]--
 				touched = append(touched, old)
 			}
-			c.inflight[packetID] = op.messageID
+			c.putInflight(packetID, op.messageID)
 			r.counts[op.messageID]++
 		case opDeleteInflight:
 			c := r.clients[op.clientID]
@@ -194,7 +234,7 @@ func (s *Store) rebuildRefs() (rebuildStats, error) {
 		if err := decodeQueueEntry(value, &e); err != nil {
 			return fmt.Errorf("queue entry %d of %q: %w", seq, clientID, err)
 		}
-		r.clientLocked(clientID).queue[seq] = e.MessageID
+		r.clientLocked(clientID).putQueue(seq, e.MessageID)
 		r.counts[e.MessageID]++
 		return nil
 	})
@@ -212,7 +252,7 @@ func (s *Store) rebuildRefs() (rebuildStats, error) {
 		if err := decodeInflightEntry(value, &e); err != nil {
 			return fmt.Errorf("inflight packet %d of %q: %w", packetID, clientID, err)
 		}
-		r.clientLocked(clientID).inflight[packetID] = e.MessageID
+		r.clientLocked(clientID).putInflight(packetID, e.MessageID)
 		r.counts[e.MessageID]++
 		return nil
 	})

@@ -463,3 +463,59 @@ func TestRefs_RePutRacesLastDequeue(t *testing.T) {
 	}
 	checkRefsMatchDisk(t, s)
 }
+
+func TestRefs_SpareOnlySmallEmptiedClients(t *testing.T) {
+	s := openStore(t, testConfig(t.TempDir()))
+	fill := func(clientID string, n int) {
+		t.Helper()
+		b := s.NewBatch()
+		defer b.Close()
+		for i := range n {
+			id := s.NextID()
+			b.PutMessage(&Message{ID: id, Topic: "t", QoS: 1})
+			b.PutInflight(clientID, &InflightEntry{PacketID: uint16(i + 1), MessageID: id, QoS: 1})
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	empty := func(clientID string, n int) {
+		t.Helper()
+		b := s.NewBatch()
+		defer b.Close()
+		for i := range n {
+			b.DeleteInflight(clientID, uint16(i+1), 0)
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spare := func() int {
+		s.refs.mu.Lock()
+		defer s.refs.mu.Unlock()
+		return len(s.refs.spare)
+	}
+
+	fill("small", 3)
+	empty("small", 3)
+	if got := spare(); got != 1 {
+		t.Fatalf("%d spare clients after emptying a small one, expected 1", got)
+	}
+	fill("reuser", 1)
+	if got := spare(); got != 0 {
+		t.Fatalf("%d spare clients after a new client took the spare one, expected 0", got)
+	}
+	empty("reuser", 1)
+
+	// The large client takes the spare one, grows its maps past
+	// maxSparePeakItems and is dropped when emptied.
+	fill("large", maxSparePeakItems+1)
+	empty("large", maxSparePeakItems+1)
+	if got := spare(); got != 0 {
+		t.Errorf("%d spare clients after emptying a large one, expected 0", got)
+	}
+	if ids := diskMessageIDs(t, s); len(ids) != 0 {
+		t.Errorf("%d message bodies left, expected 0", len(ids))
+	}
+	checkRefsMatchDisk(t, s)
+}
