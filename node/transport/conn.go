@@ -17,16 +17,27 @@ import (
 // Close, so every Conn that Accept returns must be closed, also after the
 // Listener has closed.
 type Conn struct {
-	conn      net.Conn // the stream: TCP, TLS, or the WebSocket adapter
-	remote    net.Addr // the client, from the PROXY header when there is one
-	proxy     net.Addr // the TCP peer when a PROXY header named the client, else nil
-	peerCerts []*x509.Certificate
-	listener  string
-	transport string
+	conn   net.Conn   // the stream: TCP, TLS, or the WebSocket adapter
+	remote net.Addr   // the client, from the PROXY header when there is one
+	from   *connFrom  // shared by the connections of one listener
+	extra  *connExtra // nil when there is neither a proxy nor a client certificate
 
-	slots     *slots
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// connFrom is what every connection of one listener shares, kept once in
+// the Listener so that an idle connection does not carry copies.
+type connFrom struct {
+	listener  string
+	transport string
+	slots     *slots
+}
+
+// connExtra holds what few connections have.
+type connExtra struct {
+	proxy     net.Addr // the TCP peer when a PROXY header named the client, else nil
+	peerCerts []*x509.Certificate
 }
 
 // Read reads the MQTT byte stream. Over WebSocket a read may return bytes
@@ -43,7 +54,7 @@ func (c *Conn) Write(p []byte) (int, error) { return c.conn.Write(p) }
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closeErr = c.conn.Close()
-		c.slots.release()
+		c.from.slots.release()
 	})
 	return c.closeErr
 }
@@ -59,7 +70,12 @@ func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 // ProxyAddr returns the address of the proxy that sent a PROXY header
 // naming the client, or nil when RemoteAddr is the socket's peer.
-func (c *Conn) ProxyAddr() net.Addr { return c.proxy }
+func (c *Conn) ProxyAddr() net.Addr {
+	if c.extra == nil {
+		return nil
+	}
+	return c.extra.proxy
+}
 
 // SetDeadline sets the read and write deadlines as net.Conn documents. The
 // listener clears its handshake deadlines before Accept returns the
@@ -76,14 +92,19 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDeadl
 // PeerCertificates returns the client's verified certificate chain, leaf
 // first, for tls and wss connections whose client sent a certificate. It
 // returns nil otherwise. The slice must not be modified.
-func (c *Conn) PeerCertificates() []*x509.Certificate { return c.peerCerts }
+func (c *Conn) PeerCertificates() []*x509.Certificate {
+	if c.extra == nil {
+		return nil
+	}
+	return c.extra.peerCerts
+}
 
 // Listener returns the name of the listener that accepted the connection.
-func (c *Conn) Listener() string { return c.listener }
+func (c *Conn) Listener() string { return c.from.listener }
 
 // Transport returns TransportTCP, TransportTLS, TransportWS or
 // TransportWSS.
-func (c *Conn) Transport() string { return c.transport }
+func (c *Conn) Transport() string { return c.from.transport }
 
 // NetConn returns the connection's stream beneath Conn: a *net.TCPConn (or
 // a wrapper holding bytes read ahead), a *tls.Conn, or the WebSocket

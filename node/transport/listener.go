@@ -51,6 +51,7 @@ type Listener struct {
 
 	bucket   *tokenBucket // used by the accept goroutine only
 	slots    slots
+	from     connFrom // what every Conn of the listener refers to
 	counters counters
 	warn     warnLimiter
 
@@ -95,6 +96,7 @@ func Listen(cfg Config) (*Listener, error) {
 		closeDone: make(chan struct{}),
 	}
 	l.slots.max = int64(cfg.MaxConnections)
+	l.from = connFrom{listener: cfg.Name, transport: ep.transport, slots: &l.slots}
 	l.mu.pending = make(map[net.Conn]struct{})
 	if ep.transport == TransportWS || ep.transport == TransportWSS {
 		l.upgrader = newUpgrader(cfg.WSHandshakeTimeout)
@@ -368,13 +370,9 @@ func (l *Listener) deliver(c *Conn) {
 }
 
 func (l *Listener) newConn(stream net.Conn, remote, proxy net.Addr, certs []*x509.Certificate) *Conn {
-	return &Conn{
-		conn:      stream,
-		remote:    remote,
-		proxy:     proxy,
-		peerCerts: certs,
-		listener:  l.cfg.Name,
-		transport: l.ep.transport,
-		slots:     &l.slots,
+	c := &Conn{conn: stream, remote: remote, from: &l.from}
+	if proxy != nil || certs != nil {
+		c.extra = &connExtra{proxy: proxy, peerCerts: certs}
 	}
+	return c
 }
