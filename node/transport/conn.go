@@ -26,8 +26,9 @@ type Conn struct {
 	closeErr  error
 }
 
-// connFrom is what every connection of one listener shares, kept once in
-// the Listener so that an idle connection does not carry copies.
+// connFrom is the listener name, transport and slots that all connections
+// of one listener share. The Listener keeps one, so that an idle
+// connection carries no copies.
 type connFrom struct {
 	listener  string
 	transport string
