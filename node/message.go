@@ -106,7 +106,15 @@ func forwardedProperties(p *packet.Properties) *packet.Properties {
 
 // record converts the message to its storage form.
 func (m *message) record() *storage.Message {
-	rec := &storage.Message{
+	rec := new(storage.Message)
+	m.fillRecord(rec)
+	return rec
+}
+
+// fillRecord sets rec to the storage form of m. Unlike record it lets the
+// caller keep rec on its stack, as the publish path does.
+func (m *message) fillRecord(rec *storage.Message) {
+	*rec = storage.Message{
 		ID:          m.id,
 		Topic:       m.topic,
 		Payload:     m.payload,
@@ -123,7 +131,6 @@ func (m *message) record() *storage.Message {
 	if m.fromPeer {
 		rec.OriginSite, rec.OriginID = m.originSite, m.originID
 	}
-	return rec
 }
 
 func hasForwardedProperties(p *packet.Properties) bool {

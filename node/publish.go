@@ -493,7 +493,9 @@ func (s *Server) stageDeliveryReserving(msg *message, b *storage.Batch, t target
 		if msg.id == 0 {
 			msg.id = s.store.NextID()
 		}
-		b.PutMessage(msg.record())
+		var rec storage.Message
+		msg.fillRecord(&rec)
+		b.PutMessage(&rec)
 		msg.stored = true
 	}
 	t.d.seq = s.store.NextID()
