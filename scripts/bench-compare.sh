@@ -2,59 +2,96 @@
 # Measures Starling against Mosquitto on this machine with `starling bench`
 # and writes the results to docs/benchmarks.md.
 #
-# It builds bin/starling and starts four fresh brokers, each on its own
+# It builds bin/starling and starts six fresh brokers, each on its own
 # loopback port with its own temporary data and configuration: Starling
 # with its default durability (sync), Starling with --durability relaxed,
-# Mosquitto without persistence and Mosquitto with "persistence true". Each
-# cell compares one Starling with one Mosquitto. It runs every cell RUNS
-# times per broker and alternates the brokers (Starling, Mosquitto,
-# Starling, ...), so that slow drift of the machine affects both alike. It
-# prints one markdown table of medians, min-max and the ratio
-# Starling/Mosquitto, and rewrites OUT above its notes marker: everything
-# from the marker line on is kept as it was.
+# Mosquitto without persistence, Mosquitto with "persistence true", and a
+# Starling and a Mosquitto with a TLS listener that serve the same
+# certificate from `starling certs init`. Each cell compares one Starling
+# with one Mosquitto. It runs every cell RUNS times per broker and
+# alternates the brokers (Starling, Mosquitto, Starling, ...), so that slow
+# drift of the machine affects both alike. It prints one markdown table of
+# medians, min-max and the ratio Starling/Mosquitto, and rewrites OUT above
+# its notes marker: everything from the marker line on is kept as it was.
 #
-# The brokers it started are stopped on exit, also on error or Ctrl-C. With
-# the defaults the whole script takes about 11 minutes (12 cells, 3 runs
-# per broker, runs of 6 s of publishing or up to 5,000 connections, plus
-# the build).
+# Before anything else it raises the open file limit (soft and, where
+# allowed, hard) to NOFILE for itself, both brokers and the load tool, and
+# stops with an error when the limit stays below what the largest cell needs.
 #
-# Environment (defaults in brackets):
-#   RUNS [3]             runs per cell and broker
-#   DURATION [6s]        publishing time of each message run
-#   CLIENTS [10]         publisher/subscriber pairs, and publishers of the shared cell
+# The brokers it started are stopped on exit, also on error or Ctrl-C. It
+# prints its expected duration at the start and the real one at the end:
+# about 14 minutes with the defaults (17 cells, 3 runs per broker, runs of
+# 6 s of publishing or of up to 50,000 connections, the build, and up to 2
+# minutes of waiting for room in the kernel's connection tracking table
+# between idle runs). QUICK=1 is a smoke check of every cell in about 1.5
+# minutes; its numbers are not measurements, and it writes to a temporary
+# file unless OUT is set.
+#
+# Environment (defaults in brackets; QUICK=1 defaults after the slash):
+#   QUICK [0]            1 for a smoke check with the quick defaults below
+#   RUNS [3/1]           runs per cell and broker
+#   DURATION [6s/2s]     publishing time of each message run
+#   CLIENTS [10]         publishers and subscribers: pairs, fan-in
+#                        publishers, fan-out subscribers, shared publishers
 #   SHARED_SUBS [4]      members of the shared subscription group
-#   RATE [2000]          total msg/s of the fixed-rate cells
+#   RATE [500*CLIENTS]   total msg/s of the fixed-rate cells, spread evenly
+#                        over the CLIENTS publishers (500 msg/s each)
 #   STORM [2000]         connections of the storm cell
-#   IDLE [5000]          connections of the idle cell
-#   HOLD [5s]            how long the idle connections stay open
+#   IDLE [50000/5000]    connections of the idle plain-TCP cell
+#   IDLE_TLS [5000/1000]  connections of the idle TLS cell
+#   HOLD [5s/2s]         how long the idle connections stay open
+#   NOFILE [200000]      open file limit to set; it must exceed the largest
+#                        of IDLE, IDLE_TLS and STORM by 1,000
 #   STARLING_PORT [18883], MOSQUITTO_PORT [18884]   loopback ports; the
 #       relaxed Starling and the persistent Mosquitto use the next two
 #       (STARLING_PORT+2 and MOSQUITTO_PORT+2)
+#   STARLING_TLS_PORT [18887], MOSQUITTO_TLS_PORT [18888]   TLS listeners
+#   STARLING_HTTP_PORT [18889], STARLING_TLS_HTTP_PORT [18890]   the
+#       Starlings' --http endpoints (loopback, with --pprof), which serve
+#       POST /debug/free-memory to the idle cells
 #   MOSQUITTO [/usr/sbin/mosquitto]
-#   MOSQUITTO_NODELAY [0]  1 adds "set_tcp_nodelay true" to Mosquitto's configuration
-#   OUT [docs/benchmarks.md]
+#   MOSQUITTO_NODELAY [0]  1 adds "set_tcp_nodelay true" to the
+#       configuration of the plain-TCP Mosquittos (the TLS one always has it)
+#   OUT [docs/benchmarks.md; QUICK=1: $TMPDIR/starling-bench-quick.md]
 #
 # Needs: go, make, jq, Debian's mosquitto package.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+	RUNS=${RUNS:-1}
+	DURATION=${DURATION:-2s}
+	IDLE=${IDLE:-5000}
+	IDLE_TLS=${IDLE_TLS:-1000}
+	HOLD=${HOLD:-2s}
+	OUT=${OUT:-${TMPDIR:-/tmp}/starling-bench-quick.md}
+fi
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-6s}
 CLIENTS=${CLIENTS:-10}
 SHARED_SUBS=${SHARED_SUBS:-4}
-RATE=${RATE:-2000}
+RATE=${RATE:-$((500 * CLIENTS))}
 STORM=${STORM:-2000}
-IDLE=${IDLE:-5000}
+IDLE=${IDLE:-50000}
+IDLE_TLS=${IDLE_TLS:-5000}
 HOLD=${HOLD:-5s}
+NOFILE=${NOFILE:-200000}
 STARLING_PORT=${STARLING_PORT:-18883}
 MOSQUITTO_PORT=${MOSQUITTO_PORT:-18884}
 RELAXED_PORT=$((STARLING_PORT + 2))
 PERSIST_PORT=$((MOSQUITTO_PORT + 2))
+STARLING_TLS_PORT=${STARLING_TLS_PORT:-18887}
+MOSQUITTO_TLS_PORT=${MOSQUITTO_TLS_PORT:-18888}
+STARLING_HTTP_PORT=${STARLING_HTTP_PORT:-18889}
+STARLING_TLS_HTTP_PORT=${STARLING_TLS_HTTP_PORT:-18890}
 MOSQUITTO=${MOSQUITTO:-/usr/sbin/mosquitto}
 MOSQUITTO_NODELAY=${MOSQUITTO_NODELAY:-0}
 OUT=${OUT:-docs/benchmarks.md}
 MARKER='<!-- notes: everything below this line is kept by scripts/bench-compare.sh -->'
+# RATE_EACH is the rate of one publisher, for the labels.
+RATE_EACH=$(awk -v r="$RATE" -v n="$CLIENTS" 'BEGIN { printf "%g", r / n }')
 
 die() {
 	echo "bench-compare: $*" >&2
@@ -63,11 +100,162 @@ die() {
 
 command -v jq >/dev/null || die "jq is missing: apt-get install jq"
 [ -x "$MOSQUITTO" ] || die "$MOSQUITTO is missing: apt-get install mosquitto, or set MOSQUITTO"
+for var in RUNS CLIENTS SHARED_SUBS STORM IDLE IDLE_TLS NOFILE; do
+	[[ ${!var} =~ ^[1-9][0-9]*$ ]] || die "$var=${!var} is not a positive whole number"
+done
+
+# seconds prints a Go duration of the simple forms 500ms, 6s, 1.5s or 2m in
+# seconds.
+seconds() {
+	case $1 in
+	*ms) awk -v v="${1%ms}" 'BEGIN { print v / 1000 }' ;;
+	*s) echo "${1%s}" ;;
+	*m) awk -v v="${1%m}" 'BEGIN { print v * 60 }' ;;
+	*) die "duration $1: use a form such as 500ms, 6s or 2m" ;;
+	esac
+}
+DURATION_S=$(seconds "$DURATION")
+HOLD_S=$(seconds "$HOLD")
+
+# Open files: each broker holds one descriptor per connection, and so does
+# the load tool, so the idle cell needs more than IDLE of them in each
+# process. Most systems start with a soft limit of 1,024, which would cap
+# Mosquitto (the Go programs raise their own soft limit to the hard one).
+# A process may raise its hard limit only with CAP_SYS_RESOURCE (root,
+# usually); everyone else gets at most the hard limit they started with.
+NEEDED_FILES=$(printf '%s\n' "$IDLE" "$IDLE_TLS" "$STORM" | sort -n | tail -n1)
+NEEDED_FILES=$((NEEDED_FILES + 1000))
+HARD_BEFORE=$(ulimit -Hn)
+if [ "$HARD_BEFORE" != unlimited ] && [ "$HARD_BEFORE" -lt "$NOFILE" ]; then
+	ulimit -Hn "$NOFILE" 2>/dev/null || true
+fi
+HARD=$(ulimit -Hn)
+SOFT=$NOFILE
+if [ "$HARD" != unlimited ] && [ "$HARD" -lt "$NOFILE" ]; then
+	SOFT=$HARD
+fi
+ulimit -Sn "$SOFT" || die "cannot set the open file limit to $SOFT (hard limit $HARD)"
+SOFT=$(ulimit -Sn)
+if [ "$SOFT" != unlimited ] && [ "$SOFT" -lt "$NEEDED_FILES" ]; then
+	die "the open file limit is $SOFT (hard limit $HARD, which this process may not raise), but
+  IDLE=$IDLE, IDLE_TLS=$IDLE_TLS and STORM=$STORM need $NEEDED_FILES open files in each broker and in
+  the load tool. Raise the hard limit and run again, for example as root with
+  CAP_SYS_RESOURCE (ulimit -Hn $NOFILE), with 'docker run --ulimit nofile=$NOFILE:$NOFILE',
+  LimitNOFILE=$NOFILE in a systemd unit or a nofile line in /etc/security/limits.conf;
+  or measure fewer connections: IDLE=$((SOFT - 1000)) $0"
+fi
+
+# Connection tracking: where netfilter tracks connections (Docker loads it,
+# for example), every connection, loopback included, takes an entry in a
+# table of nf_conntrack_max entries, and a closed one keeps it for
+# nf_conntrack_tcp_timeout_time_wait (120 s by default). When the table is
+# full the kernel drops new connections' packets, and the connects time out.
+# Back-to-back idle runs of 50,000 connections fill a table of 262,144
+# entries, so each storm and idle run first waits until the table has room
+# for its connections (wait_conntrack).
+CONNTRACK_MAX=0
+if [ -r /proc/sys/net/netfilter/nf_conntrack_max ] && [ -r /proc/sys/net/netfilter/nf_conntrack_count ]; then
+	CONNTRACK_MAX=$(cat /proc/sys/net/netfilter/nf_conntrack_max)
+	if [ $((NEEDED_FILES * 10)) -gt $((CONNTRACK_MAX * 9)) ]; then
+		die "the kernel tracks connections in a table of $CONNTRACK_MAX entries (nf_conntrack_max), too few for
+  $NEEDED_FILES connections at once: raise it (as root: sysctl -w net.netfilter.nf_conntrack_max=$((NEEDED_FILES * 4)))
+  or measure fewer connections"
+	fi
+fi
+CONNTRACK_WAITED=0
+
+# wait_conntrack waits, up to 3 minutes, until the connection tracking
+# table, if any, has room for N more connections within 90% of its size.
+wait_conntrack() {
+	local need=$(($1 + 1000)) count waited=0
+	[ "$CONNTRACK_MAX" -gt 0 ] || return 0
+	while count=$(cat /proc/sys/net/netfilter/nf_conntrack_count); [ $((count + need)) -gt $((CONNTRACK_MAX * 9 / 10)) ]; do
+		if [ "$waited" = 0 ]; then
+			echo "   waiting for room in the connection tracking table: $count of $CONNTRACK_MAX entries in use, $need needed" >&2
+		fi
+		if [ "$waited" -ge 180 ]; then
+			echo "bench-compare: the connection tracking table still has $count of $CONNTRACK_MAX entries in use after 3 minutes; going on" >&2
+			break
+		fi
+		sleep 2
+		waited=$((waited + 2))
+	done
+	CONNTRACK_WAITED=$((CONNTRACK_WAITED + waited))
+}
+
+# The cells: name, the Starling and the Mosquitto it compares, then the
+# flags of the run. Every message cell uses MQTT 3.1.1 and 16 unconfirmed
+# messages per publisher.
+# The persistent sessions stay subscribed to their topics after a run, so
+# the persistent cells use their own topics and client identifiers: on
+# bench/i they would get a queue of every later cell's messages.
+MSG="--inflight 16 --duration $DURATION --protocol 3.1.1"
+PAIRS="--scenario pairs -n $CLIENTS $MSG"
+FANIN="--scenario fanin -n $CLIENTS $MSG"
+FANOUT="--scenario fanout -n $CLIENTS $MSG"
+KEPT="--clean=false --topic-prefix persist --client-prefix starling-bench-persist"
+CONNS="--parallel 64 --duration 60s"
+CELLS=(
+	"qos0-saturating|starling|mosquitto|$PAIRS --size 64 --qos 0 --clean=true"
+	"qos0-saturating-1k|starling|mosquitto|$PAIRS --size 1024 --qos 0 --clean=true"
+	"fanin|starling|mosquitto|$FANIN --size 64 --qos 0 --clean=true"
+	"fanin-1k|starling|mosquitto|$FANIN --size 1024 --qos 0 --clean=true"
+	"fanout|starling|mosquitto|$FANOUT --size 64 --qos 0 --clean=true"
+	"fanout-1k|starling|mosquitto|$FANOUT --size 1024 --qos 0 --clean=true"
+	"qos1-saturating|starling|mosquitto|$PAIRS --size 64 --qos 1 --clean=true"
+	"qos1-persistent|starling|persist|$PAIRS --size 64 --qos 1 $KEPT"
+	"qos1-relaxed|relaxed|persist|$PAIRS --size 64 --qos 1 $KEPT"
+	"qos0-rate|starling|mosquitto|$PAIRS --size 64 --qos 0 --clean=true --rate $RATE"
+	"qos1-rate|starling|mosquitto|$PAIRS --size 64 --qos 1 --clean=true --rate $RATE"
+	"qos1-persistent-rate|starling|persist|$PAIRS --size 64 --qos 1 $KEPT --rate $RATE"
+	"qos1-relaxed-rate|relaxed|persist|$PAIRS --size 64 --qos 1 $KEPT --rate $RATE"
+	"shared|starling|mosquitto|--scenario shared -n $CLIENTS --subs $SHARED_SUBS $MSG --size 64 --qos 1 --clean=true"
+	"storm|starling|mosquitto|--scenario storm -n $STORM $CONNS"
+	"idle|starling|mosquitto|--scenario idle -n $IDLE $CONNS --hold $HOLD"
+	"idle-tls|starling-tls|mosquitto-tls|--scenario idle -n $IDLE_TLS $CONNS --hold $HOLD --tls --cafile CERTS/ca.pem"
+)
+COMMON="-o json --progress=false"
+declare -A CELL_A=() CELL_B=()
+for entry in "${CELLS[@]}"; do
+	IFS='|' read -r cell a b _ <<<"$entry"
+	CELL_A[$cell]=$a
+	CELL_B[$cell]=$b
+done
+
+# The expected duration, from measured costs on a 2-core machine: a message
+# run takes DURATION plus about 0.5 s to connect, drain and disconnect; an
+# idle run about 2 s to restart its broker and to check and close its
+# connections, HOLD, and the time to open them (about 10,000 per second in
+# plain TCP, 1,000 per second over TLS, where the handshakes take the two
+# cores); a storm run under a second. Add the build, and up to 2 minutes of
+# waiting for the connection tracking table when the idle runs would
+# overfill it.
+MESSAGE_CELLS=0
+for entry in "${CELLS[@]}"; do
+	case $entry in *"--scenario storm"* | *"--scenario idle"*) ;; *) MESSAGE_CELLS=$((MESSAGE_CELLS + 1)) ;; esac
+done
+CONNTRACK_FREE=0
+if [ "$CONNTRACK_MAX" -gt 0 ]; then
+	CONNTRACK_FREE=$((CONNTRACK_MAX * 9 / 10 - $(cat /proc/sys/net/netfilter/nf_conntrack_count)))
+fi
+EXPECTED_S=$(awk -v runs="$RUNS" -v cells="$MESSAGE_CELLS" -v d="$DURATION_S" -v hold="$HOLD_S" \
+	-v idle="$IDLE" -v idletls="$IDLE_TLS" -v storm="$STORM" -v ctmax="$CONNTRACK_MAX" -v ctfree="$CONNTRACK_FREE" 'BEGIN {
+	per = cells * (d + 0.5) + (0.5 + storm / 10000) + (2 + hold + idle / 10000) + (2 + hold + idletls / 1000)
+	wait = (ctmax > 0 && 2 * runs * (idle + idletls) + storm > ctfree) ? 120 : 0
+	printf "%.0f", 20 + 2 * runs * per + wait }')
+echo "bench-compare: ${#CELLS[@]} cells, $RUNS runs per cell and broker; expected duration about $((EXPECTED_S / 60)) min $((EXPECTED_S % 60)) s" >&2
+if [ "$QUICK" = 1 ]; then
+	echo "bench-compare: QUICK=1: a smoke check of every cell, not a measurement; writing $OUT" >&2
+fi
+echo "bench-compare: open file limit $SOFT (hard $HARD) for the brokers and the load tool" >&2
+SCRIPT_START=$SECONDS
 
 TMP=$(mktemp -d)
-# PIDS maps a broker name (starling, relaxed, mosquitto, persist) to the PID
-# of the process started here, PORTS to its port and CMDS to its command.
-declare -A PIDS=() PORTS=() CMDS=()
+# PIDS maps a broker name (starling, relaxed, mosquitto, persist,
+# starling-tls, mosquitto-tls) to the PID of the process started here, PORTS
+# to the ports it must listen on (the first is its MQTT port), CMDS to its
+# command and GC_URLS to its POST /debug/free-memory URL (Starlings only).
+declare -A PIDS=() PORTS=() CMDS=() GC_URLS=()
 
 # stop_broker sends SIGTERM to one broker started here, waits up to 10 s
 # for it to exit, and then sends SIGKILL.
@@ -117,33 +305,47 @@ BIN=bin/starling
 echo "== start brokers" >&2
 
 # start_broker starts one broker with the command line CMD, records its PID
-# and port, and waits until it listens.
+# and ports, and waits until it listens on every port.
 start_broker() {
-	local name=$1 port=$2 cmd=$3
+	local name=$1 ports=$2 cmd=$3 port
 	# shellcheck disable=SC2086 # the command line is a word list on purpose
 	$cmd >>"$TMP/$name.log" 2>&1 &
 	PIDS[$name]=$!
-	PORTS[$name]=$port
+	PORTS[$name]=$ports
 	CMDS[$name]=$cmd
-	wait_listening "$port" "${PIDS[$name]}" "$name" || { cat "$TMP/$name.log" >&2; exit 1; }
+	for port in $ports; do
+		wait_listening "$port" "${PIDS[$name]}" "$name" || { cat "$TMP/$name.log" >&2; exit 1; }
+	done
 }
+
+# The certificate of both TLS listeners: ECDSA P-256, for 127.0.0.1.
+"$BIN" certs init "$TMP/certs" --hosts 127.0.0.1 >/dev/null
 
 # The default listener admits 1,000 new connections per second with a burst
-# of 2,000, which would cap the storm cell, so both Starlings raise it.
+# of 2,000, which would cap the storm cell, so every Starling raises it.
 starling_conf() {
-	local port=$1
-	printf 'listeners:\n  - url: tcp://127.0.0.1:%s\n    max_conn_rate: 100000\n' "$port"
+	local url=$1
+	printf 'listeners:\n  - url: %s\n    max_conn_rate: 100000\n' "$url"
+	if [[ $url == tls://* ]]; then
+		printf '    tls: {cert_file: %s, key_file: %s}\n' "$TMP/certs/server.pem" "$TMP/certs/server-key.pem"
+	fi
 }
-starling_conf "$STARLING_PORT" >"$TMP/starling.yaml"
-starling_conf "$RELAXED_PORT" >"$TMP/relaxed.yaml"
-STARLING_CMD="$BIN serve --config $TMP/starling.yaml --data-dir $TMP/starling-data --log-level warn"
+starling_conf "tcp://127.0.0.1:$STARLING_PORT" >"$TMP/starling.yaml"
+starling_conf "tcp://127.0.0.1:$RELAXED_PORT" >"$TMP/relaxed.yaml"
+starling_conf "tls://127.0.0.1:$STARLING_TLS_PORT" >"$TMP/starling-tls.yaml"
+STARLING_CMD="$BIN serve --config $TMP/starling.yaml --data-dir $TMP/starling-data --log-level warn --http 127.0.0.1:$STARLING_HTTP_PORT --pprof"
 RELAXED_CMD="$BIN serve --config $TMP/relaxed.yaml --data-dir $TMP/relaxed-data --durability relaxed --log-level warn"
-start_broker starling "$STARLING_PORT" "$STARLING_CMD"
+STARLING_TLS_CMD="$BIN serve --config $TMP/starling-tls.yaml --data-dir $TMP/starling-tls-data --log-level warn --http 127.0.0.1:$STARLING_TLS_HTTP_PORT --pprof"
+start_broker starling "$STARLING_PORT $STARLING_HTTP_PORT" "$STARLING_CMD"
 start_broker relaxed "$RELAXED_PORT" "$RELAXED_CMD"
+start_broker starling-tls "$STARLING_TLS_PORT $STARLING_TLS_HTTP_PORT" "$STARLING_TLS_CMD"
+GC_URLS[starling]="http://127.0.0.1:$STARLING_HTTP_PORT/debug/free-memory"
+GC_URLS[starling-tls]="http://127.0.0.1:$STARLING_TLS_HTTP_PORT/debug/free-memory"
 
+# mosquitto_conf prints a configuration with one listener on PORT:
+# persistence true or false, and tls or tcp.
 mosquitto_conf() {
-	local port=$1 persistence=$2
-	echo "listener $port 127.0.0.1"
+	local port=$1 persistence=$2 transport=$3
 	echo "allow_anonymous true"
 	if [ "$persistence" = true ]; then
 		echo "persistence true"
@@ -151,47 +353,37 @@ mosquitto_conf() {
 	else
 		echo "persistence false"
 	fi
-	if [ "$MOSQUITTO_NODELAY" = 1 ]; then
+	if [ "$transport" = tls ]; then
+		# Without it each TLS 1.3 handshake waits for a delayed ACK (about
+		# 40 ms, see scripts/bench-tls.sh), which lengthens the cell but does
+		# not change the memory it measures.
 		echo "set_tcp_nodelay true"
+		# Started as root, Mosquitto drops to the user mosquitto, which
+		# cannot read the key file (mode 0600, owned by root).
+		if [ "$(id -u)" = 0 ]; then
+			echo "user root"
+		fi
+	elif [ "$MOSQUITTO_NODELAY" = 1 ]; then
+		echo "set_tcp_nodelay true"
+	fi
+	echo "listener $port 127.0.0.1"
+	echo "max_connections -1"
+	if [ "$transport" = tls ]; then
+		echo "cafile $TMP/certs/ca.pem"
+		echo "certfile $TMP/certs/server.pem"
+		echo "keyfile $TMP/certs/server-key.pem"
 	fi
 }
 mkdir -p "$TMP/mosquitto-persist"
-mosquitto_conf "$MOSQUITTO_PORT" false >"$TMP/mosquitto.conf"
-mosquitto_conf "$PERSIST_PORT" true >"$TMP/persist.conf"
+mosquitto_conf "$MOSQUITTO_PORT" false tcp >"$TMP/mosquitto.conf"
+mosquitto_conf "$PERSIST_PORT" true tcp >"$TMP/persist.conf"
+mosquitto_conf "$MOSQUITTO_TLS_PORT" false tls >"$TMP/mosquitto-tls.conf"
 MOSQUITTO_CMD="$MOSQUITTO -c $TMP/mosquitto.conf"
 PERSIST_CMD="$MOSQUITTO -c $TMP/persist.conf"
+MOSQUITTO_TLS_CMD="$MOSQUITTO -c $TMP/mosquitto-tls.conf"
 start_broker mosquitto "$MOSQUITTO_PORT" "$MOSQUITTO_CMD"
 start_broker persist "$PERSIST_PORT" "$PERSIST_CMD"
-
-# The cells: name, the Starling and the Mosquitto it compares, then the
-# flags of the run. Every message cell uses 64-byte payloads, MQTT 3.1.1
-# and 16 unconfirmed messages per publisher.
-# The persistent sessions stay subscribed to their topics after a run, so
-# the persistent cells use their own topics and client identifiers: on
-# bench/i they would get a queue of every later cell's messages.
-MSG="--size 64 --inflight 16 --duration $DURATION --protocol 3.1.1"
-PAIRS="--scenario pairs -n $CLIENTS $MSG"
-KEPT="--clean=false --topic-prefix persist --client-prefix starling-bench-persist"
-CELLS=(
-	"qos0-saturating|starling|mosquitto|$PAIRS --qos 0 --clean=true"
-	"qos1-saturating|starling|mosquitto|$PAIRS --qos 1 --clean=true"
-	"qos1-persistent|starling|persist|$PAIRS --qos 1 $KEPT"
-	"qos1-relaxed|relaxed|persist|$PAIRS --qos 1 $KEPT"
-	"qos0-rate|starling|mosquitto|$PAIRS --qos 0 --clean=true --rate $RATE"
-	"qos1-rate|starling|mosquitto|$PAIRS --qos 1 --clean=true --rate $RATE"
-	"qos1-persistent-rate|starling|persist|$PAIRS --qos 1 $KEPT --rate $RATE"
-	"qos1-relaxed-rate|relaxed|persist|$PAIRS --qos 1 $KEPT --rate $RATE"
-	"shared|starling|mosquitto|--scenario shared -n $CLIENTS --subs $SHARED_SUBS $MSG --qos 1 --clean=true"
-	"storm|starling|mosquitto|--scenario storm -n $STORM --parallel 64 --duration 60s"
-	"idle|starling|mosquitto|--scenario idle -n $IDLE --parallel 64 --duration 60s --hold $HOLD"
-)
-COMMON="-o json --progress=false"
-declare -A CELL_A=() CELL_B=()
-for entry in "${CELLS[@]}"; do
-	IFS='|' read -r cell a b _ <<<"$entry"
-	CELL_A[$cell]=$a
-	CELL_B[$cell]=$b
-done
+start_broker mosquitto-tls "$MOSQUITTO_TLS_PORT" "$MOSQUITTO_TLS_CMD"
 
 # restart_broker stops one broker and starts it again with the same command
 # and data.
@@ -202,17 +394,27 @@ restart_broker() {
 }
 
 # run_one runs one cell against one broker and stores the JSON result. The
-# idle cell gets a freshly started broker for every run: a broker that
+# idle cells get a freshly started broker for every run: a broker that
 # already held and freed many connections reuses that memory, which would
-# hide most of the growth the cell measures.
+# hide most of the growth the cell measures. A Starling in an idle cell
+# gets the URL that makes it collect its garbage and return free memory to
+# the system before each memory sample.
 run_one() {
 	local cell=$1 flags=$2 broker=$3 run=$4
-	if [ "$cell" = idle ]; then
-		restart_broker "$broker"
+	local started
+	if [[ $flags =~ --scenario\ (idle|storm)\ -n\ ([0-9]+) ]]; then
+		wait_conntrack "${BASH_REMATCH[2]}"
 	fi
-	local port=${PORTS[$broker]} pid=${PIDS[$broker]}
+	started=$(date +%s.%N)
+	flags=${flags//CERTS/$TMP/certs}
+	if [[ $flags == *"--scenario idle"* ]]; then
+		restart_broker "$broker"
+		if [ -n "${GC_URLS[$broker]:-}" ]; then
+			flags="$flags --broker-gc-url ${GC_URLS[$broker]}"
+		fi
+	fi
+	local port=${PORTS[$broker]%% *} pid=${PIDS[$broker]}
 	kill -0 "$pid" 2>/dev/null || die "$broker is no longer running before $cell run $run"
-	echo "   $cell $broker run $run" >&2
 	# shellcheck disable=SC2086 # flags are word lists on purpose
 	if ! $BIN bench --addr "127.0.0.1:$port" $flags $COMMON --broker-pid "$pid" \
 		>"$TMP/$cell.$broker.$run.json" 2>"$TMP/$cell.$broker.$run.err"; then
@@ -220,6 +422,7 @@ run_one() {
 		cat "$TMP/$cell.$broker.$run.err" >&2
 		jq -r '.errors[]?' "$TMP/$cell.$broker.$run.json" >&2 || true
 	fi
+	echo "   $cell $broker run $run: $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s" >&2
 }
 
 echo "== run ($RUNS runs per cell and broker)" >&2
@@ -238,7 +441,7 @@ RUN_MINUTES=$(awk -v s=$((SECONDS - START_SECONDS)) 'BEGIN { printf "%.1f", s / 
 
 # The brokers' logs go to stderr, because a broker that dropped messages or
 # clients logs it there.
-for broker in starling relaxed mosquitto persist; do
+for broker in starling relaxed starling-tls mosquitto persist mosquitto-tls; do
 	if [ -s "$TMP/$broker.log" ]; then
 		echo "bench-compare: $broker log ($(wc -l <"$TMP/$broker.log") lines, first 20):" >&2
 		head -n 20 "$TMP/$broker.log" >&2
@@ -282,47 +485,59 @@ row() {
 		"$(number "$format" "$m_med")" "$(number "$format" "$m_min")" "$(number "$format" "$m_max")" "$ratio"
 }
 
+# message_rows prints the rows msg/s, broker CPU per million messages and
+# lost messages of one saturating message cell.
+message_rows() {
+	local label=$1 cell=$2
+	row "$label: received msg/s" "$cell" .receive_rate "%.0f"
+	row "$label: broker CPU s per million msgs" "$cell" "$CPU" "%.2f"
+	row "$label: lost msgs" "$cell" .lost "%.0f"
+}
+
 CPU=".broker.cpu_seconds_per_million"
 P99=".latency_us.p99 / 1000"
 P50=".latency_us.p50 / 1000"
+IN16="16 in flight per publisher"
 CLEAN="clean subscribers"
 PERSIST="persistent subscribers, Starling sync vs Mosquitto persistence true"
 RELAXED="persistent subscribers, Starling --durability relaxed vs Mosquitto persistence true"
+PAIRS_L="$CLIENTS pairs"
+FANIN_L="fan-in $CLIENTS → 1"
+FANOUT_L="fan-out 1 → $CLIENTS"
+AT_RATE="at $RATE_EACH msg/s per publisher ($RATE msg/s in total)"
+RSS=".connections.rss_per_connection_bytes / 1024"
 TABLE=$(
 	echo "| cell and metric | Starling median (min–max) | Mosquitto median (min–max) | Starling/Mosquitto |"
 	echo "|---|---|---|---|"
-	row "QoS 0 saturating, $CLEAN: received msg/s" qos0-saturating .receive_rate "%.0f"
-	row "QoS 0 saturating, $CLEAN: broker CPU s per million msgs" qos0-saturating "$CPU" "%.2f"
-	row "QoS 0 saturating, $CLEAN: p99 latency ms" qos0-saturating "$P99" "%.2f"
-	row "QoS 0 saturating, $CLEAN: lost msgs" qos0-saturating .lost "%.0f"
-	row "QoS 1 saturating, $CLEAN: received msg/s" qos1-saturating .receive_rate "%.0f"
-	row "QoS 1 saturating, $CLEAN: broker CPU s per million msgs" qos1-saturating "$CPU" "%.2f"
-	row "QoS 1 saturating, $CLEAN: p99 latency ms" qos1-saturating "$P99" "%.2f"
-	row "QoS 1 saturating, $CLEAN: lost msgs" qos1-saturating .lost "%.0f"
-	row "QoS 1 saturating, $PERSIST: received msg/s" qos1-persistent .receive_rate "%.0f"
-	row "QoS 1 saturating, $PERSIST: broker CPU s per million msgs" qos1-persistent "$CPU" "%.2f"
-	row "QoS 1 saturating, $PERSIST: lost msgs" qos1-persistent .lost "%.0f"
-	row "QoS 1 saturating, $RELAXED: received msg/s" qos1-relaxed .receive_rate "%.0f"
-	row "QoS 1 saturating, $RELAXED: broker CPU s per million msgs" qos1-relaxed "$CPU" "%.2f"
-	row "QoS 1 saturating, $RELAXED: lost msgs" qos1-relaxed .lost "%.0f"
-	row "QoS 0 at $RATE msg/s, $CLEAN: p50 latency ms" qos0-rate "$P50" "%.3f"
-	row "QoS 0 at $RATE msg/s, $CLEAN: p99 latency ms" qos0-rate "$P99" "%.3f"
-	row "QoS 1 at $RATE msg/s, $CLEAN: p50 latency ms" qos1-rate "$P50" "%.3f"
-	row "QoS 1 at $RATE msg/s, $CLEAN: p99 latency ms" qos1-rate "$P99" "%.3f"
-	row "QoS 1 at $RATE msg/s, $CLEAN: broker CPU s per million msgs" qos1-rate "$CPU" "%.2f"
-	row "QoS 1 at $RATE msg/s, $PERSIST: p99 latency ms" qos1-persistent-rate "$P99" "%.3f"
-	row "QoS 1 at $RATE msg/s, $PERSIST: broker CPU s per million msgs" qos1-persistent-rate "$CPU" "%.2f"
-	row "QoS 1 at $RATE msg/s, $RELAXED: p99 latency ms" qos1-relaxed-rate "$P99" "%.3f"
-	row "QoS 1 at $RATE msg/s, $RELAXED: broker CPU s per million msgs" qos1-relaxed-rate "$CPU" "%.2f"
-	row "Shared QoS 1 saturating, $CLIENTS publishers to \$share/bench/bench/+ of $SHARED_SUBS $CLEAN: received msg/s" shared .receive_rate "%.0f"
-	row "Shared QoS 1 saturating: broker CPU s per million msgs" shared "$CPU" "%.2f"
-	row "Shared QoS 1 saturating: lost msgs" shared .lost "%.0f"
+	message_rows "QoS 0 saturating, $PAIRS_L, 64 B, $IN16, $CLEAN" qos0-saturating
+	row "QoS 0 saturating, $PAIRS_L, 64 B, $IN16, $CLEAN: p99 latency ms" qos0-saturating "$P99" "%.2f"
+	message_rows "QoS 0 saturating, $PAIRS_L, 1 KB, $IN16, $CLEAN" qos0-saturating-1k
+	message_rows "QoS 0 saturating, $FANIN_L, 64 B, $IN16, $CLEAN" fanin
+	message_rows "QoS 0 saturating, $FANIN_L, 1 KB, $IN16, $CLEAN" fanin-1k
+	message_rows "QoS 0 saturating, $FANOUT_L, 64 B, $IN16, $CLEAN" fanout
+	message_rows "QoS 0 saturating, $FANOUT_L, 1 KB, $IN16, $CLEAN" fanout-1k
+	message_rows "QoS 1 saturating, $PAIRS_L, 64 B, $IN16, $CLEAN" qos1-saturating
+	row "QoS 1 saturating, $PAIRS_L, 64 B, $IN16, $CLEAN: p99 latency ms" qos1-saturating "$P99" "%.2f"
+	message_rows "QoS 1 saturating, $PAIRS_L, 64 B, $IN16, $PERSIST" qos1-persistent
+	message_rows "QoS 1 saturating, $PAIRS_L, 64 B, $IN16, $RELAXED" qos1-relaxed
+	row "QoS 0 $AT_RATE, $PAIRS_L, 64 B, $IN16, $CLEAN: p50 latency ms" qos0-rate "$P50" "%.3f"
+	row "QoS 0 $AT_RATE, $PAIRS_L, 64 B, $IN16, $CLEAN: p99 latency ms" qos0-rate "$P99" "%.3f"
+	row "QoS 1 $AT_RATE, $PAIRS_L, 64 B, $IN16, $CLEAN: p50 latency ms" qos1-rate "$P50" "%.3f"
+	row "QoS 1 $AT_RATE, $PAIRS_L, 64 B, $IN16, $CLEAN: p99 latency ms" qos1-rate "$P99" "%.3f"
+	row "QoS 1 $AT_RATE, $PAIRS_L, 64 B, $IN16, $CLEAN: broker CPU s per million msgs" qos1-rate "$CPU" "%.2f"
+	row "QoS 1 $AT_RATE, $PAIRS_L, 64 B, $IN16, $PERSIST: p99 latency ms" qos1-persistent-rate "$P99" "%.3f"
+	row "QoS 1 $AT_RATE, $PAIRS_L, 64 B, $IN16, $PERSIST: broker CPU s per million msgs" qos1-persistent-rate "$CPU" "%.2f"
+	row "QoS 1 $AT_RATE, $PAIRS_L, 64 B, $IN16, $RELAXED: p99 latency ms" qos1-relaxed-rate "$P99" "%.3f"
+	row "QoS 1 $AT_RATE, $PAIRS_L, 64 B, $IN16, $RELAXED: broker CPU s per million msgs" qos1-relaxed-rate "$CPU" "%.2f"
+	message_rows "Shared QoS 1 saturating, $CLIENTS publishers to \$share/bench/bench/+ of $SHARED_SUBS $CLEAN, 64 B, $IN16" shared
 	row "Storm of $STORM connections, 64 handshakes at a time: connections accepted per s" storm .connections.accept_rate "%.0f"
 	row "Storm: failed connections" storm .connections.failed "%.0f"
 	row "Storm: p99 connect-to-CONNACK ms" storm ".connections.connect_latency_us.p99 / 1000" "%.1f"
-	row "$IDLE idle connections held $HOLD: broker RSS per connection, KiB" idle ".connections.rss_per_connection_bytes / 1024" "%.1f"
-	row "Idle: connections open and alive after the hold" idle .connections.alive_after_hold "%.0f"
-	row "QoS 1 saturating, $CLEAN: broker RSS after the run, MiB" qos1-saturating ".broker.rss_after_bytes / 1048576" "%.1f"
+	row "$IDLE idle plain-TCP connections held $HOLD: broker RSS per connection, KiB (Starling after a forced GC)" idle "$RSS" "%.2f"
+	row "Idle plain TCP: connections open and alive after the hold" idle .connections.alive_after_hold "%.0f"
+	row "$IDLE_TLS idle TLS connections held $HOLD: broker RSS per connection, KiB (Starling after a forced GC)" idle-tls "$RSS" "%.2f"
+	row "Idle TLS: connections open and alive after the hold" idle-tls .connections.alive_after_hold "%.0f"
+	row "QoS 1 saturating, $PAIRS_L, 64 B, $IN16, $CLEAN: broker RSS after the run, MiB" qos1-saturating ".broker.rss_after_bytes / 1048576" "%.1f"
 )
 echo "$TABLE"
 
@@ -331,6 +546,20 @@ echo "$TABLE"
 ERRORS=$(for f in "$TMP"/*.json; do
 	jq -r --arg run "$(basename "$f" .json)" 'select(.errors != null) | "\($run): \(.errors | join("; "))"' "$f" 2>/dev/null || true
 done)
+
+# tls_details prints the TLS session of the first idle TLS run of a broker,
+# as the load tool saw it.
+tls_details() {
+	jq -r '.tls | if . == null then "no TLS session recorded" else
+		"\(.version), \(.cipher_suite), key exchange \(.group)" end' "$TMP/idle-tls.$1.1.json" 2>/dev/null ||
+		echo "no TLS session recorded"
+}
+STARLING_TLS_DETAILS=$(tls_details starling-tls)
+MOSQUITTO_TLS_DETAILS=$(tls_details mosquitto-tls)
+# gc_runs prints how many idle runs of a broker had both forced collections.
+gc_runs() {
+	jq -s '[.[] | select(.connections.broker_gc == true)] | length' "$TMP/$1.$2".*.json 2>/dev/null || echo 0
+}
 
 echo "== write $OUT" >&2
 NOTES=""
@@ -353,21 +582,29 @@ MOSQUITTO_VERSION=$("$MOSQUITTO" -h 2>&1 | head -n1 || true)
 	echo "by \`scripts/bench-compare.sh\`. Everything above the notes marker is"
 	echo "generated; rerun the script to refresh it."
 	echo
+	if [ "$QUICK" = 1 ]; then
+		echo "**QUICK=1: a smoke check with short runs, not a measurement.**"
+		echo
+	fi
 	echo "## Results"
 	echo
 	echo "$TABLE"
 	echo
 	echo "Medians of $RUNS runs per cell and broker; min–max in brackets. Latency is"
 	echo "from the send time in the payload to the subscriber's read. Received"
-	echo "msg/s counts first deliveries during the publishing phase. Broker CPU is"
+	echo "msg/s counts first deliveries during the publishing phase, so in fan-out"
+	echo "each message counts once per subscriber. Broker CPU is"
 	echo "utime+stime of the broker process from /proc between the start of"
-	echo "publishing and the end of the drain phase. Lost is the sum over the"
-	echo "$CLIENTS subscribers of the messages sent by their publisher minus those"
-	echo "received; for the shared group it is the messages sent minus those the"
-	echo "group received. Connections accepted per second is the connections with"
-	echo "a CONNACK divided by the time from the first attempt to the last CONNACK."
-	echo "RSS per idle connection is the broker's VmRSS at the end of the hold"
-	echo "minus before the first connection, divided by the connections opened."
+	echo "publishing and the end of the drain phase, per million first deliveries. Lost is"
+	echo "the sum over the subscribers of the messages sent by the publishers they"
+	echo "hear minus those received; for the shared group it is the messages sent"
+	echo "minus those the group received. Connections accepted per second is the"
+	echo "connections with a CONNACK divided by the time from the first attempt to"
+	echo "the last CONNACK. RSS per idle connection is the broker's VmRSS at the"
+	echo "end of the hold minus before the first connection, divided by the"
+	echo "connections opened. For Starling both samples follow a forced garbage"
+	echo "collection that returns free memory to the operating system (see"
+	echo "Method); Mosquitto has no garbage collector and frees memory as it goes."
 	if [ -n "$ERRORS" ]; then
 		echo
 		echo "Runs that reported errors:"
@@ -386,6 +623,7 @@ MOSQUITTO_VERSION=$("$MOSQUITTO" -h 2>&1 | head -n1 || true)
 	echo "- Kernel: $(uname -sr)"
 	echo "- $(go version)"
 	echo "- $MOSQUITTO_VERSION"
+	echo "- Open file limit of the brokers and the load tool: $SOFT (hard limit $HARD)"
 	echo "- Load average (1, 5, 15 min) before the runs: $LOAD_BEFORE; after: $LOAD_AFTER"
 	echo
 	echo "The load generator and the broker run on the same machine and share its"
@@ -395,45 +633,91 @@ MOSQUITTO_VERSION=$("$MOSQUITTO" -h 2>&1 | head -n1 || true)
 	echo "## Method"
 	echo
 	echo "Each broker is started once, fresh, and gets all its runs (the idle"
-	echo "cell restarts it, see below); the runs of a cell alternate between its"
-	echo "two brokers. The message cells use"
-	echo "64-byte payloads, MQTT 3.1.1, $DURATION of publishing and 16 unconfirmed"
-	echo "messages per publisher: QoS 1 waits for PUBACKs, and QoS 0 sends a"
-	echo "PINGREQ after every 8 messages and counts a batch as confirmed at its"
-	echo "PINGRESP. The pairs cells are $CLIENTS publisher/subscriber pairs"
-	echo "(publisher i to topic bench/i, subscribed by subscriber i only). Fixed-rate"
-	echo "cells publish $RATE msg/s in total. Clean subscribers connect with clean"
-	echo "session 1. Persistent subscribers connect with clean session 0, on their"
-	echo "own topics persist/i, and keep their sessions between runs, so each"
-	echo "broker stores their QoS 1 messages"
-	echo "as its durability setting says: Starling's default sync mode acknowledges"
-	echo "after fsync, \`--durability relaxed\` does not wait for it, and Mosquitto"
-	echo "with \`persistence true\` keeps sessions in memory and saves them to its"
-	echo "file every autosave_interval (default 1800 s) and at exit. The shared cell"
-	echo "is $CLIENTS publishers on bench/i and $SHARED_SUBS clean subscribers in"
-	echo "one group \`\$share/bench/bench/+\`. The storm cell opens $STORM connections,"
-	echo "64 handshakes at a time, and keeps them open until the last CONNACK. The"
-	echo "idle cell restarts both brokers before each run (with the same data), so"
-	echo "that memory freed by earlier cells does not absorb the growth. It then"
-	echo "opens $IDLE connections, holds them $HOLD and checks that each still replies"
-	echo "to a PINGREQ. Both spread their connections over the source"
-	echo "addresses 127.1.0.1, 127.1.0.2, ... (1,000 each)."
+	echo "cells restart it, see below); the runs of a cell alternate between its"
+	echo "two brokers. Every message cell uses MQTT 3.1.1, $DURATION of"
+	echo "publishing and 16 unconfirmed messages per publisher: QoS 1 waits for"
+	echo "PUBACKs, and QoS 0 sends a PINGREQ after every 8 messages and counts a"
+	echo "batch as confirmed at its PINGRESP. Payloads are 64 bytes, or 1 KB"
+	echo "(1,024 bytes) where the row says so. The topologies:"
 	echo
-	echo "Brokers (Starling with a configuration file that raises the listener's"
-	echo "max_conn_rate to 100,000 connections per second, because the default of"
-	echo "1,000/s with a burst of 2,000 would cap the storm):"
+	echo "- pairs: $CLIENTS publisher/subscriber pairs, publisher i on topic bench/i,"
+	echo "  which subscriber i alone subscribes to;"
+	echo "- fan-in: $CLIENTS publishers on bench/i and one subscriber to bench/+;"
+	echo "- fan-out: one publisher on bench/0 and $CLIENTS subscribers to bench/0;"
+	echo "- shared: $CLIENTS publishers on bench/i and $SHARED_SUBS subscribers in one"
+	echo "  group \`\$share/bench/bench/+\`, so each message reaches one of them."
+	echo
+	echo "Subscribers subscribe with the QoS of the cell. Clean subscribers connect"
+	echo "with clean session 1. Persistent subscribers connect with clean session 0,"
+	echo "on their own topics persist/i, and keep their sessions between runs, so"
+	echo "each broker stores their QoS 1 messages as its durability setting says:"
+	echo "Starling's default sync mode acknowledges after fsync, \`--durability"
+	echo "relaxed\` does not wait for it, and Mosquitto with \`persistence true\`"
+	echo "keeps sessions in memory and saves them to its file every"
+	echo "autosave_interval (default 1800 s) and at exit. Fixed-rate cells publish"
+	echo "$RATE_EACH msg/s from each of the $CLIENTS publishers, $RATE msg/s in total, on an"
+	echo "even schedule; the saturating cells publish as fast as the 16 unconfirmed"
+	echo "messages allow."
+	echo
+	echo "The storm cell opens $STORM connections, 64 handshakes at a time, and keeps"
+	echo "them open until the last CONNACK. The idle cells restart their two brokers"
+	echo "before each run (with the same data), so that memory freed by earlier"
+	echo "runs does not absorb the growth. Each run then opens its connections (MQTT"
+	echo "3.1.1, clean session, keep alive 60 s), 64 handshakes at a time, stopping"
+	echo "at the first failure, holds them $HOLD and checks that each still replies"
+	echo "to a PINGREQ. The plain-TCP idle cell opens $IDLE connections, the TLS one"
+	echo "$IDLE_TLS. Storm and idle spread their connections over the source addresses"
+	echo "127.1.0.1, 127.1.0.2, ... (1,000 each). Right before each of its two"
+	echo "memory samples, an idle run POSTs to the Starling's"
+	echo "\`/debug/free-memory\` (served on its loopback \`--http\` address with"
+	echo "\`--pprof\`), which runs \`runtime/debug.FreeOSMemory\`: a garbage"
+	echo "collection that also returns free memory to the operating system."
+	echo "Forced collections in Starling's runs: $(gc_runs idle starling) of $RUNS plain-TCP and"
+	echo "$(gc_runs idle-tls starling-tls) of $RUNS TLS runs had both."
+	echo
+	echo "TLS: the two TLS brokers serve the same certificate and key from"
+	echo "\`starling certs init --hosts 127.0.0.1\` (ECDSA P-256, signed by its CA)."
+	echo "The load tool verifies the certificate against that CA for the name"
+	echo "127.0.0.1, offers TLS 1.2 and 1.3 with Go's default cipher suites and"
+	echo "groups, and keeps no session cache, so every connection is a full"
+	echo "handshake. Negotiated with Starling: $STARLING_TLS_DETAILS. With"
+	echo "Mosquitto: $MOSQUITTO_TLS_DETAILS. The TLS Mosquitto has"
+	echo "\`set_tcp_nodelay true\`, without which each TLS 1.3 handshake waits"
+	echo "for a delayed ACK (see scripts/bench-tls.sh); that changes how fast the"
+	echo "connections open, not the memory they hold."
+	echo
+	echo "Open files: the script sets the soft limit (and the hard one where it"
+	echo "may) to $SOFT before it starts the brokers and the load tool, and stops"
+	echo "if that is less than the largest cell plus 1,000. Mosquitto's"
+	echo "\`max_connections -1\` (its default, written out) admits any number of"
+	echo "connections."
+	if [ "$CONNTRACK_MAX" -gt 0 ]; then
+		echo
+		echo "The kernel tracks connections (netfilter conntrack, loopback included)"
+		echo "in a table of $CONNTRACK_MAX entries, and a closed connection keeps its"
+		echo "entry for $(cat /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait 2>/dev/null || echo 120) s. A full table drops new connections, so each storm"
+		echo "and idle run first waited until the table had room for its connections:"
+		echo "$CONNTRACK_WAITED s in all, not counted in any result."
+	fi
+	echo
+	echo "Brokers (every Starling with a configuration file that raises the"
+	echo "listener's max_conn_rate to 100,000 connections per second, because the"
+	echo "default of 1,000/s with a burst of 2,000 would cap the storm):"
 	echo
 	echo '```sh'
 	echo "make build"
+	echo "bin/starling certs init \$TMP/certs --hosts 127.0.0.1"
 	echo "${STARLING_CMD//$TMP/\$TMP}"
 	echo "${RELAXED_CMD//$TMP/\$TMP}"
+	echo "${STARLING_TLS_CMD//$TMP/\$TMP}"
 	echo "${MOSQUITTO_CMD//$TMP/\$TMP}"
 	echo "${PERSIST_CMD//$TMP/\$TMP}"
+	echo "${MOSQUITTO_TLS_CMD//$TMP/\$TMP}"
 	echo '```'
 	echo
 	echo "with these configuration files:"
 	echo
-	for name in starling.yaml relaxed.yaml mosquitto.conf persist.conf; do
+	for name in starling.yaml relaxed.yaml starling-tls.yaml mosquitto.conf persist.conf mosquitto-tls.conf; do
 		echo "\$TMP/$name:"
 		echo
 		echo '```'
@@ -446,7 +730,12 @@ MOSQUITTO_VERSION=$("$MOSQUITTO" -h 2>&1 | head -n1 || true)
 	echo '```sh'
 	for entry in "${CELLS[@]}"; do
 		IFS='|' read -r cell a b flags <<<"$entry"
-		echo "# $cell: $a against $b"
+		flags=${flags//CERTS/\$TMP/certs}
+		if [[ $flags == *"--scenario idle"* ]]; then
+			echo "# $cell: $a against $b, each restarted before each run; $a adds --broker-gc-url ${GC_URLS[$a]}"
+		else
+			echo "# $cell: $a against $b"
+		fi
 		echo "bin/starling bench --addr 127.0.0.1:PORT $flags $COMMON --broker-pid PID"
 	done
 	echo '```'
@@ -454,7 +743,10 @@ MOSQUITTO_VERSION=$("$MOSQUITTO" -h 2>&1 | head -n1 || true)
 	echo "The whole comparison took $RUN_MINUTES minutes of runs:"
 	echo
 	echo '```sh'
-	echo "RUNS=$RUNS DURATION=$DURATION CLIENTS=$CLIENTS SHARED_SUBS=$SHARED_SUBS RATE=$RATE STORM=$STORM IDLE=$IDLE HOLD=$HOLD MOSQUITTO_NODELAY=$MOSQUITTO_NODELAY scripts/bench-compare.sh"
+	if [ "$QUICK" = 1 ]; then
+		echo -n "QUICK=1 "
+	fi
+	echo "RUNS=$RUNS DURATION=$DURATION CLIENTS=$CLIENTS SHARED_SUBS=$SHARED_SUBS RATE=$RATE STORM=$STORM IDLE=$IDLE IDLE_TLS=$IDLE_TLS HOLD=$HOLD MOSQUITTO_NODELAY=$MOSQUITTO_NODELAY scripts/bench-compare.sh"
 	echo '```'
 	echo
 	if [ -n "$NOTES" ]; then
@@ -467,4 +759,5 @@ MOSQUITTO_VERSION=$("$MOSQUITTO" -h 2>&1 | head -n1 || true)
 		echo "(Observations about these results, kept across reruns.)"
 	fi
 } >"$OUT"
-echo "bench-compare: wrote $OUT" >&2
+TOTAL_S=$((SECONDS - SCRIPT_START))
+echo "bench-compare: wrote $OUT; took $((TOTAL_S / 60)) min $((TOTAL_S % 60)) s (expected about $((EXPECTED_S / 60)) min $((EXPECTED_S % 60)) s)" >&2

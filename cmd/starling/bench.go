@@ -21,7 +21,7 @@ const benchUsage = `Usage: starling bench [flags]
 Generates MQTT load against one broker and reports throughput, loss,
 duplicates, ordering and latency. Every run is bounded by --duration (and
 by --count when given) and connects only to the broker addresses given,
-127.0.0.1:1883 by default.
+127.0.0.1:1883 by default, and to the --broker-gc-url given.
 
 Scenarios:
   pairs    N publishers and N subscribers; publisher i publishes to PREFIX/i,
@@ -40,6 +40,20 @@ storm and idle spread their connections over source addresses 127.1.0.1,
 127.1.0.2, ... (1,000 each) when the broker is on an IPv4 loopback address,
 because one source address has about 28,000 ephemeral ports.
 
+--tls connects every client of every scenario over TLS 1.2 or later and
+checks the broker's certificate against the system's roots, or against
+--cafile, for the host of --addr (and of --sub-addr for the subscribers)
+or for --server-name. --insecure skips that check: the traffic is then
+encrypted but anyone in between can read and change it, so use it only
+against a broker you reach directly.
+
+--broker-gc-url (idle, with --broker-pid) POSTs to a URL of the broker that
+collects its garbage and returns free memory to the system, right before
+each RSS sample, so that RSS per connection counts live memory only.
+Starling serves POST /debug/free-memory on its --http address when run
+with --pprof. The tool sends that request to exactly the URL given,
+following no redirect.
+
 --sub-addr connects the subscribers to another broker than the publishers:
 a cross-node run against two nodes of one cluster. Against two separate
 brokers nothing is delivered, and the run only checks that both accept
@@ -48,6 +62,9 @@ the clients.
 Examples:
   starling bench --scenario pairs -n 10 --qos 1 --duration 10s
   starling bench --qos 1 --rate 2000 --broker-pid $(pidof starling) -o json
+  starling bench --addr 127.0.0.1:8883 --tls --cafile ca.pem --scenario idle -n 10000
+  starling bench --scenario idle -n 50000 --broker-pid $(pidof starling) \
+      --broker-gc-url http://127.0.0.1:8080/debug/free-memory
 
 Flags:
 `
@@ -127,6 +144,11 @@ func parseBenchFlags(args []string, stderr io.Writer) (bench.Config, string, err
 	fs.StringVar(&cfg.Username, "username", "", "user name sent in CONNECT")
 	passwordEnv := fs.String("password-env", "", "name of an environment variable that contains the password sent in CONNECT")
 	fs.IntVar(&cfg.BrokerPID, "broker-pid", 0, "PID of a local broker process whose CPU time and memory to sample from /proc")
+	fs.StringVar(&cfg.BrokerGCURL, "broker-gc-url", "", "URL to POST to before each memory sample of the idle scenario, so that the broker frees memory first, e.g. http://127.0.0.1:8080/debug/free-memory (starling serve --http 127.0.0.1:8080 --pprof); needs --broker-pid")
+	fs.BoolVar(&cfg.TLS, "tls", false, "connect over TLS and verify the broker's certificate (system roots, or --cafile)")
+	fs.StringVar(&cfg.CAFile, "cafile", "", "PEM file of the CA certificates the broker's certificate must chain to (with --tls)")
+	fs.StringVar(&cfg.ServerName, "server-name", "", "name the broker's certificate must carry, also sent as SNI; default: the host of --addr (with --tls)")
+	fs.BoolVar(&cfg.InsecureSkipVerify, "insecure", false, "UNSAFE: with --tls, accept any broker certificate without checking it; encrypted but not authenticated")
 	output := fs.String("o", "text", "output format: text or json")
 	progress := fs.Bool("progress", true, "print a progress line to stderr every second")
 

@@ -53,3 +53,43 @@ func TestParseBenchFlags_RejectsSubAddrForIdle(t *testing.T) {
 		t.Errorf("error %v, expected one naming the subscriber address", err)
 	}
 }
+
+func TestParseBenchFlags_TLSAndBrokerGC(t *testing.T) {
+	cfg, _, err := parseBenchFlags([]string{"--progress=false", "--tls", "--cafile", "ca.pem", "--server-name", "broker.example",
+		"--scenario", "idle", "--broker-pid", "42", "--broker-gc-url", "http://127.0.0.1:18889/debug/free-memory"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.TLS || cfg.CAFile != "ca.pem" || cfg.ServerName != "broker.example" || cfg.InsecureSkipVerify {
+		t.Errorf("TLS %v, CA file %q, server name %q, insecure %v", cfg.TLS, cfg.CAFile, cfg.ServerName, cfg.InsecureSkipVerify)
+	}
+	if cfg.BrokerGCURL != "http://127.0.0.1:18889/debug/free-memory" || cfg.BrokerPID != 42 {
+		t.Errorf("broker gc url %q, pid %d", cfg.BrokerGCURL, cfg.BrokerPID)
+	}
+
+	cfg, _, err = parseBenchFlags([]string{"--progress=false", "--tls", "--insecure"}, io.Discard)
+	if err != nil || !cfg.InsecureSkipVerify {
+		t.Errorf("--tls --insecure: error %v, insecure %v", err, cfg.InsecureSkipVerify)
+	}
+}
+
+func TestParseBenchFlags_RejectsInvalidTLSAndBrokerGC(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"--cafile", "ca.pem"}, "--cafile"},
+		{[]string{"--insecure"}, "--insecure"},
+		{[]string{"--server-name", "b"}, "--server-name"},
+		{[]string{"--tls", "--insecure", "--cafile", "ca.pem"}, "exclude each other"},
+		{[]string{"--broker-gc-url", "http://127.0.0.1:1/x", "--broker-pid", "1"}, "only the idle scenario"},
+		{[]string{"--scenario", "idle", "--broker-gc-url", "http://127.0.0.1:1/x"}, "--broker-pid"},
+		{[]string{"--scenario", "idle", "--broker-pid", "1", "--broker-gc-url", "127.0.0.1:1/x"}, "http://"},
+	}
+	for _, tt := range tests {
+		_, _, err := parseBenchFlags(append(tt.args, "--progress=false"), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("%q: error %v, expected one containing %q", tt.args, err, tt.wantErr)
+		}
+	}
+}

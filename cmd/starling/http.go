@@ -107,6 +107,7 @@ func startHTTP(addr string, tlsFiles httpTLSFiles, n *node.Server, cl *cluster.C
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("POST /debug/free-memory", serveFreeMemory)
 	}
 
 	h := &httpServer{

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -156,6 +157,35 @@ type Config struct {
 	// time and resident memory the run samples from /proc before and after.
 	BrokerPID int
 
+	// BrokerGCURL, when not empty, is an HTTP endpoint of the broker that
+	// forces a garbage collection and returns free memory to the operating
+	// system, such as Starling's POST /debug/free-memory (served with
+	// --pprof). The idle scenario POSTs an empty body to it, and to nothing
+	// else (no redirects, no proxy), right before each of its two RSS
+	// samples, so that both count live memory rather than garbage the
+	// broker's collector has not yet returned. It needs BrokerPID.
+	BrokerGCURL string
+
+	// TLS makes every client connect over TLS (1.2 or later). The server's
+	// certificate is verified against the system's roots, or against CAFile
+	// when it is set, for the host of Addr (and of SubAddr for the
+	// subscribers) or ServerName when it is set.
+	TLS bool
+
+	// CAFile is a PEM file of the CA certificates that the broker's
+	// certificate must chain to. Empty means the system's roots.
+	CAFile string
+
+	// ServerName replaces the host of the broker address as the name the
+	// broker's certificate must carry, and is sent as SNI.
+	ServerName string
+
+	// InsecureSkipVerify accepts any server certificate without checking it.
+	// The traffic is encrypted but not authenticated, so a run with it
+	// measures the broker only if nothing sits between the tool and the
+	// broker. It excludes CAFile.
+	InsecureSkipVerify bool
+
 	// Progress receives one line per second while the run publishes. Nil
 	// means no progress output.
 	Progress io.Writer
@@ -247,10 +277,22 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("connect timeout: %v must be positive", c.ConnectTimeout)
 	case c.BrokerPID < 0:
 		return fmt.Errorf("broker pid: %d is invalid", c.BrokerPID)
+	case c.BrokerGCURL != "" && c.Scenario != ScenarioIdle:
+		return fmt.Errorf("broker gc url: only the idle scenario samples memory after a forced collection, not %s: remove it", c.Scenario)
+	case c.BrokerGCURL != "" && c.BrokerPID == 0:
+		return errors.New("broker gc url: a forced collection only serves the broker's memory samples: set the broker pid (--broker-pid) too")
 	case c.Password != "" && c.Username == "" && c.Version == Version311:
 		return errors.New("password: MQTT 3.1.1 does not allow a password without a username: set a username too")
 	}
 
+	if c.BrokerGCURL != "" {
+		if err := validateGCURL(c.BrokerGCURL); err != nil {
+			return err
+		}
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
+	}
 	if err := validateTopicPart("topic prefix", c.TopicPrefix); err != nil {
 		return err
 	}
@@ -271,6 +313,49 @@ func validateAddr(addr string) error {
 	n, err := strconv.Atoi(port)
 	if err != nil || n < 1 || n > 65535 {
 		return fmt.Errorf("address: port %q is out of range 1..65535", port)
+	}
+	return nil
+}
+
+// validateGCURL checks that u is an absolute http or https URL with a host
+// and nothing a POST would not send (user information, a fragment).
+func validateGCURL(u string) error {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return fmt.Errorf("broker gc url: %q is not a URL such as http://127.0.0.1:8080/debug/free-memory: %w", u, err)
+	}
+	switch {
+	case parsed.Scheme != "http" && parsed.Scheme != "https":
+		return fmt.Errorf("broker gc url: %q must start with http:// or https://, for example http://127.0.0.1:8080/debug/free-memory", u)
+	case parsed.Host == "":
+		return fmt.Errorf("broker gc url: %q has no host", u)
+	case parsed.User != nil:
+		return fmt.Errorf("broker gc url: %q must not contain user information", u)
+	case parsed.Fragment != "":
+		return fmt.Errorf("broker gc url: %q must not contain a fragment", u)
+	}
+	return nil
+}
+
+// validateTLS checks the TLS fields: the others need TLS, and
+// InsecureSkipVerify excludes CAFile.
+func (c *Config) validateTLS() error {
+	if !c.TLS {
+		switch {
+		case c.CAFile != "":
+			return errors.New("tls: a CA file (--cafile) needs TLS (--tls)")
+		case c.ServerName != "":
+			return errors.New("tls: a server name (--server-name) needs TLS (--tls)")
+		case c.InsecureSkipVerify:
+			return errors.New("tls: skipping verification (--insecure) needs TLS (--tls)")
+		}
+		return nil
+	}
+	if c.InsecureSkipVerify && c.CAFile != "" {
+		return errors.New("tls: a CA file (--cafile) and skipping verification (--insecure) exclude each other: the CA file would not be used")
+	}
+	if strings.ContainsAny(c.ServerName, " /\x00") {
+		return fmt.Errorf("tls: server name %q is not a host name", c.ServerName)
 	}
 	return nil
 }

@@ -103,3 +103,44 @@ func TestTopology_Sources(t *testing.T) {
 		})
 	}
 }
+
+func TestConfig_ValidateTLSAndBrokerGC(t *testing.T) {
+	idle := func(c *Config) { c.Scenario, c.BrokerPID = ScenarioIdle, 1 }
+	tests := []struct {
+		name    string
+		change  func(*Config)
+		wantErr string // "" for valid
+	}{
+		{"tls-system-roots", func(c *Config) { c.TLS = true }, ""},
+		{"tls-cafile", func(c *Config) { c.TLS, c.CAFile = true, "ca.pem" }, ""},
+		{"tls-server-name", func(c *Config) { c.TLS, c.ServerName = true, "broker.example" }, ""},
+		{"tls-insecure", func(c *Config) { c.TLS, c.InsecureSkipVerify = true, true }, ""},
+		{"cafile-without-tls", func(c *Config) { c.CAFile = "ca.pem" }, "tls: a CA file (--cafile) needs TLS"},
+		{"server-name-without-tls", func(c *Config) { c.ServerName = "b" }, "tls: a server name"},
+		{"insecure-without-tls", func(c *Config) { c.InsecureSkipVerify = true }, "tls: skipping verification"},
+		{"insecure-with-cafile", func(c *Config) { c.TLS, c.InsecureSkipVerify, c.CAFile = true, true, "ca.pem" }, "tls: a CA file (--cafile) and skipping"},
+		{"server-name-with-slash", func(c *Config) { c.TLS, c.ServerName = true, "a/b" }, "tls: server name"},
+		{"gc-url-idle", func(c *Config) { idle(c); c.BrokerGCURL = "http://127.0.0.1:8080/debug/free-memory" }, ""},
+		{"gc-url-https", func(c *Config) { idle(c); c.BrokerGCURL = "https://[::1]:8443/debug/free-memory" }, ""},
+		{"gc-url-pairs", func(c *Config) { c.BrokerPID, c.BrokerGCURL = 1, "http://127.0.0.1:8080/x" }, "broker gc url: only the idle scenario"},
+		{"gc-url-without-pid", func(c *Config) { c.Scenario, c.BrokerGCURL = ScenarioIdle, "http://127.0.0.1:8080/x" }, "broker gc url: a forced collection"},
+		{"gc-url-scheme", func(c *Config) { idle(c); c.BrokerGCURL = "ftp://127.0.0.1/x" }, "broker gc url:"},
+		{"gc-url-relative", func(c *Config) { idle(c); c.BrokerGCURL = "/debug/free-memory" }, "broker gc url:"},
+		{"gc-url-no-host", func(c *Config) { idle(c); c.BrokerGCURL = "http:///x" }, "broker gc url:"},
+		{"gc-url-user", func(c *Config) { idle(c); c.BrokerGCURL = "http://u:p@127.0.0.1/x" }, "broker gc url:"},
+		{"gc-url-invalid", func(c *Config) { idle(c); c.BrokerGCURL = "http://127.0.0.1:x:y/%zz" }, "broker gc url:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			tt.change(&cfg)
+			err := cfg.Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Validate: %v, expected a valid configuration", err)
+			case tt.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.wantErr)):
+				t.Errorf("Validate: %v, expected an error starting with %q", err, tt.wantErr)
+			}
+		})
+	}
+}

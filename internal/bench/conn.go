@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -61,10 +62,16 @@ type dialOptions struct {
 	// smallBuffers replaces the 64 KiB read and write buffers with
 	// smallBufferSize ones, for connections that carry almost nothing.
 	smallBuffers bool
+
+	// tls, when not nil, makes the connection TLS with these settings, whose
+	// ServerName is set; tlsRun records the first session's details.
+	tls    *tls.Config
+	tlsRun *clientTLS
 }
 
-// dial opens a TCP connection to o.addr and completes the MQTT handshake.
-// A CONNACK with a failure code is returned as an error naming the code.
+// dial opens a TCP connection to o.addr, completes the TLS handshake when
+// o.tls is set, and then the MQTT handshake. A CONNACK with a failure code
+// is returned as an error naming the code.
 func dial(ctx context.Context, o dialOptions, clientID string, cleanStart bool, sessionExpiry uint32) (*conn, connack, error) {
 	d := net.Dialer{Timeout: o.connectTimeout}
 	if o.localAddr != nil {
@@ -73,6 +80,11 @@ func dial(ctx context.Context, o dialOptions, clientID string, cleanStart bool, 
 	nc, err := d.DialContext(ctx, "tcp", o.addr)
 	if err != nil {
 		return nil, connack{}, fmt.Errorf("connect %s to %s: %w", clientID, o.addr, err)
+	}
+	if o.tls != nil {
+		if nc, err = tlsHandshake(ctx, nc, o); err != nil {
+			return nil, connack{}, fmt.Errorf("connect %s to %s: %w", clientID, o.addr, err)
+		}
 	}
 
 	c := &conn{
@@ -97,6 +109,20 @@ func dial(ctx context.Context, o dialOptions, clientID string, cleanStart bool, 
 		return nil, ca, fmt.Errorf("connect %s to %s: %w", clientID, o.addr, err)
 	}
 	return c, ca, nil
+}
+
+// tlsHandshake runs the client side of a TLS handshake on nc within
+// o.connectTimeout. It closes nc when the handshake fails.
+func tlsHandshake(ctx context.Context, nc net.Conn, o dialOptions) (net.Conn, error) {
+	tc := tls.Client(nc, o.tls)
+	hctx, cancel := context.WithTimeout(ctx, o.connectTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	o.tlsRun.record(tc, o.tls.ServerName)
+	return tc, nil
 }
 
 func (c *conn) handshake(clientID string, cleanStart bool, sessionExpiry uint32, o dialOptions) (connack, error) {

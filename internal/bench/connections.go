@@ -55,11 +55,17 @@ type ConnectionStats struct {
 	// before the first connection, divided by Opened (idle, with a broker
 	// PID only).
 	RSSPerConnBytes float64 `json:"rss_per_connection_bytes,omitempty"`
+
+	// BrokerGC reports that the broker collected its garbage and returned
+	// free memory to the operating system, through Config.BrokerGCURL, right
+	// before both memory samples of RSSPerConnBytes (idle only).
+	BrokerGC bool `json:"broker_gc,omitempty"`
 }
 
 // connRun is the state of one storm or idle run.
 type connRun struct {
 	cfg    Config
+	tls    *clientTLS // nil without TLS
 	opts   dialOptions
 	source func(i int) *net.TCPAddr
 	conns  []*conn // index i is connection i, nil until it opened
@@ -72,9 +78,10 @@ type connRun struct {
 	}
 }
 
-func newConnRun(cfg Config) *connRun {
+func newConnRun(cfg Config, ct *clientTLS) *connRun {
 	cr := &connRun{
 		cfg: cfg,
+		tls: ct,
 		opts: dialOptions{
 			addr:           cfg.Addr,
 			version:        cfg.Version,
@@ -83,6 +90,8 @@ func newConnRun(cfg Config) *connRun {
 			username:       cfg.Username,
 			password:       cfg.Password,
 			smallBuffers:   true,
+			tls:            ct.forAddr(cfg.Addr),
+			tlsRun:         ct,
 		},
 		conns: make([]*conn, cfg.Clients),
 	}
@@ -94,8 +103,8 @@ func newConnRun(cfg Config) *connRun {
 // runStorm opens cfg.Clients connections, at most cfg.ConnectParallelism
 // handshakes at a time, until all are open or cfg.Duration passes, then
 // closes them. A failed attempt is counted and the storm goes on.
-func runStorm(ctx context.Context, cfg Config) *Result {
-	cr := newConnRun(cfg)
+func runStorm(ctx context.Context, cfg Config, ct *clientTLS) *Result {
+	cr := newConnRun(cfg, ct)
 	res := cr.newResult()
 	cr.raiseFileLimit()
 
@@ -120,11 +129,12 @@ func runStorm(ctx context.Context, cfg Config) *Result {
 // maximum connections). It then holds the connections open for cfg.Hold,
 // sending only the PINGREQs keep alive needs, checks which are still alive,
 // and closes them.
-func runIdle(ctx context.Context, cfg Config) *Result {
-	cr := newConnRun(cfg)
+func runIdle(ctx context.Context, cfg Config, ct *clientTLS) *Result {
+	cr := newConnRun(cfg, ct)
 	res := cr.newResult()
 	cr.raiseFileLimit()
 
+	gcBefore := cr.brokerGC(ctx, "before the first connection")
 	before, brokerErr := cr.sampleBroker()
 	toolBefore := selfCPU()
 
@@ -140,6 +150,8 @@ func runIdle(ctx context.Context, cfg Config) *Result {
 		res.StoppedBy = "interrupted"
 	}
 
+	gcAfter := cr.brokerGC(ctx, "after the hold")
+	cr.stats.BrokerGC = gcBefore && gcAfter
 	after, afterErr := cr.sampleBroker()
 	res.ToolCPU = (selfCPU() - toolBefore).Seconds()
 	if ctx.Err() == nil {
@@ -177,7 +189,22 @@ func (cr *connRun) finish(res *Result, before, after procSample, brokerErr error
 			res.Broker = brokerUsage(cr.cfg.BrokerPID, before, after, 0)
 		}
 	}
+	res.TLS = cr.tls.info()
 	res.Errors = cr.errorList()
+}
+
+// brokerGC asks the broker to free memory through cfg.BrokerGCURL, when it
+// is set, and reports whether it did. A failure is recorded as an error of
+// the run, whose memory figure then includes uncollected garbage.
+func (cr *connRun) brokerGC(ctx context.Context, when string) bool {
+	if cr.cfg.BrokerGCURL == "" || ctx.Err() != nil {
+		return false
+	}
+	if err := postBrokerGC(ctx, cr.cfg.BrokerGCURL); err != nil {
+		cr.recordError(fmt.Errorf("broker garbage collection %s: %w", when, err))
+		return false
+	}
+	return true
 }
 
 func (cr *connRun) sampleBroker() (procSample, error) {
@@ -428,6 +455,7 @@ func (cr *connRun) errorList() []string {
 func (r *Result) writeConnectionsText(row func(name, format string, args ...any)) {
 	s := r.Connections
 	row("scenario", "%s: %d connections requested, MQTT %s", r.Scenario, s.Requested, r.Protocol)
+	r.writeTLSText(row)
 	row("opened", "%d in %.2f s (%.0f connections/s), stopped by %s", s.Opened, s.OpenSecs, s.AcceptRate, r.StoppedBy)
 	row("failed", "%d", s.Failed)
 	row("sources", "%d local addresses, open file limit %d", s.SourceAddrs, s.FileLimit)
@@ -440,7 +468,11 @@ func (r *Result) writeConnectionsText(row func(name, format string, args ...any)
 		row("broker cpu", "%.2f s, pid %d", b.CPUSeconds, b.PID)
 		row("broker rss", "%s before, %s after", formatBytes(b.RSSBeforeBytes), formatBytes(b.RSSAfterBytes))
 		if r.Scenario == ScenarioIdle {
-			row("rss per connection", "%.1f KiB", s.RSSPerConnBytes/1024)
+			gc := "without a forced garbage collection"
+			if s.BrokerGC {
+				gc = "each sample after a forced garbage collection"
+			}
+			row("rss per connection", "%.2f KiB, %s", s.RSSPerConnBytes/1024, gc)
 		}
 	}
 	row("tool cpu", "%.2f s", r.ToolCPU)

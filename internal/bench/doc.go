@@ -5,7 +5,8 @@
 // second broker (Config.SubAddr) for cross-node runs. Two scenarios publish nothing: storm opens many
 // connections at once and measures accepted connections per second, and
 // idle holds many connections open and measures the broker's resident
-// memory per connection (connections.go).
+// memory per connection (connections.go), optionally after asking the
+// broker to collect its garbage (Config.BrokerGCURL, brokergc.go).
 //
 // It owns the clients of a run, a minimal MQTT client codec (wire.go), the
 // payload stamp (payload.go), the statistics (histogram.go, sequence.go) and
@@ -46,7 +47,9 @@
 //     includes the tool's own CPU time.
 //   - No reconnects: a client whose connection fails ends the publishing
 //     phase, and the result lists the error.
-//   - No TLS, WebSocket, retained messages or topic aliases.
+//   - No WebSocket, retained messages or topic aliases. TLS (Config.TLS)
+//     applies to every connection of a run; each is a full handshake, since
+//     the clients keep no session cache.
 //   - In the shared scenario loss and duplicates across members are
 //     counted for the group as a whole, so one lost message and another
 //     that reached two members cancel out.

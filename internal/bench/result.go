@@ -50,6 +50,9 @@ type Result struct {
 
 	Latency LatencySummary `json:"latency_us"`
 
+	// TLS describes the first TLS session of the run; nil without TLS.
+	TLS *TLSInfo `json:"tls,omitempty"`
+
 	// Connections is the outcome of the storm and idle scenarios, which
 	// publish nothing: their message counts stay 0.
 	Connections *ConnectionStats `json:"connections,omitempty"`
@@ -115,6 +118,7 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 	row("scenario", "%s: %d publishers, %d subscribers, MQTT %s, QoS %d, %d-byte payloads",
 		r.Scenario, r.Publishers, r.Subscribers, r.Protocol, r.QoS, r.PayloadBytes)
+	r.writeTLSText(row)
 	row("load", "%s, %d in flight per publisher, %s subscriber sessions", mode, r.Inflight, session)
 	row("publishing", "%.2f s, stopped by %s; drain %.2f s", r.PublishSecs, r.StoppedBy, r.DrainSecs)
 	if r.TargetRate > 0 {
@@ -149,6 +153,23 @@ func (r *Result) WriteText(w io.Writer) error {
 		row("error", "%s", e)
 	}
 	return tw.Flush()
+}
+
+// writeTLSText writes the TLS row of a run over TLS.
+func (r *Result) writeTLSText(row func(name, format string, args ...any)) {
+	t := r.TLS
+	if t == nil {
+		return
+	}
+	check := "certificate verified for " + t.ServerName
+	if !t.Verified {
+		check = "certificate NOT verified (--insecure)"
+	}
+	group := ""
+	if t.Group != "" {
+		group = ", " + t.Group
+	}
+	row("tls", "%s, %s%s, %s", t.Version, t.CipherSuite, group, check)
 }
 
 func formatMicros(us float64) string {

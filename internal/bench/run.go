@@ -39,14 +39,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bench: invalid configuration: %w", err)
 	}
+	ct, err := newClientTLS(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("bench: invalid configuration: %w", err)
+	}
 	switch cfg.Scenario {
 	case ScenarioStorm:
-		return runStorm(ctx, cfg), nil
+		return runStorm(ctx, cfg, ct), nil
 	case ScenarioIdle:
-		return runIdle(ctx, cfg), nil
+		return runIdle(ctx, cfg, ct), nil
 	}
 	r := &run{
 		cfg:    cfg,
+		tls:    ct,
 		topo:   cfg.topology(),
 		runTag: rand.Uint32(),
 		epoch:  time.Now(),
@@ -61,6 +66,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 // run is the state of one Run call.
 type run struct {
 	cfg    Config
+	tls    *clientTLS // nil without TLS
 	topo   topology
 	runTag uint32
 	epoch  time.Time
@@ -97,11 +103,14 @@ func (r *run) connect(ctx context.Context) error {
 		username:       cfg.Username,
 		password:       cfg.Password,
 		readBuffer:     cfg.PayloadSize + len(cfg.TopicPrefix) + 64,
+		tls:            r.tls.forAddr(cfg.Addr),
+		tlsRun:         r.tls,
 	}
 
 	subOpts := opts
 	if cfg.SubAddr != "" {
 		subOpts.addr = cfg.SubAddr
+		subOpts.tls = r.tls.forAddr(cfg.SubAddr)
 	}
 	r.subs = make([]*subscriber, r.topo.subscribers)
 	err := forEachParallel(ctx, len(r.subs), func(j int) error {
@@ -226,6 +235,7 @@ func (r *run) execute(ctx context.Context) *Result {
 	r.readers.Wait()
 
 	res := r.result(stoppedBy, phase, toolCPU)
+	res.TLS = r.tls.info()
 	if r.cfg.BrokerPID != 0 {
 		if brokerErr != nil {
 			r.recordError(fmt.Errorf("broker usage: %w", brokerErr))
