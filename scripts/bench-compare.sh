@@ -19,13 +19,13 @@
 # stops with an error when the limit stays below what the largest cell needs.
 #
 # The brokers it started are stopped on exit, also on error or Ctrl-C. It
-# prints its expected duration at the start and the real one at the end:
-# about 14 minutes with the defaults (17 cells, 3 runs per broker, runs of
-# 6 s of publishing or of up to 50,000 connections, the build, and up to 2
-# minutes of waiting for room in the kernel's connection tracking table
-# between idle runs). QUICK=1 is a smoke check of every cell in about 1.5
-# minutes; its numbers are not measurements, and it writes to a temporary
-# file unless OUT is set.
+# prints its expected duration at the start and the real one at the end.
+# With the defaults that is about 14 minutes: 17 cells, 3 runs per broker,
+# runs of 6 s of publishing or of up to 50,000 connections, the build, and
+# up to 2 minutes of waiting for room in the kernel's connection tracking
+# table between idle runs. QUICK=1 is a smoke check of every cell in about
+# 1.5 minutes. Its numbers are not measurements, and it writes to a
+# temporary file unless OUT is set.
 #
 # Environment (defaults in brackets; QUICK=1 defaults after the slash):
 #   QUICK [0]            1 for a smoke check with the quick defaults below
@@ -40,8 +40,8 @@
 #   IDLE [50000/5000]    connections of the idle plain-TCP cell
 #   IDLE_TLS [5000/1000]  connections of the idle TLS cell
 #   HOLD [5s/2s]         how long the idle connections stay open
-#   NOFILE [200000]      open file limit to set; it must exceed the largest
-#                        of IDLE, IDLE_TLS and STORM by 1,000
+#   NOFILE [200000]      open file limit to set, which must exceed the
+#                        largest of IDLE, IDLE_TLS and STORM by 1,000
 #   STARLING_PORT [18883], MOSQUITTO_PORT [18884]   loopback ports; the
 #       relaxed Starling and the persistent Mosquitto use the next two
 #       (STARLING_PORT+2 and MOSQUITTO_PORT+2)
@@ -117,7 +117,7 @@ seconds() {
 DURATION_S=$(seconds "$DURATION")
 HOLD_S=$(seconds "$HOLD")
 
-# Open files: each broker holds one descriptor per connection, and so does
+# Open files: each broker uses one descriptor per connection, and so does
 # the load tool, so the idle cell needs more than IDLE of them in each
 # process. Most systems start with a soft limit of 1,024, which would cap
 # Mosquitto (the Go programs raise their own soft limit to the hard one).
@@ -222,14 +222,14 @@ for entry in "${CELLS[@]}"; do
 	CELL_B[$cell]=$b
 done
 
-# The expected duration, from measured costs on a 2-core machine: a message
-# run takes DURATION plus about 0.5 s to connect, drain and disconnect; an
-# idle run about 2 s to restart its broker and to check and close its
-# connections, HOLD, and the time to open them (about 10,000 per second in
-# plain TCP, 1,000 per second over TLS, where the handshakes take the two
-# cores); a storm run under a second. Add the build, and up to 2 minutes of
-# waiting for the connection tracking table when the idle runs would
-# overfill it.
+# The expected duration is an estimate from costs measured on a 2-core
+# machine. A message run takes DURATION plus about 0.5 s to connect, drain
+# and disconnect. An idle run takes HOLD, about 2 s to restart its broker
+# and to check and close its connections, and the time to open them: about
+# 10,000 per second in plain TCP and 1,000 per second over TLS, where the
+# handshakes take both cores. A storm run takes under a second. Add the
+# build, and 2 minutes of waiting for the connection tracking table when
+# the idle runs would overfill it.
 MESSAGE_CELLS=0
 for entry in "${CELLS[@]}"; do
 	case $entry in *"--scenario storm"* | *"--scenario idle"*) ;; *) MESSAGE_CELLS=$((MESSAGE_CELLS + 1)) ;; esac
@@ -252,9 +252,10 @@ SCRIPT_START=$SECONDS
 
 TMP=$(mktemp -d)
 # PIDS maps a broker name (starling, relaxed, mosquitto, persist,
-# starling-tls, mosquitto-tls) to the PID of the process started here, PORTS
-# to the ports it must listen on (the first is its MQTT port), CMDS to its
-# command and GC_URLS to its POST /debug/free-memory URL (Starlings only).
+# starling-tls, mosquitto-tls) to the PID of the process started here. PORTS
+# maps it to the ports it must listen on, its MQTT port first. CMDS maps it
+# to its command, and GC_URLS to its POST /debug/free-memory URL (Starlings
+# only).
 declare -A PIDS=() PORTS=() CMDS=() GC_URLS=()
 
 # stop_broker sends SIGTERM to one broker started here, waits up to 10 s

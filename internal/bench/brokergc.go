@@ -13,11 +13,11 @@ import (
 // brokerGCTimeout bounds one POST to Config.BrokerGCURL.
 const brokerGCTimeout = 30 * time.Second
 
-// postBrokerGC asks the broker at url to collect its garbage and return free
-// memory to the operating system, with a POST of an empty body. It sends
-// that one request and nothing else: it follows no redirect and uses no
-// proxy. A reply other than 2xx is an error that quotes the start of the
-// reply's body.
+// postBrokerGC sends a POST with an empty body to url, which makes the broker
+// collect its garbage and return free memory to the operating system. It
+// sends that one request only, because it follows no redirect and uses no
+// proxy. A reply other than 2xx is an error that quotes the first line of
+// the reply's body.
 func postBrokerGC(ctx context.Context, url string) error {
 	client := &http.Client{
 		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},

@@ -53,9 +53,18 @@ func TestPostBrokerGC(t *testing.T) {
 func TestPostBrokerGC_Failures(t *testing.T) {
 	failing := httptest.NewServer(&gcRecorder{status: http.StatusNotFound})
 	defer failing.Close()
-	if err := postBrokerGC(context.Background(), failing.URL+"/debug/free-memory"); err == nil ||
-		!strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "reply body") || strings.Contains(err.Error(), "second line") {
-		t.Errorf("error %v, expected the status and the first line of the body", err)
+	err := postBrokerGC(context.Background(), failing.URL+"/debug/free-memory")
+	if err == nil {
+		t.Fatal("POST answered with 404 succeeded")
+	}
+	if !strings.Contains(err.Error(), "404") {
+		t.Errorf("error %q does not contain the status", err)
+	}
+	if !strings.Contains(err.Error(), "reply body") {
+		t.Errorf("error %q does not quote the first line of the body", err)
+	}
+	if strings.Contains(err.Error(), "second line") {
+		t.Errorf("error %q quotes more than the first line of the body", err)
 	}
 
 	// A redirect is not followed: the tool talks to the URL given only.
@@ -121,11 +130,20 @@ func TestRun_IdleWithFailingBrokerGC(t *testing.T) {
 	if res.Connections.BrokerGC {
 		t.Error("result reports a forced collection that failed")
 	}
-	if len(res.Errors) != 2 || !strings.Contains(res.Errors[0], "garbage collection before the first connection") ||
-		!strings.Contains(res.Errors[1], "500") {
-		t.Errorf("errors %q, expected the two failed POSTs", res.Errors)
+	if len(res.Errors) != 2 {
+		t.Fatalf("errors %q, expected the two failed POSTs", res.Errors)
 	}
-	if res.Connections.Opened != 5 || res.Broker == nil {
-		t.Errorf("opened %d, broker %+v: a failed collection should not stop the run", res.Connections.Opened, res.Broker)
+	if !strings.Contains(res.Errors[0], "garbage collection before the first connection") {
+		t.Errorf("first error %q does not name the collection before the first connection", res.Errors[0])
+	}
+	if !strings.Contains(res.Errors[1], "after the hold") || !strings.Contains(res.Errors[1], "500") {
+		t.Errorf("second error %q does not name the collection after the hold and its status", res.Errors[1])
+	}
+	// A failed collection does not stop the run or its memory samples.
+	if res.Connections.Opened != 5 {
+		t.Errorf("opened %d connections, expected 5", res.Connections.Opened)
+	}
+	if res.Broker == nil {
+		t.Error("no broker usage")
 	}
 }

@@ -160,10 +160,10 @@ type Config struct {
 	// BrokerGCURL, when not empty, is an HTTP endpoint of the broker that
 	// forces a garbage collection and returns free memory to the operating
 	// system, such as Starling's POST /debug/free-memory (served with
-	// --pprof). The idle scenario POSTs an empty body to it, and to nothing
-	// else (no redirects, no proxy), right before each of its two RSS
-	// samples, so that both count live memory rather than garbage the
-	// broker's collector has not yet returned. It needs BrokerPID.
+	// --pprof). The idle scenario POSTs an empty body to it right before
+	// each of its two RSS samples, so that both count live memory rather
+	// than garbage the broker has not yet returned. The request follows no
+	// redirect and uses no proxy. It needs BrokerPID.
 	BrokerGCURL string
 
 	// TLS makes every client connect over TLS (1.2 or later). The server's

@@ -64,7 +64,7 @@ type dialOptions struct {
 	smallBuffers bool
 
 	// tls, when not nil, makes the connection TLS with these settings, whose
-	// ServerName is set; tlsRun records the first session's details.
+	// ServerName is set. tlsRun records the first session's details.
 	tls    *tls.Config
 	tlsRun *clientTLS
 }

@@ -193,8 +193,8 @@ func (cr *connRun) finish(res *Result, before, after procSample, brokerErr error
 	res.Errors = cr.errorList()
 }
 
-// brokerGC asks the broker to free memory through cfg.BrokerGCURL, when it
-// is set, and reports whether it did. A failure is recorded as an error of
+// brokerGC makes the broker free memory through cfg.BrokerGCURL, when it
+// is set, and reports whether the request succeeded. A failure is recorded as an error of
 // the run, whose memory figure then includes uncollected garbage.
 func (cr *connRun) brokerGC(ctx context.Context, when string) bool {
 	if cr.cfg.BrokerGCURL == "" || ctx.Err() != nil {

@@ -11,7 +11,7 @@ import (
 
 // TLSInfo describes the TLS session of the first connection of a run that
 // completed its handshake. Every connection of a run uses the same settings,
-// so it stands for all of them.
+// so it describes all of them.
 type TLSInfo struct {
 	Version     string `json:"version"`      // "TLS 1.3"
 	CipherSuite string `json:"cipher_suite"` // "TLS_AES_128_GCM_SHA256"
@@ -46,7 +46,7 @@ func newClientTLS(cfg Config) (*clientTLS, error) {
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls: CA file %s holds no PEM certificate", cfg.CAFile)
+			return nil, fmt.Errorf("tls: CA file %s contains no PEM certificate", cfg.CAFile)
 		}
 		base.RootCAs = pool
 	}
