@@ -568,7 +568,7 @@ if [ -f "$OUT" ] && grep -qF "$MARKER" "$OUT"; then
 	NOTES=$(awk -v marker="$MARKER" 'found || $0 == marker { found = 1; print }' "$OUT")
 fi
 
-COMMIT=$(git rev-parse --short HEAD)
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo "unknown (not a git checkout)")
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
 	COMMIT="$COMMIT (with uncommitted changes)"
 fi
