@@ -13,6 +13,13 @@ import (
 // every delivery that waits, across all sessions, so a busy node pays one
 // fsync for many messages and no publisher waits for it.
 //
+// It handles only deliveries taken from a session's queue. A message that
+// finds the window open gets its inflight entry in its publisher's batch
+// instead (reserveInflight). QoS 1 entries are synced too. At-least-once
+// would hold without the sync, because the queue entry stays until the
+// inflight entry replaces it. But the resend after a crash would then carry
+// a new packet id and no DUP, against [MQTT-4.4.0-1].
+//
 // Its goroutine runs only while work waits; Shutdown waits for it through wg.
 type persister struct {
 	srv *Server
@@ -102,8 +109,8 @@ func (ss *session) sendPersisted(d *delivery, now time.Time, fs *flushSet) {
 }
 
 // sendPersistedLocked sends d unless the session has ended, d has left the
-// inflight table (exported or acknowledged) or no client is connected; a
-// reconnecting client gets it from resendInflightLocked.
+// inflight table (exported or acknowledged) or no client is connected. A
+// client that connects later gets it from resendInflightLocked.
 func (ss *session) sendPersistedLocked(d *delivery, now time.Time) {
 	d.persisting = false
 	if ss.mu.ended || ss.mu.inflight[d.pid] != d || ss.mu.conn == nil {

@@ -500,8 +500,12 @@ func (s *Server) stageDeliveryReserving(msg *message, b *storage.Batch, t target
 	}
 	t.d.seq = s.store.NextID()
 	t.d.stored = true
-	if queuedTo != nil && t.d.shareKey == "" {
-		if _, queued := (*queuedTo)[t.sess]; !queued && t.sess.reserveInflight(t.d) {
+	if queuedTo != nil {
+		// NOTE: shared deliveries take the queue, as before, because
+		// reserving them was not checked against the redelivery rules of
+		// shared.go. They still mark the session, to keep the order.
+		_, queued := (*queuedTo)[t.sess]
+		if !queued && t.d.shareKey == "" && t.sess.reserveInflight(t.d) {
 			b.PutInflight(t.sess.id, &storage.InflightEntry{
 				PacketID:  t.d.pid,
 				Seq:       t.d.seq,
