@@ -7,18 +7,18 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 PKGS      := ./...
 FUZZTIME  ?= 10s
 
-.PHONY: help build run test test-unit test-e2e bench lint fuzz clean
+.PHONY: help build run test test-unit test-e2e bench bench-micro lint fuzz clean
 
 help:
 	@echo "make build   build $(BIN) (static, CGO_ENABLED=0)"
 	@echo "make run     run one node: MQTT on 127.0.0.1:1883, data in ./data"
 	@echo "make test    run every test with the race detector (e2e included)"
-	@echo "make bench   run the Go benchmarks with allocation counts"
+	@echo "make bench   compare Starling with Mosquitto on this machine (about 14 minutes), write docs/benchmarks.md"
+	@echo "make bench-micro  run the hot-path Go benchmarks with allocation counts; BASE=rev compares with benchstat"
 	@echo "make lint    gofmt, go vet and go mod verify"
 	@echo "make fuzz    run each fuzz target for FUZZTIME (default $(FUZZTIME))"
 	@echo "make conformance  run the MQTT conformance suite and print its coverage"
-	@echo "make bench-compare  compare Starling with Mosquitto (about 14 minutes), write docs/benchmarks.md"
-	@echo "make bench-quick    smoke-check every cell of bench-compare (about 2 minutes, writes a temporary file)"
+	@echo "make bench-quick    smoke-check every cell of make bench (about 2 minutes, writes a temporary file)"
 	@echo "make image   build the starling:dev container image"
 	@echo "make helm-lint    lint the Helm chart"
 	@echo "make deploy-test  test the image, Compose project and chart"
@@ -38,7 +38,16 @@ test-unit:
 test-e2e:
 	$(GO) test -race -count=1 -timeout 15m ./test/e2e/...
 
+# bench is the side-by-side comparison with Mosquitto (scripts/bench-compare.sh).
 bench:
+	scripts/bench-compare.sh
+
+# bench-micro runs the hot-path micro-benchmarks; BASE=rev also runs them at
+# rev and prints benchstat's comparison. bench-all runs every Go benchmark.
+bench-micro:
+	scripts/bench-micro.sh $(BASE)
+
+bench-all:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 lint:
@@ -111,9 +120,8 @@ proto:
 		--go-grpc_out=. --go-grpc_opt=module=github.com/starling-mqtt/starling \
 		$$(find proto -name '*.proto' | sort)
 
-.PHONY: bench-compare bench-quick
-bench-compare:
-	scripts/bench-compare.sh
+.PHONY: bench-compare bench-quick bench-all
+bench-compare: bench
 
 bench-quick:
 	QUICK=1 scripts/bench-compare.sh
