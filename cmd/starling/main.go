@@ -80,7 +80,7 @@ func serve(args []string) int {
 	fs.StringVar(&st.logLevel, "log-level", "", "debug, info, warn or error (env STARLING_LOG_LEVEL; default info)")
 	fs.StringVar(&st.logFormat, "log-format", "", "text or json (env STARLING_LOG_FORMAT; default text)")
 	httpAddr := fs.String("http", "", "address of the /metrics, /healthz and /readyz endpoints, e.g. 127.0.0.1:8080 (env STARLING_HTTP; default off)")
-	enablePprof := fs.Bool("pprof", false, "serve /debug/pprof/ on the --http address (loopback only)")
+	enablePprof := fs.Bool("pprof", false, "serve /debug/pprof/ and POST /debug/free-memory on the --http address (loopback only)")
 	httpTLS := httpTLSFiles{}
 	fs.StringVar(&httpTLS.cert, "http-tls-cert", "", "certificate of the --http endpoint, which then serves HTTPS (env STARLING_HTTP_TLS_CERT)")
 	fs.StringVar(&httpTLS.key, "http-tls-key", "", "key of --http-tls-cert (env STARLING_HTTP_TLS_KEY)")
