@@ -96,8 +96,10 @@ func measureIdleConns(b *testing.B, srv *Server, dial func() (hangUp func())) {
 			}
 			f.Close()
 		}
-		b.ReportMetric(float64(after.heap-before.heap)/idleConns, "heap-B/conn")
-		b.ReportMetric(float64(after.stack-before.stack)/idleConns, "stack-B/conn")
+		// Converted before subtracting: the stack can shrink while the
+		// connections are held.
+		b.ReportMetric((float64(after.heap)-float64(before.heap))/idleConns, "heap-B/conn")
+		b.ReportMetric((float64(after.stack)-float64(before.stack))/idleConns, "stack-B/conn")
 		b.ReportMetric(float64(after.goroutines-before.goroutines)/idleConns, "goroutines/conn")
 		b.ReportMetric(float64(after.allocated-before.allocated)/idleConns, "alloc-B/conn")
 		b.ReportMetric(float64(after.mallocs-before.mallocs)/idleConns, "allocs/conn")
