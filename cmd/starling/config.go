@@ -30,6 +30,7 @@ type fileConfig struct {
 	Limits      fileLimits     `yaml:"limits"`
 	Features    fileFeatures   `yaml:"features"`
 	SysInterval duration       `yaml:"sys_interval"`
+	GCHeapFloor int64          `yaml:"gc_heap_floor"`
 	Auth        fileAuth       `yaml:"auth"`
 	Cluster     fileCluster    `yaml:"cluster"`
 }
@@ -388,4 +389,23 @@ func (a fileAuth) seed() (node.AuthSeed, error) {
 		seed.Users = append(seed.Users, user)
 	}
 	return seed, nil
+}
+
+// defaultGCHeapFloor is the heap size below which the garbage collector does
+// not start a cycle (gctune.Floor). 32 MiB cut the broker CPU per message by
+// a quarter to a third in the saturating benchmarks, and the resident memory
+// after such a run grew from about 37 to about 75 MiB. 64 MiB saved no more
+// CPU there.
+const defaultGCHeapFloor = 32 << 20
+
+// gcHeapFloor returns the heap floor in bytes for the gc_heap_floor key: 0
+// means the default, and a negative value turns the floor off.
+func gcHeapFloor(v int64) uint64 {
+	switch {
+	case v == 0:
+		return defaultGCHeapFloor
+	case v < 0:
+		return 0
+	}
+	return uint64(v)
 }

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/starling-mqtt/starling/internal/gctune"
 	"github.com/starling-mqtt/starling/node"
 )
 
@@ -135,6 +136,9 @@ func serve(args []string) int {
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sig)
 
+	heapFloor := gcHeapFloor(fc.GCHeapFloor)
+	defer gctune.Start(heapFloor).Stop()
+
 	srv, err := node.New(cfg)
 	if err != nil {
 		logger.Error("start failed", "err", err)
@@ -169,7 +173,7 @@ func serve(args []string) int {
 			return 1
 		}
 	}
-	logger.Info("starling started", "version", version, "data_dir", cfg.DataDir)
+	logger.Info("starling started", "version", version, "data_dir", cfg.DataDir, "gc_heap_floor_bytes", heapFloor)
 
 	for {
 		got := <-sig
