@@ -80,7 +80,12 @@ func (s *Server) pickShared(key string, members []router.Entry, publisher, exclu
 		p.sticky.Store(key, e.ClientID)
 		return e
 	default:
-		v, _ := p.counters.LoadOrStore(key, new(atomic.Uint64))
+		// Load first: LoadOrStore would allocate the key and a counter
+		// for every message.
+		v, ok := p.counters.Load(key)
+		if !ok {
+			v, _ = p.counters.LoadOrStore(key, new(atomic.Uint64))
+		}
 		n := v.(*atomic.Uint64).Add(1)
 		return candidates[n%uint64(len(candidates))]
 	}
