@@ -21,8 +21,8 @@ type message struct {
 	qos       byte
 	retain    bool
 	props     *packet.Properties // forwarded publish properties, without topic alias and subscription ids; nil if none
-	expiresAt time.Time         // zero: never
-	publisher string            // client id of the publisher, for No Local
+	expiresAt time.Time          // zero: never
+	publisher string             // client id of the publisher, for No Local
 
 	// Set for a message that another node forwarded: its origin, unique in
 	// the cluster, and the share groups this node is to serve.
