@@ -103,6 +103,7 @@ func (p *persister) commit(items []persistItem) {
 func (ss *session) sendPersisted(d *delivery, now time.Time, fs *flushSet) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	ss.mu.persisterWaiting--
 	ss.mu.flushes = fs
 	ss.sendPersistedLocked(d, now)
 	ss.mu.flushes = nil

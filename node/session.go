@@ -103,6 +103,10 @@ type session struct {
 		ownerUnknown   bool   // restored or moved from a version that did not keep owners
 		droppedWarned  time.Time
 		droppedPending int
+		// persisterWaiting counts deliveries handed to the persister and
+		// not yet sent. While any wait, reserveInflight refuses, so that a
+		// later message cannot overtake them [MQTT-4.6.0-6].
+		persisterWaiting int
 
 		// While a session moves here from another node (takeover.go),
 		// importing holds deliveries back in importBuf, and importKeys
@@ -361,6 +365,7 @@ func (s *session) pumpLocked() {
 		if d.stored {
 			// Sent by the persister once the packet id is on disk.
 			d.persisting = true
+			s.mu.persisterWaiting++
 			s.srv.persister.add(s, d)
 			continue
 		}
@@ -379,7 +384,7 @@ func (s *session) reserveInflight(d *delivery) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.mu.conn
-	if c == nil || s.mu.ended || s.mu.importing || s.mu.frozen ||
+	if c == nil || s.mu.ended || s.mu.importing || s.mu.frozen || s.mu.persisterWaiting > 0 ||
 		s.mu.queue.len() > 0 || s.mu.retainedQ.len() > 0 || len(s.mu.inflight) >= s.mu.sendQuota {
 		return false
 	}
