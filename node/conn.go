@@ -794,10 +794,13 @@ type pendingPublishes struct {
 	needSync bool
 	targets  []target
 	acks     []packet.Packet
-	retained []retainedUpdate
-	forwards forwards              // staged for other nodes; released after the batch commits
-	queuedTo map[*session]struct{} // see routeReserving
-	releases *storage.Batch        // releases after PUBACK and PUBCOMP; see commitReleases
+	// unsettled counts the acks of publishes that are not in the session's
+	// inbound QoS 2 table: each counts once against Receive Maximum.
+	unsettled int
+	retained  []retainedUpdate
+	forwards  forwards              // staged for other nodes; released after the batch commits
+	queuedTo  map[*session]struct{} // see routeReserving
+	releases  *storage.Batch        // releases after PUBACK and PUBCOMP; see commitReleases
 }
 
 type target struct {

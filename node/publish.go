@@ -74,7 +74,9 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 			c.pending.acks = append(c.pending.acks, packet.SuccessAck{Kind: packet.TypePubrec, PacketID: p.PacketID})
 			return nil
 		}
-		if c.version == packet.Version5 && inbound+len(c.pending.acks) >= int(lim.ReceiveMaximum) {
+		// A QoS 2 publish counts from its arrival until its PUBCOMP, through
+		// the inbound table only, and a QoS 1 publish until its PUBACK.
+		if c.version == packet.Version5 && inbound+c.pending.unsettled >= int(lim.ReceiveMaximum) {
 			// [MQTT-3.3.4-7] The client sent more than the Receive Maximum allows.
 			return packet.Errorf(packet.ReasonReceiveMaximumExceeded, "more than %d unacknowledged QoS 1 and 2 publishes", lim.ReceiveMaximum)
 		}
@@ -120,6 +122,7 @@ func (c *conn) handlePublish(p *packet.Publish) error {
 	case 1:
 		c.pending.needSync = true
 		c.pending.acks = append(c.pending.acks, packet.SuccessAck{Kind: packet.TypePuback, PacketID: p.PacketID})
+		c.pending.unsettled++
 	case 2:
 		c.pending.needSync = true
 		sess.mu.Lock()
@@ -148,12 +151,14 @@ func (c *conn) refusePublish(p *packet.Publish, code packet.ReasonCode, why stri
 	if c.version != packet.Version5 {
 		if code == packet.ReasonNotAuthorized {
 			c.pending.acks = append(c.pending.acks, ackFor(p, packet.ReasonSuccess))
+			c.pending.unsettled++
 			return nil
 		}
 		return packet.Errorf(code, "%s", why)
 	}
 	c.srv.stats.publishRefused.Add(1)
 	c.pending.acks = append(c.pending.acks, ackFor(p, code))
+	c.pending.unsettled++
 	return nil
 }
 
@@ -327,6 +332,7 @@ func (c *conn) flushPending() error {
 	clear(pp.retained)
 	clear(pp.queuedTo)
 	pp.targets, pp.acks, pp.retained, pp.needSync = pp.targets[:0], pp.acks[:0], pp.retained[:0], false
+	pp.unsettled = 0
 	return nil
 }
 

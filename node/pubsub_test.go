@@ -305,6 +305,38 @@ func TestPublish_ReceiveMaximumExceeded(t *testing.T) {
 	}
 }
 
+// TestPublish_ReceiveMaximumBurstWithinLimit sends exactly Receive Maximum
+// QoS 1 and 2 publishes in one write. A QoS 2 publish whose PUBREC is still
+// pending counts once, not twice, so every publish is acknowledged.
+func TestPublish_ReceiveMaximumBurstWithinLimit(t *testing.T) {
+	srv := testServer(t, "", func(c *Config) { c.Limits.ReceiveMaximum = 4 })
+	c := dialRaw(t, srv, packet.Version5)
+	c.connect(&packet.Connect{ClientID: "rm-burst", CleanStart: true})
+
+	var burst []byte
+	for pid := uint16(1); pid <= 4; pid++ {
+		qos := byte(2)
+		if pid == 2 {
+			qos = 1
+		}
+		b, err := (&packet.Publish{QoS: qos, PacketID: pid, Topic: "rm", Payload: []byte("x")}).Encode(nil, packet.Version5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		burst = append(burst, b...)
+	}
+	c.sendBytes(burst)
+
+	for range 4 {
+		p := c.read()
+		switch p.(type) {
+		case *packet.Puback, *packet.Pubrec:
+		default:
+			t.Fatalf("got %T %+v, want PUBACK or PUBREC", p, p)
+		}
+	}
+}
+
 func TestConnect_KeepAliveEnforcedAtOneAndAHalf(t *testing.T) {
 	srv := testServer(t, "", nil)
 	c := dialRaw(t, srv, packet.Version5)
