@@ -374,12 +374,13 @@ func (s *session) pumpLocked() {
 }
 
 // reserveInflight gives d a packet id and a slot in the outbound window while
-// a publisher stages it, when the session would send it at once: its client
-// is connected, nothing is queued ahead of it and the window has room. The
-// publisher then writes the inflight entry in its own synced batch, in place
-// of a queue entry, and deliverVia sends d once that batch has committed.
-// This saves the persister's second synced batch per message. It returns
-// false, reserving nothing, when d must take the queue.
+// a publisher stages it, when the session would send it at once. That is
+// when its client is connected, the window has room, and nothing is queued
+// or waiting for the persister ahead of it. The publisher then writes the
+// inflight entry in its own synced batch, in place of a queue entry, and
+// deliverVia sends d once that batch has committed. This saves the
+// persister's second synced batch per message. It returns false, reserving
+// nothing, when d must take the queue.
 func (s *session) reserveInflight(d *delivery) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -20,10 +20,10 @@
 #
 # The brokers it started are stopped on exit, also on error or Ctrl-C. It
 # prints its expected duration at the start and the real one at the end.
-# With the defaults that is about 14 minutes: 17 cells, 3 runs per broker,
-# runs of 6 s of publishing or of up to 50,000 connections, the build, and
-# up to 2 minutes of waiting for room in the kernel's connection tracking
-# table between idle runs. QUICK=1 is a smoke check of every cell in about
+# With the defaults that is about 14 minutes. That covers 17 cells with 3
+# runs per broker, each of 6 s of publishing or of up to 50,000
+# connections, the build, and up to 2 minutes of waiting for room in the
+# kernel's connection tracking table between idle runs. QUICK=1 is a smoke check of every cell in about
 # 1.5 minutes. Its numbers are not measurements, and it writes to a
 # temporary file unless OUT is set.
 #

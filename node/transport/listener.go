@@ -51,7 +51,7 @@ type Listener struct {
 
 	bucket   *tokenBucket // used by the accept goroutine only
 	slots    slots
-	from     connFrom // what every Conn of the listener refers to
+	from     connFrom // listener fields that every Conn of the listener refers to
 	counters counters
 	warn     warnLimiter
 
