@@ -41,12 +41,8 @@ var rawReaderPool = sync.Pool{New: func() any {
 // is not plain TCP (plainTCP): TLS, WebSocket and PROXY protocol streams
 // need their own Read.
 func getRawReader(nc net.Conn) *rawReader {
-	tcp := plainTCP(nc)
-	if tcp == nil {
-		return nil
-	}
-	rc, err := tcp.SyscallConn()
-	if err != nil {
+	rc := plainRawConn(nc)
+	if rc == nil {
 		return nil
 	}
 	r := rawReaderPool.Get().(*rawReader)

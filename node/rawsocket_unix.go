@@ -32,12 +32,8 @@ var rawWriterPool = sync.Pool{New: func() any {
 // connection, or nil for TLS, WebSocket and other connections, whose bytes
 // need framing by their own Write.
 func newRawWriter(nc net.Conn) *rawWriter {
-	tcp := plainTCP(nc)
-	if tcp == nil {
-		return nil
-	}
-	rc, err := tcp.SyscallConn()
-	if err != nil {
+	rc := plainRawConn(nc)
+	if rc == nil {
 		return nil
 	}
 	w := rawWriterPool.Get().(*rawWriter)
@@ -64,6 +60,20 @@ func plainTCP(nc net.Conn) *net.TCPConn {
 	}
 	tcp, _ := nc.(*net.TCPConn)
 	return tcp
+}
+
+// plainRawConn returns the raw socket of a plain TCP connection (plainTCP),
+// or nil.
+func plainRawConn(nc net.Conn) syscall.RawConn {
+	tcp := plainTCP(nc)
+	if tcp == nil {
+		return nil
+	}
+	rc, err := tcp.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }
 
 // write writes as much of b as the socket's send buffer takes without

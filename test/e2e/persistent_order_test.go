@@ -11,8 +11,8 @@ import (
 // connected persistent MQTT 5.0 subscribers. A message then reaches its
 // subscriber either reserved in the publisher's batch or queued and written
 // by the persister, and no message may overtake an earlier one of its
-// publisher [MQTT-4.6.0-6]. Before the fix a run had several hundred
-// messages out of order.
+// publisher [MQTT-4.6.0-6]. When a reserved message could overtake one
+// waiting for the persister, a run had several hundred out of order.
 func TestPersistentQoS1_StreamStaysInOrder(t *testing.T) {
 	if !isStarling() {
 		t.Skip("runs starling bench, which the e2e run against another broker does not build")
